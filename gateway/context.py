@@ -58,7 +58,7 @@ class RequestFacts:
     #: ``"legacy"`` or a service name; ``"gateway"`` for the gateway's own endpoints.
     backend: str = "legacy"
     identity: Identity = ANONYMOUS
-    #: Free-form additions from later stages (flag decision, identity...), logged on the access line.
+    #: Additions from later stages (flag decision, ...), logged on the access line.
     extra: dict[str, Any] = field(default_factory=dict)
 
 

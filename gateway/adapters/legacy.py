@@ -1,0 +1,414 @@
+"""Runs the legacy WSGI app (Flask) behind the gateway: the only module that imports a2wsgi.
+
+::
+
+    legacy = LegacyApp(flask_app, threads=16, buffer_body_limit=65536, queue_timeout=5.0)
+    await legacy(scope, receive, send)      # an ASGI app
+    legacy.close()                          # at shut-down
+
+Why not ``a2wsgi.WSGIMiddleware`` as it is: for every message of a response (the start, each
+chunk, the end) its worker thread posts a coroutine to the event loop and *waits for the loop to
+run it* (``run_coroutine_threadsafe(...).result()``), and the loop learns that the call finished
+through one more hand-off. A small JSON response costs four round trips between two threads; on a
+2-core machine with the threads on different cores each one is a cross-core wake-up, which is why
+plain a2wsgi serves about half of what gunicorn serves (see ``bench/``).
+
+Here the worker thread appends messages to a channel and moves on; it wakes the loop only when the
+loop is idle waiting for messages, so a whole small response usually crosses once. Back-pressure is
+kept: a thread that gets more than ``max_pending_bytes`` ahead of the client blocks until the loop
+has written them. Request bodies with a ``Content-Length`` up to ``buffer_body_limit`` are read on
+the loop before the thread starts; larger and chunked bodies stream through a2wsgi's ``Body``
+(one hand-off per read, with back-pressure). Full WSGI behaviour stays: ``close()`` is always
+called, ``start_response(..., exc_info)`` may replace headers until the first body byte, the
+``write()`` callable works, and ``wsgi.input_terminated`` lets Werkzeug read chunked bodies (with
+a2wsgi alone Flask sees an empty body for them).
+
+A client that disconnects during a streamed response makes the thread's next hand-over raise
+``ClientDisconnected`` inside the WSGI iteration, which stops the generator and calls its
+``close()``, so the thread is freed. Admission to the thread pool is bounded: when every thread is
+busy a request waits at most ``queue_timeout`` seconds, then gets 503 with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import contextvars
+import io
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from types import TracebackType
+from typing import Any, TypeAlias
+
+import structlog
+from a2wsgi.wsgi import Body, build_environ
+from starlette.types import Receive, Scope, Send
+
+from gateway.context import request_facts
+from gateway.errors import send_error
+
+ExcInfo: TypeAlias = tuple[type[BaseException], BaseException, TracebackType | None]
+StartResponse: TypeAlias = Callable[..., Callable[[bytes], None]]
+WSGIApp: TypeAlias = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+log = structlog.get_logger("gateway.legacy")
+
+_START, _BODY, _END = 0, 1, 2
+
+
+class ClientDisconnected(Exception):
+    """Raised inside the WSGI iteration when the client has gone away."""
+
+
+class LegacyApp:
+    """An ASGI app that runs a WSGI app on a bounded thread pool."""
+
+    def __init__(
+        self,
+        wsgi_app: WSGIApp,
+        *,
+        threads: int,
+        buffer_body_limit: int = 64 * 1024,
+        queue_timeout: float = 5.0,
+        retry_after: int = 5,
+        max_pending_bytes: int = 256 * 1024,
+    ) -> None:
+        self.wsgi_app = wsgi_app
+        self.threads = threads
+        self._buffer_body_limit = buffer_body_limit
+        self._queue_timeout = queue_timeout
+        self._retry_after = str(retry_after).encode()
+        self._max_pending_bytes = max_pending_bytes
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="legacy")
+        self._admission = _Admission(threads)
+
+    @property
+    def busy_threads(self) -> int:
+        return self._admission.busy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            # WSGI has no websockets; refuse the handshake like a2wsgi does.
+            await send({"type": "websocket.close", "code": 1000})
+            return
+        if scope["type"] != "http":
+            return
+        if not await self._admission.acquire(self._queue_timeout):
+            await send_error(
+                send,
+                503,
+                "the legacy application is busy, try again later",
+                _request_id(scope),
+                [(b"retry-after", self._retry_after)],
+            )
+            return
+        try:
+            loop = asyncio.get_running_loop()
+            body, watch_disconnect = await self._request_body(scope, receive, loop)
+            environ = _build_environ(scope, body)
+            channel = _ResponseChannel(loop, self._max_pending_bytes)
+            context = contextvars.copy_context()
+            self._executor.submit(
+                context.run, _run_wsgi, self.wsgi_app, environ, channel, self._admission
+            )
+        except BaseException:
+            self._admission.release()
+            raise
+        await channel.relay(send, receive if watch_disconnect else None)
+
+    async def _request_body(
+        self, scope: Scope, receive: Receive, loop: asyncio.AbstractEventLoop
+    ) -> tuple[Any, bool]:
+        """The ``wsgi.input`` stream, and whether the request body is already fully read."""
+        content_length: int | None = None
+        chunked = False
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                content_length = int(value) if value.isdigit() else None
+            elif name == b"transfer-encoding":
+                chunked = True
+        if content_length == 0 or (content_length is None and not chunked):
+            return io.BytesIO(b""), True
+        if not chunked and content_length is not None and content_length <= self._buffer_body_limit:
+            parts = []
+            more = True
+            while more:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    break
+                parts.append(message.get("body", b""))
+                more = message.get("more_body", False)
+            return io.BytesIO(b"".join(parts)), True
+        return Body(loop, receive), False  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        """Stop taking work; threads finish what they run."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _request_id(scope: Scope) -> str | None:
+    try:
+        return request_facts(scope).request_id
+    except LookupError:
+        return None
+
+
+def _build_environ(scope: Scope, body: Any) -> dict[str, Any]:
+    headers = scope["headers"]
+    if any(b"_" in name for name, _ in headers):
+        # a2wsgi (like every WSGI server) maps "X-User_Id" and "X-User-Id" to the same environ
+        # key HTTP_X_USER_ID; a client could smuggle a header past a check on the other spelling.
+        dropped = sorted({name.decode("latin-1") for name, _ in headers if b"_" in name})
+        log.debug("legacy.headers_dropped", headers=dropped)
+        scope = {**scope, "headers": [(n, v) for n, v in headers if b"_" not in n]}
+    environ: dict[str, Any] = dict(build_environ(scope, body))  # type: ignore[arg-type]
+    # The body stream ends where the request body ends, so Werkzeug may read it without a
+    # Content-Length (chunked uploads).
+    environ["wsgi.input_terminated"] = True
+    environ["wsgi.errors"] = sys.stderr
+    return environ
+
+
+def _run_wsgi(
+    app: WSGIApp, environ: dict[str, Any], channel: _ResponseChannel, admission: _Admission
+) -> None:
+    """The worker-thread side of one request."""
+    try:
+        iterable = app(environ, channel.start_response)
+        try:
+            for chunk in iterable:
+                if chunk:
+                    channel.push_body(chunk)
+            channel.finish()
+        finally:
+            close = getattr(iterable, "close", None)
+            if close is not None:
+                close()
+    except ClientDisconnected:
+        pass
+    except BaseException as exc:
+        channel.fail(exc)
+    finally:
+        admission.release()
+
+
+class _ResponseChannel:
+    """Carries one response from the worker thread to the event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, max_pending_bytes: int) -> None:
+        self._loop = loop
+        self._max_pending = max_pending_bytes
+        self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)
+        self._messages: list[tuple[Any, ...]] = []
+        self._pending_bytes = 0
+        self._waiter: asyncio.Future[None] | None = None
+        self._done = False
+        self._error: BaseException | None = None
+        self._client_gone = False
+        # Thread-side state.
+        self._start: tuple[int, list[tuple[bytes, bytes]]] | None = None
+        self._headers_sent = False
+
+    # -- worker thread -------------------------------------------------------------------------
+
+    def start_response(
+        self,
+        status: str,
+        headers: list[tuple[str, str]],
+        exc_info: ExcInfo | None = None,
+    ) -> Callable[[bytes], None]:
+        if exc_info is not None:
+            if self._headers_sent:
+                # PEP 3333: too late to change the response; let the error propagate.
+                raise exc_info[1].with_traceback(exc_info[2])
+        elif self._start is not None:
+            raise RuntimeError("start_response() called twice without exc_info")
+        code = int(status.split(" ", 1)[0])
+        encoded = [
+            (name.strip().lower().encode("latin-1"), value.strip().encode("latin-1"))
+            for name, value in headers
+        ]
+        self._start = (code, encoded)
+        return self.push_body
+
+    def push_body(self, chunk: bytes) -> None:
+        """Hand over a body chunk (also the WSGI ``write()`` callable)."""
+        if not chunk:
+            return
+        if self._start is None:
+            raise RuntimeError("the WSGI app sent body bytes before calling start_response()")
+        if self._headers_sent:
+            self._post([(_BODY, chunk)], len(chunk))
+        else:
+            self._headers_sent = True
+            self._post([(_START, *self._start), (_BODY, chunk)], len(chunk))
+
+    def finish(self) -> None:
+        if self._start is None:
+            raise RuntimeError("the WSGI app returned without calling start_response()")
+        end: list[tuple[Any, ...]] = [(_END,)]
+        if not self._headers_sent:
+            self._headers_sent = True
+            end.insert(0, (_START, *self._start))
+        self._post(end, 0, done=True)
+
+    def fail(self, exc: BaseException) -> None:
+        with self._lock:
+            if self._done:
+                log.error("legacy.close_failed", exc_info=exc)
+                return
+            self._error = exc
+            self._done = True
+            self._wake()
+
+    def _post(self, messages: list[tuple[Any, ...]], size: int, done: bool = False) -> None:
+        with self._lock:
+            if self._client_gone:
+                raise ClientDisconnected
+            self._messages.extend(messages)
+            self._pending_bytes += size
+            self._done = done
+            self._wake()
+            while self._pending_bytes > self._max_pending and not self._client_gone:
+                self._room.wait()
+            if self._client_gone:
+                raise ClientDisconnected
+
+    def _wake(self) -> None:
+        # Called with the lock held. Only an idle loop needs waking; a busy one will look again.
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            self._loop.call_soon_threadsafe(_resolve, waiter)
+
+    # -- event loop ----------------------------------------------------------------------------
+
+    async def relay(self, send: Send, receive: Receive | None) -> None:
+        """Send what the thread hands over until the response ends or the client goes."""
+        watcher: asyncio.Task[None] | None = None
+        try:
+            while True:
+                with self._lock:
+                    batch, self._messages = self._messages, []
+                    done, error = self._done, self._error
+                    waiter: asyncio.Future[None] | None = None
+                    if not batch and not done and not self._client_gone:
+                        waiter = self._waiter = self._loop.create_future()
+                if batch:
+                    sent = await _send_batch(send, batch)
+                    with self._lock:
+                        self._pending_bytes -= sent
+                        self._room.notify_all()
+                    continue
+                if error is not None:
+                    raise error
+                if done or waiter is None:
+                    return
+                if watcher is None and receive is not None and self._headers_sent:
+                    # A streamed response: watch for the client leaving, so the thread stops.
+                    watcher = asyncio.create_task(self._watch_disconnect(receive))
+                await waiter
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+            self._hang_up()
+
+    async def _watch_disconnect(self, receive: Receive) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                self._hang_up()
+                return
+
+    def _hang_up(self) -> None:
+        """Tell the thread the client is gone (a no-op once the response is complete)."""
+        with self._lock:
+            if self._done:
+                return
+            self._client_gone = True
+            self._room.notify_all()
+            waiter = self._waiter
+            self._waiter = None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+async def _send_batch(send: Send, batch: list[tuple[Any, ...]]) -> int:
+    """Send a batch, merging adjacent body chunks so a small response is one or two writes."""
+    sent = 0
+    body: list[bytes] = []
+    for item in batch:
+        if item[0] == _BODY:
+            body.append(item[1])
+        elif item[0] == _START:
+            await send({"type": "http.response.start", "status": item[1], "headers": item[2]})
+        else:  # _END: the last body message carries more_body=False
+            joined = b"".join(body)
+            body = []
+            sent += len(joined)
+            await send({"type": "http.response.body", "body": joined, "more_body": False})
+    if body:
+        joined = b"".join(body)
+        sent += len(joined)
+        await send({"type": "http.response.body", "body": joined, "more_body": True})
+    return sent
+
+
+class _Admission:
+    """Counts busy worker threads; waiters queue on the event loop, not in the executor.
+
+    Releasing is free while nobody waits (no event-loop wake-up on the common path); a waiting
+    request is handed the slot directly.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._busy = 0
+        self._lock = threading.Lock()
+        self._waiters: collections.deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = (
+            collections.deque()
+        )
+
+    @property
+    def busy(self) -> int:
+        return self._busy
+
+    async def acquire(self, wait: float) -> bool:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._busy < self._limit:
+                self._busy += 1
+                return True
+            future: asyncio.Future[None] = loop.create_future()
+            self._waiters.append((loop, future))
+        try:
+            await asyncio.wait_for(future, wait)
+        except TimeoutError:
+            # Already handed a slot? Then _grant sees the cancelled future and passes it on.
+            with self._lock, contextlib.suppress(ValueError):
+                self._waiters.remove((loop, future))
+            return False
+        return True
+
+    def release(self) -> None:
+        with self._lock:
+            if self._waiters:
+                loop, future = self._waiters.popleft()
+                loop.call_soon_threadsafe(self._grant, future)
+                return
+            self._busy -= 1
+
+    def _grant(self, future: asyncio.Future[None]) -> None:
+        if future.done():
+            self.release()
+        else:
+            future.set_result(None)

@@ -1,0 +1,113 @@
+"""New FastAPI (or any ASGI) services: loading, their lifespans, and calling them.
+
+Starlette never runs the lifespan of a mounted app. The gateway drives each service's ASGI
+lifespan protocol itself, in config order at start-up and in reverse at shut-down, and keeps the
+state each lifespan yields, handing it to the service's requests as ``scope["state"]`` the way
+uvicorn does for a top-level app::
+
+    service = Service("catalog", fastapi_app)
+    await service.startup()        # raises StartupError if the lifespan fails
+    await service(scope, receive, send)
+    await service.shutdown()
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.errors import StartupError
+
+log = structlog.get_logger("gateway.services")
+
+
+class Service:
+    """One new-side service: an ASGI app with a name and a lifespan the gateway drives."""
+
+    def __init__(self, name: str, app: ASGIApp) -> None:
+        self.name = name
+        self.app = app
+        self.state: dict[str, Any] = {}
+        self._lifespan: _LifespanDriver | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # uvicorn gives each request a shallow copy of the lifespan state; so does the gateway.
+        scope["state"] = self.state.copy()
+        await self.app(scope, receive, send)
+
+    async def startup(self) -> None:
+        driver = _LifespanDriver(self.app, self.state)
+        self._lifespan = driver
+        try:
+            await driver.startup()
+        except StartupError as exc:
+            raise StartupError(f"service {self.name!r} failed to start: {exc}") from exc
+        log.info("service.started", service=self.name, lifespan=driver.supported)
+
+    async def shutdown(self) -> None:
+        if self._lifespan is None:
+            return
+        driver, self._lifespan = self._lifespan, None
+        try:
+            await driver.shutdown()
+        except StartupError as exc:
+            log.error("service.shutdown_failed", service=self.name, error=str(exc))
+            return
+        log.info("service.stopped", service=self.name)
+
+
+class _LifespanDriver:
+    """Speaks the ASGI lifespan protocol to one app, as a server would."""
+
+    def __init__(self, app: ASGIApp, state: dict[str, Any]) -> None:
+        self._app = app
+        self._state = state
+        self._to_app: asyncio.Queue[Message] = asyncio.Queue()
+        self._from_app: asyncio.Queue[Message] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        #: False when the app does not implement lifespan (it raised on the lifespan scope).
+        self.supported = True
+
+    async def _run(self) -> None:
+        scope = {
+            "type": "lifespan",
+            "asgi": {"version": "3.0", "spec_version": "2.0"},
+            "state": self._state,
+        }
+        try:
+            await self._app(scope, self._to_app.get, self._from_app.put)
+        except BaseException as exc:
+            await self._from_app.put({"type": "gateway.lifespan.crashed", "error": exc})
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            await self._from_app.put({"type": "gateway.lifespan.returned"})
+
+    async def startup(self) -> None:
+        self._task = asyncio.create_task(self._run())
+        await self._to_app.put({"type": "lifespan.startup"})
+        reply = await self._from_app.get()
+        if reply["type"] == "lifespan.startup.complete":
+            return
+        if reply["type"] == "lifespan.startup.failed":
+            raise StartupError(reply.get("message") or "lifespan start-up failed")
+        # The app returned, or raised, without answering: the ASGI spec says it does not
+        # support lifespan and the server carries on. (Starlette and FastAPI answer
+        # ``lifespan.startup.failed`` when their lifespan raises, which is handled above.)
+        if reply["type"] == "gateway.lifespan.crashed":
+            log.warning("service.lifespan_unsupported", error=repr(reply["error"]))
+        self.supported = False
+
+    async def shutdown(self) -> None:
+        if not self.supported or self._task is None:
+            return
+        await self._to_app.put({"type": "lifespan.shutdown"})
+        reply = await self._from_app.get()
+        await asyncio.gather(self._task, return_exceptions=True)
+        if reply["type"] == "lifespan.shutdown.failed":
+            raise StartupError(reply.get("message") or "lifespan shut-down failed")
+        if reply["type"] == "gateway.lifespan.crashed":
+            raise StartupError(repr(reply["error"]))

@@ -1,0 +1,77 @@
+"""The gateway's exceptions, and the one JSON error body both sides of the gateway answer with.
+
+::
+
+    GatewayError
+    ├── ConfigError          an operator mistake found at start-up: names file, key and problem
+    └── StartupError         an app or service failed while the gateway was starting
+    BadRequest               a request the gateway refuses before any backend sees it (400)
+
+Config and start-up errors are caught by the CLI, printed as one line per problem and turned into
+a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from starlette.types import Send
+
+
+class GatewayError(Exception):
+    """Base class for every error the gateway raises on purpose."""
+
+
+class ConfigError(GatewayError):
+    """One or more problems in the configuration; each names where it comes from and the key."""
+
+    def __init__(self, problems: Iterable[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+    @classmethod
+    def at(cls, source: str, key: str, problem: str) -> ConfigError:
+        return cls([f"{source}: {key}: {problem}"])
+
+
+class StartupError(GatewayError):
+    """A legacy app or service could not be built or started."""
+
+
+class BadRequest(GatewayError):
+    """A request the gateway refuses itself, with the reason the client is told."""
+
+    def __init__(self, reason: str, status: int = 400) -> None:
+        self.reason = reason
+        self.status = status
+        super().__init__(reason)
+
+
+def error_body(status: int, message: str, request_id: str | None) -> bytes:
+    """The JSON error shape shared with the demo apps: ``{"error": {...}, "request_id": ...}``."""
+    payload = {"error": {"status": status, "message": message}, "request_id": request_id}
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+async def send_error(
+    send: Send,
+    status: int,
+    message: str,
+    request_id: str | None,
+    headers: Iterable[tuple[bytes, bytes]] = (),
+) -> None:
+    """Answer a request with a JSON error; the request id also travels in the body."""
+    body = error_body(status, message, request_id)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

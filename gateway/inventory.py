@@ -1,0 +1,177 @@
+"""The route inventory: every Flask rule and every service route, and who serves each today.
+
+It answers the questions a team asks mid-migration (what is migrated, what is still legacy, what
+is new-only, which new route is unreachable) and checks that every configured route points at a
+service that really implements it::
+
+    inventory = build_inventory(flask_app, services, table)
+    problems = inventory.route_problems(settings)     # [] when the config is consistent
+    for row in inventory.rows: print(row.path, row.methods, row.served_by, row.status)
+
+Who serves a path is found by asking the live route table with a sample path built from the
+template, so the inventory shows what the dispatcher really does, precedence rules included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from starlette.routing import BaseRoute, Mount
+
+from gateway.path_template import Param, from_flask_rule, parse_template, shape
+from gateway.routes import Route, RouteTable
+from gateway.settings import LEGACY, Settings
+
+Status = Literal["migrated", "legacy", "new-only", "unrouted"]
+#: Methods every framework answers on its own; listing them would only add noise.
+_IMPLICIT_METHODS = frozenset({"HEAD", "OPTIONS"})
+
+
+@dataclass(frozen=True, slots=True)
+class InventoryRow:
+    path: str
+    methods: tuple[str, ...]
+    #: ``"legacy"``, a service name, or ``None`` when nothing the route table sends there
+    #: implements it.
+    served_by: str | None
+    status: Status
+    legacy_endpoint: str | None
+    services: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "methods": list(self.methods),
+            "served_by": self.served_by,
+            "status": self.status,
+            "legacy_endpoint": self.legacy_endpoint,
+            "services": list(self.services),
+        }
+
+
+@dataclass(slots=True)
+class _Entry:
+    path: str
+    legacy_endpoint: str | None = None
+    services: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Inventory:
+    rows: tuple[InventoryRow, ...]
+    #: The legacy app's rules as gateway routes, used to label legacy requests in the logs.
+    legacy_routes: tuple[Route, ...]
+    #: (shape, method) pairs each service implements.
+    service_methods: Mapping[str, frozenset[tuple[str, str]]]
+
+    def route_problems(self, settings: Settings) -> list[str]:
+        """Configured routes whose service does not implement that method and path."""
+        problems = []
+        for index, route in enumerate(settings.routes):
+            if route.backend == LEGACY:
+                continue
+            implemented = self.service_methods.get(route.backend, frozenset())
+            missing = [m for m in route.methods if (shape(route.path), m) not in implemented]
+            if missing:
+                problems.append(
+                    f"{settings.source}: routes[{index}]: service {route.backend!r} does not "
+                    f"implement {', '.join(missing)} {route.path}"
+                )
+        return problems
+
+
+def flask_rules(wsgi_app: Any) -> list[tuple[str, frozenset[str], str]]:
+    """(template, methods, endpoint) for each rule of a Flask app; empty for other WSGI apps."""
+    url_map = getattr(wsgi_app, "url_map", None)
+    if url_map is None:
+        return []
+    return [
+        (
+            from_flask_rule(rule.rule),
+            frozenset(rule.methods or ()) - _IMPLICIT_METHODS,
+            rule.endpoint,
+        )
+        for rule in url_map.iter_rules()
+    ]
+
+
+def service_routes(app: Any) -> list[tuple[str, frozenset[str], str]]:
+    """(template, methods, name) for each public route of a Starlette/FastAPI app."""
+    return list(_walk_routes(getattr(app, "routes", ()), ""))
+
+
+def _walk_routes(
+    routes: Iterable[BaseRoute], prefix: str
+) -> Iterable[tuple[str, frozenset[str], str]]:
+    for route in routes:
+        if isinstance(route, Mount):
+            yield from _walk_routes(route.routes, prefix + route.path)
+            continue
+        methods = getattr(route, "methods", None)
+        path = getattr(route, "path", None)
+        if not methods or path is None or not getattr(route, "include_in_schema", True):
+            continue
+        yield prefix + path, frozenset(methods) - _IMPLICIT_METHODS, getattr(route, "name", "")
+
+
+def build_inventory(wsgi_app: Any, services: Mapping[str, Any], table: RouteTable) -> Inventory:
+    entries: dict[tuple[str, str], _Entry] = {}
+    legacy_routes: list[Route] = []
+    seen_legacy: set[tuple[str, str]] = set()
+    for template, methods, endpoint in flask_rules(wsgi_app):
+        fresh = frozenset(m for m in methods if (shape(template), m) not in seen_legacy)
+        if fresh:
+            legacy_routes.append(Route(template, fresh, LEGACY))
+        for method in methods:
+            seen_legacy.add((shape(template), method))
+            entry = entries.setdefault((shape(template), method), _Entry(template))
+            entry.legacy_endpoint = endpoint
+
+    service_methods: dict[str, frozenset[tuple[str, str]]] = {}
+    for name, app in services.items():
+        implemented = set()
+        for template, methods, _ in service_routes(app):
+            for method in methods:
+                implemented.add((shape(template), method))
+                entry = entries.setdefault((shape(template), method), _Entry(template))
+                entry.services[name] = template
+        service_methods[name] = frozenset(implemented)
+
+    for route in table.routes:
+        for method in route.methods:
+            entries.setdefault((shape(route.template), method), _Entry(route.template))
+
+    grouped: dict[tuple[str, str | None, Status, str | None, tuple[str, ...]], list[str]] = {}
+    for (_, method), entry in entries.items():
+        match = table.match(method, _sample_path(entry.path))
+        backend = match.route.backend if match is not None else LEGACY
+        status = _status(backend, entry)
+        served_by = None if status == "unrouted" else backend
+        key = (entry.path, served_by, status, entry.legacy_endpoint, tuple(sorted(entry.services)))
+        grouped.setdefault(key, []).append(method)
+
+    rows = [
+        InventoryRow(path, tuple(sorted(methods)), served_by, status, endpoint, services_)
+        for (path, served_by, status, endpoint, services_), methods in grouped.items()
+    ]
+    rows.sort(key=lambda row: (row.path, row.methods))
+    return Inventory(tuple(rows), tuple(legacy_routes), service_methods)
+
+
+def _status(served_by: str, entry: _Entry) -> Status:
+    if served_by == LEGACY:
+        return "legacy" if entry.legacy_endpoint is not None else "unrouted"
+    return "migrated" if entry.legacy_endpoint is not None else "new-only"
+
+
+def _sample_path(template: str) -> str:
+    """A concrete path the template matches: ``/api/books/{id:int}`` gives ``/api/books/1``."""
+    parts = []
+    for segment in parse_template(template):
+        if isinstance(segment, Param):
+            parts.append("1" if segment.converter == "int" else "x")
+        else:
+            parts.append(segment.text)
+    return "/" + "/".join(parts)

@@ -1,0 +1,72 @@
+"""Turn an import string from the config into an application object.
+
+``module:attribute`` names either an application or a factory. A function or a class is a
+factory and is called with the route's ``options`` as keyword arguments; anything else is the
+application itself (uvicorn asks for ``--factory``; the gateway tells them apart because an app
+instance is an object, not a function)::
+
+    flask_app = load_app("legacy_flask:create_app", {"database": "db"}, "gateway.toml", "legacy")
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from gateway.errors import ConfigError, StartupError
+
+
+def add_import_paths(config_source: str) -> None:
+    """Make apps next to the config file, and in the working directory, importable.
+
+    uvicorn does the same with ``--app-dir`` (default ``.``); a console script's ``sys.path``
+    starts with its own ``bin/`` directory instead.
+    """
+    for folder in (Path.cwd(), Path(config_source).resolve().parent):
+        entry = str(folder)
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+
+
+def load_app(import_string: str, options: Mapping[str, Any], source: str, key: str) -> Any:
+    """Import and, for a factory, call; raise ``ConfigError``/``StartupError`` naming the key."""
+    module_name, _, attribute = import_string.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise ConfigError.at(source, f"{key}.app", f"no module named {exc.name!r}") from None
+        raise StartupError(f"{key}: importing {module_name!r} failed: {exc}") from exc
+    except Exception as exc:
+        raise StartupError(f"{key}: importing {module_name!r} failed: {exc!r}") from exc
+
+    target: Any = module
+    for part in attribute.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise ConfigError.at(
+                source, f"{key}.app", f"{module_name!r} has no attribute {attribute!r}"
+            ) from None
+
+    if not (inspect.isfunction(target) or inspect.isclass(target) or inspect.ismethod(target)):
+        if options:
+            raise ConfigError.at(
+                source,
+                f"{key}.options",
+                f"{import_string!r} is an application, not a factory, so it takes no options",
+            )
+        return target
+    try:
+        inspect.signature(target).bind(**options)
+    except TypeError as exc:
+        problem = f"{import_string!r} rejects them: {exc}"
+        raise ConfigError.at(source, f"{key}.options", problem) from None
+    try:
+        return target(**options)
+    except Exception as exc:
+        raise StartupError(f"{key}: factory {import_string!r} failed: {exc!r}") from exc

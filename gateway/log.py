@@ -1,0 +1,115 @@
+"""One logging pipeline for the gateway, the Flask app, the FastAPI services and uvicorn.
+
+``configure_logging`` runs once, first thing in ``create_app`` (before the Flask app is built, so
+Flask finds a handler and does not add its own). structlog events and stdlib records (Flask's
+``app.logger``, werkzeug, uvicorn) go through the same processors and the same renderer and are
+written through one lock, so a line is never torn::
+
+    configure_logging(format="json", level="info")
+    structlog.get_logger().info("hello", user="alice")
+
+Every line carries the request id of the request it was written for: the request-context
+middleware binds it with ``structlog.contextvars``, and the legacy adapter runs each WSGI call in
+a copy of that context, so Flask's handler threads see it too.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Literal, TextIO
+
+import structlog
+from structlog.typing import Processor
+
+LogFormat = Literal["console", "json"]
+
+#: Loggers that other libraries set up with handlers of their own; the gateway routes them
+#: through its pipeline instead.
+_ADOPTED_LOGGERS = ("uvicorn", "uvicorn.error", "gunicorn.error", "werkzeug", "flask.app")
+#: The gateway writes the one access line per request; uvicorn's (and gunicorn's) would be a
+#: second, less informative copy.
+_SILENCED_LOGGERS = ("uvicorn.access", "gunicorn.access")
+
+
+class _PipelineHandler(logging.Handler):
+    """A stdlib handler that renders with structlog and writes through structlog's file lock."""
+
+    def __init__(self, stream: TextIO, formatter: logging.Formatter) -> None:
+        super().__init__()
+        self.setFormatter(formatter)
+        self._sink = structlog.WriteLogger(stream)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._sink.msg(self.format(record))
+        except Exception:  # the logging module's own contract: never raise from emit
+            self.handleError(record)
+
+
+def _drop_color_message(
+    _logger: object, _method: str, event: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    # uvicorn passes an ANSI-coloured copy of its message as an "extra"; one message is enough.
+    event.pop("color_message", None)
+    return event
+
+
+def configure_logging(*, format: LogFormat, level: str, stream: TextIO | None = None) -> None:
+    """Configure structlog and the stdlib root logger to render the same way to ``stream``."""
+    stream = stream if stream is not None else sys.stdout
+    numeric_level = logging.getLevelName(level.upper())
+    if not isinstance(numeric_level, int):
+        raise ValueError(f"unknown log level {level!r}")
+
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer: list[Processor]
+    if format == "json":
+        renderer = [
+            # Frames without locals: a local may hold a password or a token.
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+            ),
+            structlog.processors.JSONRenderer(),
+        ]
+    else:
+        renderer = [structlog.dev.ConsoleRenderer(colors=stream.isatty())]
+
+    structlog.configure(
+        processors=[*shared, structlog.processors.StackInfoRenderer(), *renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
+        logger_factory=structlog.WriteLoggerFactory(stream),
+        # Not cached: tests reconfigure (and capture_logs) freely. The hot path (the access
+        # line) binds a concrete logger once per app instead of going through the lazy proxy.
+        cache_logger_on_first_use=False,
+    )
+
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[
+            *shared,
+            structlog.stdlib.add_logger_name,
+            structlog.stdlib.ExtraAdder(),
+            _drop_color_message,
+        ],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderer],
+    )
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, _PipelineHandler):
+            root.removeHandler(handler)
+    root.addHandler(_PipelineHandler(stream, formatter))
+    root.setLevel(numeric_level)
+
+    for name in _ADOPTED_LOGGERS:
+        adopted = logging.getLogger(name)
+        adopted.handlers.clear()
+        adopted.propagate = True
+    for name in _SILENCED_LOGGERS:
+        silenced = logging.getLogger(name)
+        silenced.handlers.clear()
+        silenced.propagate = False
+        silenced.disabled = True

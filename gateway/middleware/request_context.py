@@ -1,0 +1,137 @@
+"""The outermost middleware: canonical path, request id, logging context, the access line.
+
+For every HTTP request it
+
+1. decides the canonical path (``gateway.canonical``) or answers 400 before anything else runs;
+2. keeps a valid incoming ``X-Request-ID`` or makes one, binds it into structlog's context (so
+   every line logged while serving the request carries it, in Flask threads too) and echoes it;
+3. creates the request's ``RequestFacts`` in the scope;
+4. adds ``X-Gateway-Backend`` naming the side that answered;
+5. turns an exception that escapes a backend into a JSON 500 with the request id (or, once bytes
+   are on the wire, lets the server abort the connection so a half response never looks whole);
+6. writes exactly one access line when the request ends.
+
+::
+
+    app = RequestContextMiddleware(dispatcher, request_id_header="X-Request-ID")
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.canonical import canonical_path
+from gateway.context import FACTS_KEY, RequestFacts
+from gateway.errors import BadRequest, send_error
+
+_VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:@+=-]{1,128}$")
+_BACKEND_HEADER = b"x-gateway-backend"
+
+
+class RequestContextMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        request_id_header: str = "X-Request-ID",
+        backend_header: bool = True,
+        access_log: bool = True,
+    ) -> None:
+        self.app = app
+        self._request_id_header = request_id_header.lower().encode("latin-1")
+        self._backend_header = backend_header
+        # Bound once: the lazy proxy would rebuild the logger on every request.
+        self._access = structlog.get_logger("gateway.access").bind() if access_log else None
+        self._errors = structlog.get_logger("gateway.errors").bind()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = self._incoming_request_id(scope) or uuid.uuid4().hex
+        request_id_header = (self._request_id_header, request_id.encode("latin-1"))
+        method = scope.get("method", "GET")
+        tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
+        raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
+        status: int | None = None
+        facts = RequestFacts(request_id=request_id, path=scope["path"], method=method)
+        try:
+            try:
+                facts.path = canonical_path(raw_path.split(b"?", 1)[0])
+            except BadRequest as exc:
+                facts.backend = "gateway"
+                facts.extra["rejected"] = exc.reason
+                status = exc.status
+                await send_error(send, exc.status, exc.reason, request_id, [request_id_header])
+                return
+            scope["path"] = facts.path
+            scope[FACTS_KEY] = facts
+
+            async def send_with_headers(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                    headers = [*message.get("headers", ()), request_id_header]
+                    if self._backend_header:
+                        headers.append((_BACKEND_HEADER, facts.backend.encode("latin-1")))
+                    message = {**message, "headers": headers}
+                await send(message)
+
+            try:
+                await self.app(scope, receive, send_with_headers)
+            except Exception:
+                if status is not None:
+                    # Bytes are on the wire: a clean ending would pass a broken response off
+                    # as whole. Let the server abort the connection.
+                    facts.extra["aborted"] = True
+                    self._errors.exception("request.failed_mid_response", path=facts.path)
+                    raise
+                self._errors.exception("request.failed", path=facts.path)
+                status = 500
+                headers = [request_id_header]
+                if self._backend_header:
+                    headers.append((_BACKEND_HEADER, facts.backend.encode("latin-1")))
+                await send_error(send, 500, "internal server error", request_id, headers)
+        finally:
+            if self._access is not None and scope["type"] == "http":
+                _log_access(self._access, scope, facts, status, started)
+            structlog.contextvars.reset_contextvars(**tokens)
+
+    def _incoming_request_id(self, scope: Scope) -> str | None:
+        for name, value in scope["headers"]:
+            if name == self._request_id_header:
+                if _VALID_REQUEST_ID.match(value):
+                    incoming: bytes = value
+                    return incoming.decode("ascii")
+                return None
+        return None
+
+
+def _log_access(
+    access: structlog.typing.FilteringBoundLogger,
+    scope: Scope,
+    facts: RequestFacts,
+    status: int | None,
+    started: float,
+) -> None:
+    client = scope.get("client")
+    identity = facts.identity
+    access.info(
+        "request",
+        method=facts.method,
+        path=facts.path,
+        route=facts.route,
+        backend=facts.backend,
+        status=status,
+        duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        client=f"{client[0]}:{client[1]}" if client else None,
+        user=identity.subject if identity.is_authenticated else "anonymous",
+        auth=identity.method,
+        **facts.extra,
+    )

@@ -1,0 +1,153 @@
+"""The route table: which backend serves a (method, canonical path).
+
+Configured routes are matched first; the legacy app is the catch-all. Matching walks a segment
+trie, so its cost grows with the path's depth, not with the number of routes. At each segment a
+static name wins over an ``int`` parameter, which wins over a ``str`` one, which wins over a
+``path`` tail, whatever the order in the config (the same precedence Werkzeug uses).
+
+Trailing slashes are significant: ``/api/books`` and ``/api/books/`` are different templates. A
+request that matches no configured route goes to the legacy app, which applies Flask's own
+``strict_slashes`` rules, so an unmigrated spelling behaves exactly as it did before the gateway.
+
+::
+
+    table = build_route_table([Route("/api/books/{book_id:int}", frozenset({"GET"}), "catalog")])
+    table.match("GET", "/api/books/7")   # RouteMatch(route=..., params={"book_id": "7"})
+    table.match("PUT", "/api/books/7")   # None: legacy serves it
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from gateway.path_template import Param, Static, parse_template
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    template: str
+    methods: frozenset[str]
+    backend: str
+
+
+@dataclass(frozen=True, slots=True)
+class RouteMatch:
+    route: Route
+    params: dict[str, str]
+
+
+@dataclass(slots=True)
+class _Node:
+    static: dict[str, _Node] = field(default_factory=dict)
+    int_param: tuple[str, _Node] | None = None
+    str_param: tuple[str, _Node] | None = None
+    path_param: tuple[str, dict[str, Route]] | None = None
+    #: Routes that end at this node, by method.
+    routes: dict[str, Route] = field(default_factory=dict)
+
+
+class DuplicateRouteError(ValueError):
+    """Two routes claim the same method on the same path shape."""
+
+
+class RouteTable:
+    """An immutable set of routes with a trie matcher."""
+
+    def __init__(self, routes: Iterable[Route]) -> None:
+        self.routes: tuple[Route, ...] = tuple(routes)
+        self._root = _Node()
+        claimed: dict[tuple[str, str], Route] = {}
+        for route in self.routes:
+            for method in route.methods:
+                key = (method, _signature(route.template))
+                other = claimed.get(key)
+                if other is not None:
+                    raise DuplicateRouteError(
+                        f"{method} {route.template} is also claimed by "
+                        f"{other.template} (backend {other.backend})"
+                    )
+                claimed[key] = route
+            methods = set(route.methods)
+            # HEAD is answered by whoever answers GET, as Starlette and Flask both do.
+            if "GET" in methods:
+                methods.add("HEAD")
+            self._insert(route, methods)
+
+    def _insert(self, route: Route, methods: set[str]) -> None:
+        node = self._root
+        for segment in parse_template(route.template):
+            if isinstance(segment, Static):
+                node = node.static.setdefault(segment.text, _Node())
+            elif segment.converter == "path":
+                if node.path_param is None:
+                    node.path_param = (segment.name, {})
+                target = node.path_param[1]
+                for method in methods:
+                    target.setdefault(method, route)
+                return
+            else:
+                slot = node.int_param if segment.converter == "int" else node.str_param
+                if slot is None:
+                    slot = (segment.name, _Node())
+                    if segment.converter == "int":
+                        node.int_param = slot
+                    else:
+                        node.str_param = slot
+                node = slot[1]
+        for method in methods:
+            # An explicit HEAD route wins over the HEAD implied by a GET route.
+            if method not in node.routes or method in route.methods:
+                node.routes[method] = route
+
+    def match(self, method: str, path: str) -> RouteMatch | None:
+        """The route for this method and canonical path, or ``None`` for the legacy catch-all."""
+        if not path.startswith("/"):
+            return None
+        params: dict[str, str] = {}
+        route = _walk(self._root, path[1:].split("/"), 0, method, params)
+        return RouteMatch(route, params) if route is not None else None
+
+    def __len__(self) -> int:
+        return len(self.routes)
+
+
+def _signature(template: str) -> str:
+    """The template with parameter names erased but converters kept: ``/a/{:int}``."""
+    return "/" + "/".join(
+        f"{{:{segment.converter}}}" if isinstance(segment, Param) else segment.text
+        for segment in parse_template(template)
+    )
+
+
+def _walk(
+    node: _Node, segments: list[str], index: int, method: str, params: dict[str, str]
+) -> Route | None:
+    if index == len(segments):
+        return node.routes.get(method)
+    segment = segments[index]
+    child = node.static.get(segment)
+    if child is not None:
+        found = _walk(child, segments, index + 1, method, params)
+        if found is not None:
+            return found
+    if segment:
+        if node.int_param is not None and segment.isascii() and segment.isdigit():
+            name, child = node.int_param
+            found = _walk(child, segments, index + 1, method, params)
+            if found is not None:
+                params[name] = segment
+                return found
+        if node.str_param is not None:
+            name, child = node.str_param
+            found = _walk(child, segments, index + 1, method, params)
+            if found is not None:
+                params[name] = segment
+                return found
+        if node.path_param is not None:
+            name, by_method = node.path_param
+            found = by_method.get(method)
+            if found is not None:
+                params[name] = "/".join(segments[index:])
+                return found
+    return None

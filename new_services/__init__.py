@@ -1,0 +1,1 @@
+"""The demo FastAPI services that take over legacy bookstore routes, URL for URL."""
