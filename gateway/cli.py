@@ -148,6 +148,11 @@ def _check(args: argparse.Namespace) -> int:
         f"{settings.source}: ok: {len(settings.routes)} routes ({migrated} to services), "
         f"{len(settings.services)} services, {legacy_rules} legacy rules"
     )
+    for name in gateway.inventory.unchecked_services():
+        print(
+            f"{settings.source}: note: service {name!r} does not list its routes "
+            "(not a Starlette/FastAPI app), so its routes were not verified"
+        )
     return 0
 
 

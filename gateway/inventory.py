@@ -63,8 +63,13 @@ class Inventory:
     rows: tuple[InventoryRow, ...]
     #: The legacy app's rules as gateway routes, used to label legacy requests in the logs.
     legacy_routes: tuple[Route, ...]
-    #: (shape, method) pairs each service implements.
-    service_methods: Mapping[str, frozenset[tuple[str, str]]]
+    #: (shape, method) pairs each service implements; ``None`` for an app that does not list
+    #: its routes (a raw ASGI callable), which the gateway cannot check.
+    service_methods: Mapping[str, frozenset[tuple[str, str]] | None]
+
+    def unchecked_services(self) -> list[str]:
+        """Services whose routes cannot be listed, so their routes were not verified."""
+        return [name for name, methods in self.service_methods.items() if methods is None]
 
     def route_problems(self, settings: Settings) -> list[str]:
         """Configured routes whose service does not implement that method and path."""
@@ -73,6 +78,8 @@ class Inventory:
             if route.backend == LEGACY:
                 continue
             implemented = self.service_methods.get(route.backend, frozenset())
+            if implemented is None:
+                continue
             missing = [m for m in route.methods if (shape(route.path), m) not in implemented]
             if missing:
                 problems.append(
@@ -105,7 +112,7 @@ def service_routes(app: Any) -> list[tuple[str, frozenset[str], str]]:
 def _walk_routes(
     routes: Iterable[BaseRoute], prefix: str
 ) -> Iterable[tuple[str, frozenset[str], str]]:
-    for route in routes:
+    for route in _effective_routes(routes):
         if isinstance(route, Mount):
             yield from _walk_routes(route.routes, prefix + route.path)
             continue
@@ -114,6 +121,23 @@ def _walk_routes(
         if not methods or path is None or not getattr(route, "include_in_schema", True):
             continue
         yield prefix + path, frozenset(methods) - _IMPLICIT_METHODS, getattr(route, "name", "")
+
+
+def _effective_routes(routes: Iterable[BaseRoute]) -> Iterable[Any]:
+    """Routes as the app serves them, with FastAPI's included routers expanded.
+
+    FastAPI 0.16x keeps ``include_router`` as one node in ``app.routes`` and expands it through
+    ``fastapi.routing.iter_route_contexts`` (what its OpenAPI generator uses); older releases
+    copy the routes in flat.
+    """
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:
+        return routes
+    return (
+        context.route if isinstance(context.route, Mount) else context
+        for context in iter_route_contexts(list(routes))
+    )
 
 
 def build_inventory(wsgi_app: Any, services: Mapping[str, Any], table: RouteTable) -> Inventory:
@@ -129,8 +153,11 @@ def build_inventory(wsgi_app: Any, services: Mapping[str, Any], table: RouteTabl
             entry = entries.setdefault((shape(template), method), _Entry(template))
             entry.legacy_endpoint = endpoint
 
-    service_methods: dict[str, frozenset[tuple[str, str]]] = {}
+    service_methods: dict[str, frozenset[tuple[str, str]] | None] = {}
     for name, app in services.items():
+        if not hasattr(app, "routes"):
+            service_methods[name] = None
+            continue
         implemented = set()
         for template, methods, _ in service_routes(app):
             for method in methods:

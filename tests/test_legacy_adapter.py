@@ -1,0 +1,300 @@
+"""The legacy adapter against small raw WSGI apps: the WSGI contract, streaming, limits."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from support import call, http_scope
+
+from gateway.adapters.legacy import LegacyApp
+
+pytestmark = pytest.mark.anyio
+
+Environ = dict[str, Any]
+StartResponse = Callable[..., Any]
+
+
+def hello_app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
+    return [b"hello"]
+
+
+def body_echo_app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+    data = environ["wsgi.input"].read()
+    digest = hashlib.sha256(data).hexdigest().encode()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [str(len(data)).encode(), b" ", digest]
+
+
+async def test_small_response_arrives_whole() -> None:
+    legacy = LegacyApp(hello_app, threads=2)
+    exchange = await call(legacy, http_scope("/"))
+    assert exchange.status == 200
+    assert exchange.headers[b"content-type"] == b"text/plain"
+    assert exchange.body == b"hello"
+    assert exchange.complete
+    # Start plus one body message: the chunk and the end travel together.
+    assert len(exchange.body_messages) == 1
+
+
+async def test_environ_carries_scope_and_path() -> None:
+    seen: Environ = {}
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        seen.update(environ)
+        start_response("204 No Content", [])
+        return []
+
+    scope = http_scope("/caf\u00e9/x")
+    exchange = await call(LegacyApp(app, threads=1), scope)
+    assert exchange.status == 204
+    assert seen["asgi.scope"] is scope
+    # PEP 3333: PATH_INFO is the UTF-8 bytes as latin-1 text.
+    assert seen["PATH_INFO"] == "/caf\u00e9/x".encode().decode("latin-1")
+    assert seen["wsgi.input_terminated"] is True
+
+
+@pytest.mark.parametrize("size", [0, 10, 64 * 1024, 64 * 1024 + 1, 1_000_000])
+async def test_request_body_with_content_length(size: int) -> None:
+    data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    chunks = [data[i : i + 16384] for i in range(0, len(data), 16384)] or [b""]
+    scope = http_scope("/", "POST", [(b"content-length", str(size).encode())])
+    exchange = await call(LegacyApp(body_echo_app, threads=1), scope, chunks)
+    assert exchange.body == f"{size} {hashlib.sha256(data).hexdigest()}".encode()
+
+
+async def test_chunked_request_body_reaches_the_app() -> None:
+    # a2wsgi alone gives Werkzeug an empty body here (no Content-Length, no input_terminated).
+    from flask import Flask, request
+
+    flask_app = Flask("chunked")
+
+    @flask_app.post("/upload")
+    def upload() -> dict[str, object]:
+        data = request.get_data()
+        return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+    payload = b"abc" * 100_000
+    chunks = [payload[i : i + 7000] for i in range(0, len(payload), 7000)]
+    scope = http_scope("/upload", "POST", [(b"transfer-encoding", b"chunked")])
+    exchange = await call(LegacyApp(flask_app, threads=1), scope, chunks)
+    assert exchange.status == 200
+    assert exchange.body == (
+        b'{"sha256":"' + hashlib.sha256(payload).hexdigest().encode() + b'","size":300000}\n'
+    )
+
+
+async def test_streamed_response_arrives_in_pieces_as_produced() -> None:
+    def app(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "text/csv")])
+        for index in range(4):
+            yield f"row {index}\n".encode()
+            time.sleep(0.1)
+
+    exchange = await call(LegacyApp(app, threads=1), http_scope("/"))
+    assert exchange.body == b"row 0\nrow 1\nrow 2\nrow 3\n"
+    bodies = [m for m in exchange.body_messages if m["body"]]
+    assert len(bodies) >= 3
+    # The first row left before the generator finished sleeping through the others.
+    assert exchange.times[1] - exchange.times[0] < 0.1
+    assert exchange.times[-1] - exchange.times[1] >= 0.25
+
+
+async def test_write_callable_and_iterable_both_reach_the_client() -> None:
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        write = start_response("200 OK", [])
+        write(b"from write, ")
+        return [b"from iterable"]
+
+    exchange = await call(LegacyApp(app, threads=1), http_scope("/"))
+    assert exchange.body == b"from write, from iterable"
+
+
+async def test_close_is_called_after_iteration() -> None:
+    closed = threading.Event()
+
+    class Body:
+        def __iter__(self) -> Iterator[bytes]:
+            yield b"a"
+            yield b"b"
+
+        def close(self) -> None:
+            closed.set()
+
+    def app(environ: Environ, start_response: StartResponse) -> Body:
+        start_response("200 OK", [])
+        return Body()
+
+    exchange = await call(LegacyApp(app, threads=1), http_scope("/"))
+    assert exchange.body == b"ab"
+    assert closed.wait(2)
+
+
+async def test_exc_info_replaces_headers_before_the_body() -> None:
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        start_response("200 OK", [("X-First", "yes")])
+        try:
+            raise ValueError("late failure")
+        except ValueError:
+            import sys
+
+            start_response("500 Internal Server Error", [("X-Second", "yes")], sys.exc_info())
+        return [b"error page"]
+
+    exchange = await call(LegacyApp(app, threads=1), http_scope("/"))
+    assert exchange.status == 500
+    assert b"x-first" not in exchange.headers
+    assert exchange.headers[b"x-second"] == b"yes"
+    assert exchange.body == b"error page"
+
+
+async def test_exc_info_after_the_body_started_reraises() -> None:
+    def app(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
+        start_response("200 OK", [])
+        yield b"partial"
+        try:
+            raise ValueError("too late")
+        except ValueError:
+            import sys
+
+            start_response("500 Internal Server Error", [], sys.exc_info())
+        yield b"never"
+
+    with pytest.raises(ValueError, match="too late"):
+        await call(LegacyApp(app, threads=1), http_scope("/"))
+
+
+async def test_exception_before_response_propagates_to_the_gateway() -> None:
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        raise RuntimeError("broken handler")
+
+    with pytest.raises(RuntimeError, match="broken handler"):
+        await call(LegacyApp(app, threads=1), http_scope("/"))
+
+
+async def test_app_that_never_starts_a_response_is_an_error() -> None:
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        return [b"no headers"]
+
+    with pytest.raises(RuntimeError, match="before calling start_response"):
+        await call(LegacyApp(app, threads=1), http_scope("/"))
+
+
+async def test_headers_with_underscores_never_reach_the_app() -> None:
+    seen: Environ = {}
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        seen.update(environ)
+        start_response("200 OK", [])
+        return []
+
+    headers = [(b"x-user_id", b"admin"), (b"x-trace-id", b"t1")]
+    await call(LegacyApp(app, threads=1), http_scope("/", headers=headers))
+    assert "HTTP_X_USER_ID" not in seen
+    assert seen["HTTP_X_TRACE_ID"] == "t1"
+
+
+async def test_disconnect_stops_the_stream_and_frees_the_thread() -> None:
+    produced: list[int] = []
+    closed = threading.Event()
+
+    def endless() -> Iterator[bytes]:
+        try:
+            for index in range(1000):
+                produced.append(index)
+                yield b"x" * 100
+                time.sleep(0.02)
+        finally:
+            closed.set()
+
+    def app(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
+        start_response("200 OK", [])
+        return endless()
+
+    legacy = LegacyApp(app, threads=1)
+    exchange = await call(legacy, http_scope("/"), disconnect_after=0.2)
+    assert not exchange.complete
+    assert await asyncio.to_thread(closed.wait, 2)
+    assert len(produced) < 100
+    # The only thread is free again: the next request is served at once.
+    legacy.wsgi_app = hello_app
+    assert (await call(legacy, http_scope("/"))).body == b"hello"
+
+
+async def test_back_pressure_keeps_the_thread_close_to_the_client() -> None:
+    produced: list[int] = []
+
+    def app(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
+        start_response("200 OK", [])
+        for index in range(100):
+            produced.append(index)
+            yield b"y" * 64 * 1024
+
+    legacy = LegacyApp(app, threads=1, max_pending_bytes=128 * 1024)
+    delivered = 0
+    ahead: list[int] = []
+
+    async def slow_send(message: dict[str, Any]) -> None:
+        nonlocal delivered
+        if message["type"] != "http.response.body":
+            return
+        delivered += len(message["body"]) // (64 * 1024)
+        await asyncio.sleep(0.05)  # a slow client
+        ahead.append(len(produced) - delivered)
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.Event().wait()
+        return {}
+
+    await legacy(http_scope("/"), receive, slow_send)
+    assert len(produced) == 100
+    assert delivered == 100
+    # At most 128 KiB (two chunks) pending plus the one the thread holds: never further ahead.
+    assert max(ahead) <= 3
+
+
+async def test_saturated_pool_answers_503_with_retry_after() -> None:
+    release = threading.Event()
+
+    def stuck(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        release.wait(5)
+        start_response("200 OK", [])
+        return [b"done"]
+
+    legacy = LegacyApp(stuck, threads=1, queue_timeout=0.2)
+    first = asyncio.create_task(call(legacy, http_scope("/")))
+    await asyncio.sleep(0.05)
+    refused = await call(legacy, http_scope("/"))
+    assert refused.status == 503
+    assert refused.headers[b"retry-after"] == b"5"
+    assert b"busy" in refused.body
+    release.set()
+    assert (await first).body == b"done"
+    assert legacy.busy_threads == 0
+
+
+async def test_waiting_request_gets_the_thread_when_it_frees_up() -> None:
+    release = threading.Event()
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        if environ["PATH_INFO"] == "/slow":
+            release.wait(5)
+        start_response("200 OK", [])
+        return [environ["PATH_INFO"].encode()]
+
+    legacy = LegacyApp(app, threads=1, queue_timeout=5)
+    slow = asyncio.create_task(call(legacy, http_scope("/slow")))
+    await asyncio.sleep(0.05)
+    queued = asyncio.create_task(call(legacy, http_scope("/queued")))
+    await asyncio.sleep(0.1)
+    assert not queued.done()
+    release.set()
+    assert (await slow).body == b"/slow"
+    assert (await queued).body == b"/queued"
+    assert legacy.busy_threads == 0
