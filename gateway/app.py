@@ -75,7 +75,9 @@ class GatewayApp:
                 await service.shutdown()
             self.legacy.close()
             await send({"type": "lifespan.startup.failed", "message": str(exc)})
-            return
+            # As Starlette does: servers (uvicorn, TestClient) expect the app to raise after
+            # reporting the failure; uvicorn then exits without a second traceback.
+            raise
         # Everything built so far lives as long as the process: keep the cyclic collector from
         # scanning it again and again (long gen-2 pauses show up in p99 otherwise).
         gc.collect()

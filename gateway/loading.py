@@ -1,9 +1,10 @@
 """Turn an import string from the config into an application object.
 
-``module:attribute`` names either an application or a factory. A function or a class is a
-factory and is called with the route's ``options`` as keyword arguments; anything else is the
-application itself (uvicorn asks for ``--factory``; the gateway tells them apart because an app
-instance is an object, not a function)::
+``module:attribute`` names either an application or a factory. A plain (synchronous) function or
+a class is a factory and is called with the ``options`` table as keyword arguments. The
+application itself is anything else: an app object (Flask, FastAPI), an ``async def`` ASGI
+callable, or a WSGI function whose parameters are ``(environ, start_response)``. (uvicorn asks for
+``--factory``; the gateway can tell them apart, so it does not.)::
 
     flask_app = load_app("legacy_flask:create_app", {"database": "db"}, "gateway.toml", "legacy")
 """
@@ -53,7 +54,7 @@ def load_app(import_string: str, options: Mapping[str, Any], source: str, key: s
                 source, f"{key}.app", f"{module_name!r} has no attribute {attribute!r}"
             ) from None
 
-    if not (inspect.isfunction(target) or inspect.isclass(target) or inspect.ismethod(target)):
+    if not _is_factory(target):
         if options:
             raise ConfigError.at(
                 source,
@@ -70,3 +71,14 @@ def load_app(import_string: str, options: Mapping[str, Any], source: str, key: s
         return target(**options)
     except Exception as exc:
         raise StartupError(f"{key}: factory {import_string!r} failed: {exc!r}") from exc
+
+
+def _is_factory(target: Any) -> bool:
+    if inspect.isclass(target):
+        return True
+    if not (inspect.isfunction(target) or inspect.ismethod(target)):
+        return False
+    if inspect.iscoroutinefunction(target):
+        return False  # an ASGI app written as a function
+    parameters = list(inspect.signature(target).parameters)
+    return parameters[:2] != ["environ", "start_response"]

@@ -11,6 +11,7 @@ calls it on its own start-up, so it is safe to run from several processes at the
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 from collections.abc import Iterator, Mapping
@@ -147,14 +148,23 @@ def init_db(path: str | os.PathLike[str]) -> None:
 
 def _seed(connection: sqlite3.Connection) -> None:
     connection.executemany(
-        "INSERT INTO users (username, password_hash, roles) VALUES (?, ?, ?)",
-        [(name, generate_password_hash(password), roles) for name, password, roles in DEMO_USERS],
+        "INSERT INTO users (username, password_hash, roles) VALUES (?, ?, ?)", _demo_user_rows()
     )
     connection.executemany(
         "INSERT INTO books (id, title, author, year) VALUES (?, ?, ?, ?)", DEMO_BOOKS
     )
     connection.executemany(
         "INSERT INTO sales (book_id, quantity, sold_at) VALUES (?, ?, ?)", _demo_sales()
+    )
+
+
+@functools.cache
+def _demo_user_rows() -> tuple[tuple[str, str, str], ...]:
+    # Hashed once per process: a password hash is slow on purpose (about 0.1 s), and the tests
+    # and the gateway build many demo databases in one process. Sharing a salt between demo
+    # databases costs nothing, since the passwords themselves are published.
+    return tuple(
+        (name, generate_password_hash(password), roles) for name, password, roles in DEMO_USERS
     )
 
 

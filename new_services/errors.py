@@ -28,7 +28,10 @@ def error_response(
     request: Request, status: int, message: str, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
     return JSONResponse(
-        {"error": {"status": status, "message": message}, "request_id": current_request_id(request)},
+        {
+            "error": {"status": status, "message": message},
+            "request_id": current_request_id(request),
+        },
         status_code=status,
         headers=headers,
     )

@@ -227,9 +227,7 @@ def test_login_starts_a_session(client: FlaskClient, as_json: bool) -> None:
     }
 
 
-@pytest.mark.parametrize(
-    ("username", "password"), [("alice", "builder"), ("nobody", "wonderland")]
-)
+@pytest.mark.parametrize(("username", "password"), [("alice", "builder"), ("nobody", "wonderland")])
 def test_login_rejects_bad_credentials(client: FlaskClient, username: str, password: str) -> None:
     response = client.post("/login", json={"username": username, "password": password})
 
@@ -465,7 +463,7 @@ def test_sales_report_streams_in_chunks(client: FlaskClient) -> None:
         assert response.status_code == 200
         assert response.mimetype == "text/csv"
         assert response.headers["Content-Disposition"] == 'attachment; filename="sales.csv"'
-        chunks = list(response.response)
+        chunks: list[bytes] = list(response.response)  # type: ignore[arg-type]
 
     assert len(chunks) > 2
     rows = list(csv.reader(io.StringIO(b"".join(chunks).decode())))

@@ -63,7 +63,9 @@ def test_falls_through_to_legacy(method: str, path: str) -> None:
 
 
 def test_int_route_backtracks_to_str_route_for_other_methods() -> None:
-    table = RouteTable([route("/a/{x:int}", "GET", backend="int"), route("/a/{y}", "POST", backend="str")])
+    table = RouteTable(
+        [route("/a/{x:int}", "GET", backend="int"), route("/a/{y}", "POST", backend="str")]
+    )
     assert table.match("GET", "/a/1").route.backend == "int"  # type: ignore[union-attr]
     assert table.match("POST", "/a/1").route.backend == "str"  # type: ignore[union-attr]
 
@@ -94,7 +96,9 @@ def test_different_converters_are_not_duplicates() -> None:
 
 
 def test_thousands_of_routes_each_match_themselves() -> None:
-    routes = [route(f"/svc{i}/items/{{item_id:int}}/parts/p{i % 7}", backend=f"b{i}") for i in range(3000)]
+    routes = [
+        route(f"/svc{i}/items/{{item_id:int}}/parts/p{i % 7}", backend=f"b{i}") for i in range(3000)
+    ]
     table = RouteTable(routes)
     for i in range(0, 3000, 37):
         match = table.match("GET", f"/svc{i}/items/{i}/parts/p{i % 7}")

@@ -93,7 +93,7 @@ class _LifespanDriver:
         if reply["type"] == "lifespan.startup.complete":
             return
         if reply["type"] == "lifespan.startup.failed":
-            raise StartupError(reply.get("message") or "lifespan start-up failed")
+            raise StartupError(_last_line(reply.get("message")) or "lifespan start-up failed")
         # The app returned, or raised, without answering: the ASGI spec says it does not
         # support lifespan and the server carries on. (Starlette and FastAPI answer
         # ``lifespan.startup.failed`` when their lifespan raises, which is handled above.)
@@ -108,6 +108,12 @@ class _LifespanDriver:
         reply = await self._from_app.get()
         await asyncio.gather(self._task, return_exceptions=True)
         if reply["type"] == "lifespan.shutdown.failed":
-            raise StartupError(reply.get("message") or "lifespan shut-down failed")
+            raise StartupError(_last_line(reply.get("message")) or "lifespan shut-down failed")
         if reply["type"] == "gateway.lifespan.crashed":
             raise StartupError(repr(reply["error"]))
+
+
+def _last_line(message: str | None) -> str:
+    """Starlette reports a failed lifespan with the whole traceback; its last line says what."""
+    lines = [line for line in (message or "").splitlines() if line.strip()]
+    return lines[-1].strip() if lines else ""

@@ -124,6 +124,7 @@ def _log_access(
     identity = facts.identity
     access.info(
         "request",
+        request_id=facts.request_id,
         method=facts.method,
         path=facts.path,
         route=facts.route,

@@ -24,6 +24,4 @@ async def me(identity: AuthenticatedIdentity) -> Me:
     # async: nothing here blocks, so there is no reason to take a thread-pool slot.
     assert identity.subject is not None  # AuthenticatedIdentity guarantees it
     log.info("accounts.me", username=identity.subject)
-    return Me(
-        username=identity.subject, roles=sorted(identity.roles), auth_method=identity.method
-    )
+    return Me(username=identity.subject, roles=sorted(identity.roles), auth_method=identity.method)

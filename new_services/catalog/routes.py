@@ -20,6 +20,7 @@ from new_services.security import AuthenticatedIdentity
 router = APIRouter()
 log = structlog.get_logger(__name__)
 
+
 class CatalogState(TypedDict):
     """What the lifespan yields. Starlette copies it into every request's ``request.state``."""
 

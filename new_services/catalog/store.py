@@ -17,6 +17,7 @@ from pathlib import Path
 from legacy_flask.db import MAX_ROW_ID, connect
 from new_services.catalog.models import Book, NewBook
 
+
 class BookStore:
     """Book queries. Every call opens its own connection.
 

@@ -1,0 +1,1 @@
+"""Benchmarks for the gateway: see README.md in this folder."""

@@ -1,0 +1,93 @@
+"""Tiny apps for the benchmarks: the same handlers behind the gateway and behind direct servers.
+
+Each pair answers the same bytes whichever server runs it, so a throughput difference is the
+serving path's cost, not the handler's::
+
+    gateway serve -c bench/gateway.toml              # /legacy/hello, /new/hello, /trivial
+    uvicorn bench.apps:fastapi_app                   # /new/hello, /new/plain, direct
+    gunicorn -w 1 -k sync bench.apps:flask_app       # /legacy/hello, direct
+    uvicorn bench.apps:plain_a2wsgi                  # /legacy/hello through plain a2wsgi
+    uvicorn bench.apps:trivial_router                # /trivial, direct
+
+The module-level app objects exist only as entry points for those direct servers; the gateway
+builds its own apps from the factories (``create_flask``, ``create_fastapi``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from a2wsgi import WSGIMiddleware
+from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse
+from flask import Flask
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route, Router
+from starlette.types import Receive, Scope, Send
+
+#: The gateway's legacy thread pool size in ``bench/gateway.toml``; plain a2wsgi gets the same.
+LEGACY_THREADS = 8
+
+_TRIVIAL_BODY = b"ok"
+_TRIVIAL_HEADERS = [(b"content-type", b"text/plain"), (b"content-length", b"2")]
+
+
+def create_flask() -> Flask:
+    app = Flask("bench_legacy")
+
+    @app.get("/legacy/hello")
+    def hello() -> dict[str, Any]:
+        return {"hello": "legacy", "n": 1}
+
+    return app
+
+
+def create_fastapi() -> FastAPI:
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+
+    @app.get("/new/hello")
+    async def hello() -> dict[str, Any]:
+        return {"hello": "new", "n": 1}
+
+    @app.get("/new/plain", response_class=PlainTextResponse)
+    async def plain() -> str:
+        return "hello"
+
+    return app
+
+
+async def trivial_asgi(scope: Scope, receive: Receive, send: Send) -> None:
+    """200 with a 2-byte body at any path: the floor of what an ASGI server can serve."""
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": _TRIVIAL_HEADERS})
+    await send({"type": "http.response.body", "body": _TRIVIAL_BODY})
+
+
+async def _trivial_endpoint(request: Request) -> Response:
+    return Response(_TRIVIAL_BODY, media_type="text/plain")
+
+
+def create_trivial_router() -> Router:
+    """``GET /trivial`` on a bare Starlette router.
+
+    The gateway's route check (``gateway check``) reads a service's ``routes`` to confirm it
+    implements the routes sent to it; a raw ASGI callable has none and is refused, so the trivial
+    service behind the gateway is this router, and the direct comparison serves the same one.
+    """
+    return Router(routes=[Route("/trivial", _trivial_endpoint, methods=["GET"])])
+
+
+flask_app = create_flask()
+fastapi_app = create_fastapi()
+trivial_router = create_trivial_router()
+plain_a2wsgi = WSGIMiddleware(create_flask(), workers=LEGACY_THREADS)

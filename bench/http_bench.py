@@ -1,0 +1,493 @@
+"""HTTP throughput of the gateway against the servers it replaces, measured with wrk.
+
+::
+
+    python bench/http_bench.py                 # 3 rounds of 5 s per configuration (~5 minutes)
+    python bench/http_bench.py --quick         # 1 round of 3 s: a smoke check
+
+Each configuration is one server process on a free 127.0.0.1 port: started, polled until its
+URL answers 200, warmed up with 1 s of wrk, measured with ``wrk -t1 -c16 -d{duration}s
+--latency``, then stopped (SIGTERM to its process group, SIGKILL after a grace period). Rounds
+interleave the configurations (round 1: A, B, C...; round 2: A, B, C...) so slow drifts of the
+machine fall on all of them alike; the report gives the median over rounds.
+
+Everything runs twice: *pinned* (the server on core 0 with ``taskset -c 0``, wrk on core 1: the
+server gets exactly one core, so 1/throughput is CPU time per request) and *unpinned* (the server
+may use both cores; wrk stays pinned to core 1, so only the server's placement changes).
+
+The gateway writes its JSON access log (one line per request) to a file, so logging is paid for;
+the direct servers run with no access log, which makes the comparison stricter. ``GATEWAY_*``
+variables are removed from the servers' environment so the config file alone decides.
+Raw numbers go to ``bench/results/http-<timestamp>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH_CONFIG = "bench/gateway.toml"
+RESULTS = REPO / "bench" / "results"
+HOST = "127.0.0.1"
+BIN = Path(sys.executable).parent
+
+WARMUP_SECONDS = 1
+START_TIMEOUT = 20.0
+STOP_GRACE = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Server:
+    name: str
+    #: The command line, with ``{port}`` where the port goes.
+    argv: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    key: str
+    group: str
+    label: str
+    server: Server
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class PinMode:
+    name: str
+    #: CPUs for ``taskset -c`` (``None``: not pinned).
+    server_cpus: str | None
+    wrk_cpus: str | None
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ratio:
+    label: str
+    numerator: str
+    denominator: str
+    #: ``None``: reported for information, no target.
+    target: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class WrkResult:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    non_2xx: int
+    socket_errors: int
+
+
+GATEWAY = Server("gateway", (str(BIN / "gateway"), "serve", "-c", BENCH_CONFIG, "--port", "{port}"))
+_UVICORN = (str(BIN / "uvicorn"), "--host", HOST, "--port", "{port}")
+_UVICORN_QUIET = ("--no-access-log", "--log-level", "warning")
+UVICORN_FASTAPI = Server("uvicorn", (*_UVICORN, "bench.apps:fastapi_app", *_UVICORN_QUIET))
+UVICORN_A2WSGI = Server("uvicorn", (*_UVICORN, "bench.apps:plain_a2wsgi", *_UVICORN_QUIET))
+UVICORN_TRIVIAL = Server("uvicorn", (*_UVICORN, "bench.apps:trivial_router", *_UVICORN_QUIET))
+GUNICORN = Server(
+    "gunicorn",
+    (
+        *(str(BIN / "gunicorn"), "-w", "1", "-k", "sync", "--bind", f"{HOST}:{{port}}"),
+        *("--log-level", "warning", "bench.apps:flask_app"),
+    ),
+)
+
+CASES = (
+    Case("new.gateway", "new route", "gateway  /new/hello", GATEWAY, "/new/hello"),
+    Case("new.direct", "new route", "uvicorn + FastAPI, direct", UVICORN_FASTAPI, "/new/hello"),
+    Case("legacy.gateway", "legacy route", "gateway  /legacy/hello", GATEWAY, "/legacy/hello"),
+    Case("legacy.gunicorn", "legacy route", "gunicorn sync, 1 worker", GUNICORN, "/legacy/hello"),
+    Case(
+        "legacy.a2wsgi", "legacy route", "uvicorn + plain a2wsgi", UVICORN_A2WSGI, "/legacy/hello"
+    ),
+    Case("trivial.gateway", "trivial", "gateway  /trivial", GATEWAY, "/trivial"),
+    Case("trivial.direct", "trivial", "uvicorn + same router, direct", UVICORN_TRIVIAL, "/trivial"),
+)
+
+RATIOS = (
+    Ratio("new route / direct FastAPI", "new.gateway", "new.direct", 0.90),
+    Ratio("legacy route / gunicorn", "legacy.gateway", "legacy.gunicorn", 0.90),
+    Ratio("legacy route / plain a2wsgi", "legacy.gateway", "legacy.a2wsgi", None),
+)
+
+PIN_MODES = (
+    PinMode("pinned", "0", "1", "server pinned to core 0, wrk pinned to core 1"),
+    PinMode("unpinned", None, "1", "server free on both cores, wrk pinned to core 1"),
+)
+
+
+class BenchError(Exception):
+    """A measurement could not be made; the message says why (and shows the server log)."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse_args(argv)
+    try:
+        _check_machine()
+        wrk = _ensure_wrk()
+        return _run(args, wrk)
+    except BenchError as exc:
+        print(f"\nhttp_bench: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=int, default=5, help="seconds per measurement")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
+    parser.add_argument("--connections", type=int, default=16, help="wrk connections")
+    parser.add_argument("--quick", action="store_true", help="1 round of 3 s: a smoke check")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.duration, args.rounds = 3, 1
+    if args.duration < 1 or args.rounds < 1 or args.connections < 1:
+        parser.error("--duration, --rounds and --connections must be at least 1")
+    return args
+
+
+def _check_machine() -> None:
+    if shutil.which("taskset") is None:
+        raise BenchError("taskset (util-linux) is needed to pin processes to cores")
+    cpus = os.sched_getaffinity(0)
+    if not {0, 1} <= cpus:
+        raise BenchError(f"cores 0 and 1 are needed for pinning; this process may use {cpus}")
+    for server in (GATEWAY, UVICORN_FASTAPI, GUNICORN):
+        if not Path(server.argv[0]).exists():
+            raise BenchError(f"{server.argv[0]} not found: activate the project's virtualenv")
+
+
+def _ensure_wrk() -> str:
+    wrk = shutil.which("wrk")
+    if wrk is not None:
+        return wrk
+    command = ["apt-get", "install", "-y", "wrk"]
+    print(f"wrk not found; installing it: {' '.join(command)}", flush=True)
+    try:
+        subprocess.run(command, check=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise BenchError(
+            f"could not install wrk ({exc}); install it yourself (apt-get install wrk) and rerun"
+        ) from None
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise BenchError("apt-get reported success but wrk is still not on PATH")
+    return wrk
+
+
+def _run(args: argparse.Namespace, wrk: str) -> int:
+    runs: dict[str, dict[str, list[WrkResult]]] = {
+        m.name: {c.key: [] for c in CASES} for m in PIN_MODES
+    }
+    total = args.rounds * len(PIN_MODES) * len(CASES)
+    print(
+        f"http_bench: {args.rounds} round(s) x {len(PIN_MODES)} pin modes x {len(CASES)} "
+        f"configurations, {args.duration} s each after {WARMUP_SECONDS} s warm-up, "
+        f"wrk -t1 -c{args.connections}",
+        flush=True,
+    )
+    started = time.monotonic()
+    done = 0
+    with tempfile.TemporaryDirectory(prefix="http_bench-") as scratch:
+        for round_number in range(1, args.rounds + 1):
+            for mode in PIN_MODES:
+                for case in CASES:
+                    done += 1
+                    result = _measure(case, mode, args, wrk, Path(scratch))
+                    runs[mode.name][case.key].append(result)
+                    print(
+                        f"  [{done:>2}/{total}] round {round_number} {mode.name:<8} "
+                        f"{case.key:<16} {result.rps:>9.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
+                        f"p99 {result.p99_ms:6.2f} ms{_problems(result)}",
+                        flush=True,
+                    )
+    print(f"measured in {time.monotonic() - started:.0f} s")
+
+    summary = {mode.name: _summarize(runs[mode.name]) for mode in PIN_MODES}
+    failed = False
+    for mode in PIN_MODES:
+        failed |= _report(mode, summary[mode.name], args)
+    path = _write_results(args, runs, summary)
+    print(f"\nraw numbers: {path.relative_to(REPO)}")
+    return 1 if failed else 0
+
+
+def _measure(
+    case: Case, mode: PinMode, args: argparse.Namespace, wrk: str, scratch: Path
+) -> WrkResult:
+    port = _free_port()
+    url = f"http://{HOST}:{port}{case.path}"
+    log_path = scratch / f"{case.server.name}-{port}.log"
+    with _serving(case.server, port, mode.server_cpus, log_path) as process:
+        _wait_until_ready(process, port, case.path, log_path)
+        _wrk(wrk, url, WARMUP_SECONDS, args.connections, mode.wrk_cpus)
+        output = _wrk(wrk, url, args.duration, args.connections, mode.wrk_cpus)
+    log_path.unlink(missing_ok=True)  # the gateway's access log: megabytes per run
+    try:
+        return parse_wrk(output)
+    except ValueError as exc:
+        raise BenchError(f"{case.key}: cannot read wrk's output ({exc}):\n{output}") from None
+
+
+@contextmanager
+def _serving(
+    server: Server, port: int, cpus: str | None, log_path: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    argv = [part.format(port=port) for part in server.argv]
+    if cpus is not None:
+        argv = ["taskset", "-c", cpus, *argv]
+    env = {name: value for name, value in os.environ.items() if not name.startswith("GATEWAY_")}
+    # stdout goes to a file, never to a pipe nobody reads: the gateway's access log would block
+    # on a full pipe, and writing it is part of what is measured.
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        yield process
+    finally:
+        _stop(process)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the server's process group (gunicorn's worker too), SIGKILL it if it lingers."""
+    if process.poll() is None:
+        _signal_group(process, signal.SIGTERM)
+        try:
+            process.wait(STOP_GRACE)
+        except subprocess.TimeoutExpired:
+            print(f"  server {process.pid} ignored SIGTERM; killing it", flush=True)
+    # The leader may be gone while a child (a worker) still lives: kill whatever is left.
+    _signal_group(process, signal.SIGKILL)
+    process.wait()
+
+
+def _signal_group(process: subprocess.Popen[bytes], signum: signal.Signals) -> None:
+    # start_new_session made the server the leader of its own group, whose id is its pid.
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signum)
+
+
+def _wait_until_ready(
+    process: subprocess.Popen[bytes], port: int, path: str, log_path: Path
+) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    last_error = "no answer"
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            last_error = f"the server exited with status {process.returncode}"
+            break
+        connection = http.client.HTTPConnection(HOST, port, timeout=2)
+        try:
+            connection.request("GET", path)
+            response = connection.getresponse()
+            response.read()
+            if response.status == 200:
+                return
+            last_error = f"HTTP {response.status}"
+        except OSError as exc:
+            last_error = str(exc)
+        finally:
+            connection.close()
+        time.sleep(0.05)
+    command = " ".join(str(part) for part in process.args)  # type: ignore[union-attr]
+    log = log_path.read_text(errors="replace").splitlines()
+    shown = "\n".join(f"    {line}" for line in log[-40:]) or "    (empty)"
+    raise BenchError(
+        f"{command} (port {port}) did not answer 200 at {path} within "
+        f"{START_TIMEOUT:.0f} s ({last_error}); its log ends with:\n{shown}"
+    )
+
+
+def _wrk(wrk: str, url: str, seconds: int, connections: int, cpus: str | None) -> str:
+    argv = [wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    if cpus is not None:
+        argv = ["taskset", "-c", cpus, *argv]
+    finished = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30)
+    if finished.returncode != 0:
+        raise BenchError(f"{' '.join(argv)} failed:\n{finished.stdout}{finished.stderr}")
+    return finished.stdout
+
+
+_UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+_PERCENTILE = re.compile(r"^\s*(50|99)(?:\.0+)?%\s+([\d.]+)(us|ms|s|m|h)\s*$", re.MULTILINE)
+_RPS = re.compile(r"^Requests/sec:\s+([\d.]+)", re.MULTILINE)
+_TOTAL = re.compile(r"^\s*(\d+) requests in ", re.MULTILINE)
+_NON_2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
+_SOCKET_ERRORS = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
+
+
+def parse_wrk(output: str) -> WrkResult:
+    """Read requests/s, p50 and p99 (``--latency``) and error counts from wrk's report."""
+    rps = _RPS.search(output)
+    total = _TOTAL.search(output)
+    percentiles = {int(p): float(v) * _UNITS_MS[unit] for p, v, unit in _PERCENTILE.findall(output)}
+    if rps is None or total is None or set(percentiles) != {50, 99}:
+        raise ValueError("no Requests/sec, request count or 50%/99% latency lines")
+    non_2xx = _NON_2XX.search(output)
+    socket_errors = _SOCKET_ERRORS.search(output)
+    return WrkResult(
+        rps=float(rps.group(1)),
+        p50_ms=percentiles[50],
+        p99_ms=percentiles[99],
+        requests=int(total.group(1)),
+        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        socket_errors=sum(map(int, socket_errors.groups())) if socket_errors else 0,
+    )
+
+
+def _problems(result: WrkResult) -> str:
+    notes = []
+    if result.non_2xx:
+        notes.append(f"{result.non_2xx} non-2xx")
+    if result.socket_errors:
+        notes.append(f"{result.socket_errors} socket errors")
+    return f"  ({', '.join(notes)})" if notes else ""
+
+
+def _summarize(by_case: dict[str, list[WrkResult]]) -> dict[str, dict[str, float]]:
+    summary = {}
+    for key, results in by_case.items():
+        rates = [r.rps for r in results]
+        median_rps = statistics.median(rates)
+        summary[key] = {
+            "rps": median_rps,
+            "p50_ms": statistics.median(r.p50_ms for r in results),
+            "p99_ms": statistics.median(r.p99_ms for r in results),
+            # Spread between rounds, as a share of the median: how far to trust a ratio.
+            "spread": (max(rates) - min(rates)) / median_rps if median_rps else 0.0,
+            "non_2xx": sum(r.non_2xx for r in results),
+            "socket_errors": sum(r.socket_errors for r in results),
+        }
+    return summary
+
+
+def _report(mode: PinMode, summary: dict[str, dict[str, float]], args: argparse.Namespace) -> bool:
+    """Print one pin mode's table; return True if a target failed."""
+    rounds = f"median of {args.rounds} rounds" if args.rounds > 1 else "1 round"
+    print(f"\n== {mode.name}: {mode.description} ({rounds}, {args.duration} s each) ==")
+    print(f"{'':<13}{'configuration':<31}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'spread':>8}")
+    group = ""
+    for case in CASES:
+        row = summary[case.key]
+        shown_group = case.group if case.group != group else ""
+        group = case.group
+        problems = []
+        if row["non_2xx"]:
+            problems.append(f"{row['non_2xx']:.0f} non-2xx!")
+        if row["socket_errors"]:
+            problems.append(f"{row['socket_errors']:.0f} socket errors")
+        print(
+            f"{shown_group:<13}{case.label:<31}{row['rps']:>9.0f}{row['p50_ms']:>9.2f}"
+            f"{row['p99_ms']:>9.2f}{row['spread']:>7.0%} {' '.join(problems)}".rstrip()
+        )
+    print("(gateway: JSON access log to a file; direct servers: no access log)")
+
+    failed = False
+    print(f"\n{'ratio (req/s)':<34}{'value':>7}  {'target':<8}result")
+    for ratio in RATIOS:
+        value = summary[ratio.numerator]["rps"] / summary[ratio.denominator]["rps"]
+        if ratio.target is None:
+            target, verdict = "-", "(information)"
+        else:
+            target = f">= {ratio.target:.2f}"
+            verdict = "PASS" if value >= ratio.target else "FAIL"
+            failed |= value < ratio.target
+        print(f"{ratio.label:<34}{value:>7.2f}  {target:<8}{verdict}")
+
+    overhead = _overhead_us(summary)
+    if mode.server_cpus is not None:
+        note = "CPU time per request on one core"
+    else:
+        note = "not CPU time: the server may use two cores"
+    print(f"trivial endpoint: gateway overhead {overhead:.1f} µs/request ({note})")
+    return failed
+
+
+def _overhead_us(summary: dict[str, dict[str, float]]) -> float:
+    gateway, direct = summary["trivial.gateway"]["rps"], summary["trivial.direct"]["rps"]
+    return (1 / gateway - 1 / direct) * 1e6
+
+
+def _write_results(
+    args: argparse.Namespace,
+    runs: dict[str, dict[str, list[WrkResult]]],
+    summary: dict[str, dict[str, dict[str, float]]],
+) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = RESULTS / f"http-{stamp}.json"
+    document: dict[str, Any] = {
+        "created": stamp,
+        "settings": {
+            "duration_s": args.duration,
+            "rounds": args.rounds,
+            "connections": args.connections,
+            "warmup_s": WARMUP_SECONDS,
+            "quick": args.quick,
+        },
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "commit": _git("rev-parse", "HEAD"),
+            "uncommitted_changes": bool(_git("status", "--porcelain")),
+        },
+        "pin_modes": {m.name: asdict(m) for m in PIN_MODES},
+        "cases": {c.key: {"label": c.label, "path": c.path, "argv": c.server.argv} for c in CASES},
+        "runs": {
+            mode: {k: [asdict(r) for r in v] for k, v in by_case.items()}
+            for mode, by_case in runs.items()
+        },
+        "summary": summary,
+        "ratios": {
+            mode: {
+                r.label: summary[mode][r.numerator]["rps"] / summary[mode][r.denominator]["rps"]
+                for r in RATIOS
+            }
+            for mode in summary
+        },
+        "trivial_overhead_us": {mode: _overhead_us(summary[mode]) for mode in summary},
+    }
+    path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def _git(*args: str) -> str:
+    """Read-only git queries for the results file; empty when git is unavailable."""
+    try:
+        return subprocess.run(
+            ["git", *args], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,220 @@
+"""The gateway's own cost per request, in process: no sockets, no server, no HTTP parsing.
+
+::
+
+    python bench/overhead_micro.py                    # 20,000 calls x 7 repeats per variant
+    python bench/overhead_micro.py -n 5000 --repeats 3
+    python bench/overhead_micro.py --profile          # and where the gateway's time goes
+
+The gateway is built from ``bench/gateway.toml`` with ``create_app``, once with the access log on
+(written to ``os.devnull``, so rendering and the write call are paid for but no disk is) and
+once with it off; their lifespans run as a server would run them. Each variant is then called
+as an ASGI app for ``GET /trivial`` with a minimal HTTP scope and stub ``receive``/``send``:
+
+- the gateway, access log on and off;
+- the trivial service the gateway routes to (the same Starlette router object), called directly;
+- the raw ``bench.apps.trivial_asgi`` function, the floor of any ASGI call.
+
+Repeats interleave the variants and the report gives the median µs per request. The difference
+between the gateway and the direct call is the gateway's pure in-process overhead (middleware,
+canonical path, route match, request id, access line); in ``http_bench.py`` the same difference
+also includes the larger response (two extra headers) the server writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import os
+import pstats
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from starlette.types import ASGIApp, Message
+
+from gateway.app import GatewayApp, create_app
+from gateway.settings import load_settings
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH_CONFIG = REPO / "bench" / "gateway.toml"
+PATH = "/trivial"
+
+BASE_SCOPE: dict[str, Any] = {
+    "type": "http",
+    "asgi": {"version": "3.0", "spec_version": "2.4"},
+    "http_version": "1.1",
+    "method": "GET",
+    "scheme": "http",
+    "path": PATH,
+    "raw_path": PATH.encode(),
+    "query_string": b"",
+    "root_path": "",
+    "headers": [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"overhead_micro")],
+    "client": ("127.0.0.1", 50000),
+    "server": ("127.0.0.1", 8000),
+}
+REQUEST: Message = {"type": "http.request", "body": b"", "more_body": False}
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    name: str
+    app: ASGIApp
+
+
+async def _receive() -> Message:
+    return REQUEST
+
+
+async def _discard(message: Message) -> None:
+    pass
+
+
+class Lifespan:
+    """Speaks the ASGI lifespan protocol to an app, as a server does."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+        self._to_app: asyncio.Queue[Message] = asyncio.Queue()
+        self._from_app: asyncio.Queue[Message] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    async def startup(self) -> None:
+        scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+        self._task = asyncio.create_task(self._app(scope, self._to_app.get, self._from_app.put))
+        await self._expect("lifespan.startup", "lifespan.startup.complete")
+
+    async def shutdown(self) -> None:
+        await self._expect("lifespan.shutdown", "lifespan.shutdown.complete")
+        if self._task is not None:
+            await self._task
+
+    async def _expect(self, event: str, wanted: str) -> None:
+        await self._to_app.put({"type": event})
+        reply = await self._from_app.get()
+        if reply["type"] != wanted:
+            raise RuntimeError(f"{event}: the app answered {reply}")
+
+
+def build_gateway(*, access_log: bool, log_stream: TextIO) -> GatewayApp:
+    environ = {"GATEWAY_LOGGING__ACCESS_LOG": "true" if access_log else "false"}
+    return create_app(load_settings(BENCH_CONFIG, environ), log_stream=log_stream)
+
+
+async def check(variant: Variant) -> None:
+    """One call, looked at: a variant that does not answer 200 ``ok`` would measure nothing."""
+    sent: list[Message] = []
+
+    async def record(message: Message) -> None:
+        sent.append(message)
+
+    await variant.app(dict(BASE_SCOPE), _receive, record)
+    status = sent[0].get("status") if sent else None
+    body = b"".join(m.get("body", b"") for m in sent[1:])
+    if status != 200 or body != b"ok":
+        raise RuntimeError(f"{variant.name}: expected 200 'ok', got {status} {body!r}")
+
+
+async def time_calls(app: ASGIApp, calls: int) -> float:
+    """µs per call for ``calls`` sequential requests (each with its own copy of the scope)."""
+    base = BASE_SCOPE
+    started = time.perf_counter_ns()
+    for _ in range(calls):
+        await app(dict(base), _receive, _discard)
+    return (time.perf_counter_ns() - started) / calls / 1000
+
+
+async def measure(variants: Sequence[Variant], calls: int, repeats: int) -> dict[str, list[float]]:
+    for variant in variants:
+        await check(variant)
+        await time_calls(variant.app, calls // 10)  # warm-up
+    timings: dict[str, list[float]] = {variant.name: [] for variant in variants}
+    for _ in range(repeats):
+        for variant in variants:
+            timings[variant.name].append(await time_calls(variant.app, calls))
+    return timings
+
+
+async def profile(app: ASGIApp, calls: int, top: int) -> None:
+    profiler = cProfile.Profile()
+    profiler.enable()
+    await time_calls(app, calls)
+    profiler.disable()
+    print(f"\n== profile: gateway, access log on, {calls} calls (cProfile inflates small calls) ==")
+    pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(top)
+
+
+async def run(args: argparse.Namespace, log_stream: TextIO) -> None:
+    from bench.apps import trivial_asgi  # importable once main() has put the repo on sys.path
+
+    # Built one after the other: configure_logging is global, but each gateway's access logger
+    # is bound at build time to the stream configured then (the same one here).
+    logged = build_gateway(access_log=True, log_stream=log_stream)
+    silent = build_gateway(access_log=False, log_stream=log_stream)
+    lifespans = [Lifespan(logged), Lifespan(silent)]
+    for lifespan in lifespans:
+        await lifespan.startup()
+    try:
+        variants = [
+            Variant("gateway, access log on", logged),
+            Variant("gateway, access log off", silent),
+            Variant("trivial service, direct", logged.services["trivial"].app),
+            Variant("raw trivial_asgi, direct", trivial_asgi),
+        ]
+        timings = await measure(variants, args.calls, args.repeats)
+        report(timings, args)
+        if args.profile:
+            await profile(logged, args.calls, args.top)
+    finally:
+        for lifespan in reversed(lifespans):
+            await lifespan.shutdown()
+
+
+def report(timings: dict[str, list[float]], args: argparse.Namespace) -> None:
+    median = {name: statistics.median(values) for name, values in timings.items()}
+    print(
+        f"GET {PATH}, {args.calls} calls x {args.repeats} repeats, median µs per request "
+        f"(Python {sys.version.split()[0]})"
+    )
+    print(f"{'variant':<28}{'µs/req':>9}{'min':>9}{'max':>9}")
+    for name, values in timings.items():
+        print(f"{name:<28}{median[name]:>9.2f}{min(values):>9.2f}{max(values):>9.2f}")
+    direct = median["trivial service, direct"]
+    differences: list[tuple[str, Callable[[], float]]] = [
+        ("gateway overhead, access log on", lambda: median["gateway, access log on"] - direct),
+        ("gateway overhead, access log off", lambda: median["gateway, access log off"] - direct),
+        (
+            "access line alone",
+            lambda: median["gateway, access log on"] - median["gateway, access log off"],
+        ),
+    ]
+    print()
+    for label, difference in differences:
+        print(f"{label:<37}{difference():>8.2f} µs/req")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-n", "--calls", type=int, default=20_000, help="calls per repeat")
+    parser.add_argument("--repeats", type=int, default=7, help="repeats per variant (median)")
+    parser.add_argument("--profile", action="store_true", help="profile the gateway afterwards")
+    parser.add_argument("--top", type=int, default=25, help="functions shown by --profile")
+    args = parser.parse_args(argv)
+    if args.calls < 10 or args.repeats < 1:
+        parser.error("--calls must be at least 10 and --repeats at least 1")
+    # `python bench/overhead_micro.py` puts bench/ first on sys.path, not the repository.
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    with open(os.devnull, "w", encoding="utf-8") as devnull:
+        asyncio.run(run(args, devnull))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,101 @@
+"""Service lifespans: run at start-up and shut-down, in order, once, with their state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from gateway.app import create_app
+from gateway.errors import StartupError
+from gateway.settings import load_settings
+
+CONFIG = """
+[legacy]
+app = "sample_apps:create_flask"
+threads = 2
+
+[services.first]
+app = "sample_apps:create_service"
+options = {{ name = "first" }}
+
+[services.second]
+app = "{second}"
+{second_options}
+
+[[routes]]
+path = "/items/{{item_id:int}}"
+methods = ["GET"]
+backend = "first"
+"""
+
+
+def build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, second: str, options: str = ""
+) -> tuple[TestClient, Path]:
+    events = tmp_path / "events"
+    monkeypatch.setenv("SAMPLE_EVENTS", str(events))
+    config = tmp_path / "gateway.toml"
+    config.write_text(CONFIG.format(second=second, second_options=options))
+    app = create_app(load_settings(config, {}))
+    return TestClient(app), events
+
+
+def test_lifespans_run_in_order_and_state_reaches_requests(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, events = build(
+        tmp_path, monkeypatch, "sample_apps:create_service", 'options = { name = "second" }'
+    )
+    with client:
+        assert events.read_text().split() == ["first:startup", "second:startup"]
+        assert client.get("/_gateway/ready").status_code == 200
+        response = client.get("/items/3")
+        assert response.json() == {"id": 3, "side": "first", "greeting": "hello from first"}
+        assert response.headers["x-gateway-backend"] == "first"
+    assert events.read_text().split() == [
+        "first:startup",
+        "second:startup",
+        "second:shutdown",
+        "first:shutdown",
+    ]
+
+
+def test_failing_startup_stops_the_gateway_and_undoes_earlier_services(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, events = build(tmp_path, monkeypatch, "sample_apps:create_failing_service")
+    with (
+        pytest.raises(
+            StartupError,
+            match=r"service 'second' failed to start: RuntimeError: database unreachable$",
+        ),
+        client,
+    ):
+        pass
+    assert events.read_text().split() == ["first:startup", "failing:startup", "first:shutdown"]
+
+
+def test_app_without_lifespan_support_is_served(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, events = build(tmp_path, monkeypatch, "sample_apps:raw_asgi")
+    with client:
+        assert client.get("/_gateway/ready").json() == {"status": "ready"}
+    assert events.read_text().split() == ["first:startup", "first:shutdown"]
+
+
+def test_not_ready_before_startup_and_health_always(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, _ = build(tmp_path, monkeypatch, "sample_apps:raw_asgi")
+    # Without the context manager, no lifespan runs.
+    assert client.get("/_gateway/health").json() == {"status": "ok"}
+    ready = client.get("/_gateway/ready")
+    assert ready.status_code == 503
+    assert ready.json() == {"status": "starting"}
+    missing = client.get("/_gateway/nope")
+    assert missing.status_code == 404
+    assert missing.json()["request_id"] == missing.headers["x-request-id"]
+    assert client.post("/_gateway/health").status_code == 405
