@@ -14,6 +14,7 @@ starts no service: service lifespans run when the server sends the lifespan star
 from __future__ import annotations
 
 import gc
+import os
 from typing import Any, TextIO
 
 import structlog
@@ -85,6 +86,7 @@ class GatewayApp:
         self.state.ready = True
         log.info(
             "gateway.started",
+            pid=os.getpid(),
             routes=len(self.table),
             services=list(self.services),
             legacy_threads=self.legacy.threads,

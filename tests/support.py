@@ -203,6 +203,16 @@ class GatewayProcess:
                 events.append(json.loads(line))
         return events
 
+    def events_for(self, request_id: str, *, until: str = "request") -> list[dict[str, Any]]:
+        """Log events of one request, once its line ``until`` is written (the access line is
+        written just after the response's last byte, so a client can be faster than it)."""
+        deadline = time.monotonic() + 10
+        while True:
+            events = [e for e in self.log_events() if e.get("request_id") == request_id]
+            if any(e["event"] == until for e in events) or time.monotonic() > deadline:
+                return events
+            time.sleep(0.05)
+
     def __enter__(self) -> GatewayProcess:
         return self.start()
 

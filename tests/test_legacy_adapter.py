@@ -90,20 +90,34 @@ async def test_chunked_request_body_reaches_the_app() -> None:
     )
 
 
-async def test_streamed_response_arrives_in_pieces_as_produced() -> None:
+async def test_streamed_response_reaches_the_client_while_the_app_still_runs() -> None:
+    client_has: dict[int, threading.Event] = {index: threading.Event() for index in range(4)}
+    waited: list[bool] = []
+
     def app(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
         start_response("200 OK", [("Content-Type", "text/csv")])
         for index in range(4):
             yield f"row {index}\n".encode()
-            time.sleep(0.1)
+            # Produce the next row only once the client holds this one. An adapter that
+            # buffered the response would never deliver it, and this wait would time out.
+            waited.append(client_has[index].wait(5))
 
-    exchange = await call(LegacyApp(app, threads=1), http_scope("/"))
-    assert exchange.body == b"row 0\nrow 1\nrow 2\nrow 3\n"
-    bodies = [m for m in exchange.body_messages if m["body"]]
-    assert len(bodies) >= 3
-    # The first row left before the generator finished sleeping through the others.
-    assert exchange.times[1] - exchange.times[0] < 0.1
-    assert exchange.times[-1] - exchange.times[1] >= 0.25
+    async def receive() -> dict[str, Any]:
+        await asyncio.Event().wait()
+        return {}
+
+    bodies: list[bytes] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            bodies.append(message["body"])
+            if message["body"]:
+                client_has[len([b for b in bodies if b]) - 1].set()
+
+    await LegacyApp(app, threads=1)(http_scope("/"), receive, send)
+    assert waited == [True, True, True, True]
+    # Each WSGI chunk stays one message: the app's boundaries survive.
+    assert bodies == [b"row 0\n", b"row 1\n", b"row 2\n", b"row 3\n", b""]
 
 
 async def test_write_callable_and_iterable_both_reach_the_client() -> None:

@@ -14,7 +14,8 @@ through one more hand-off. A small JSON response costs four round trips between 
 plain a2wsgi serves about half of what gunicorn serves (see ``bench/``).
 
 Here the worker thread appends messages to a channel and moves on; it wakes the loop only when the
-loop is idle waiting for messages, so a whole small response usually crosses once. Back-pressure is
+loop is idle waiting for messages, so a whole small response usually crosses once, and its last
+chunk and the end of the response go out in one write. Back-pressure is
 kept: a thread that gets more than ``max_pending_bytes`` ahead of the client blocks until the loop
 has written them. Request bodies with a ``Content-Length`` up to ``buffer_body_limit`` are read on
 the loop before the thread starts; larger and chunked bodies stream through a2wsgi's ``Body``
@@ -343,23 +344,23 @@ def _resolve(waiter: asyncio.Future[None]) -> None:
 
 
 async def _send_batch(send: Send, batch: list[tuple[Any, ...]]) -> int:
-    """Send a batch, merging adjacent body chunks so a small response is one or two writes."""
+    """Send a batch. Each WSGI chunk stays one ASGI message (apps that stream server-sent
+    events rely on their chunk boundaries); only the last chunk and the end travel together,
+    so a small response is one write."""
     sent = 0
-    body: list[bytes] = []
-    for item in batch:
-        if item[0] == _BODY:
-            body.append(item[1])
-        elif item[0] == _START:
+    last = len(batch) - 1
+    for index, item in enumerate(batch):
+        kind = item[0]
+        if kind == _START:
             await send({"type": "http.response.start", "status": item[1], "headers": item[2]})
-        else:  # _END: the last body message carries more_body=False
-            joined = b"".join(body)
-            body = []
-            sent += len(joined)
-            await send({"type": "http.response.body", "body": joined, "more_body": False})
-    if body:
-        joined = b"".join(body)
-        sent += len(joined)
-        await send({"type": "http.response.body", "body": joined, "more_body": True})
+        elif kind == _BODY:
+            sent += len(item[1])
+            if index < last and batch[index + 1][0] == _END:
+                continue  # sent with the end, below
+            await send({"type": "http.response.body", "body": item[1], "more_body": True})
+        else:
+            body = batch[index - 1][1] if index > 0 and batch[index - 1][0] == _BODY else b""
+            await send({"type": "http.response.body", "body": body, "more_body": False})
     return sent
 
 
