@@ -22,12 +22,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.fastapi_support import current_request_id
+from new_services.responses import FlaskJSONResponse
 
 
 def error_response(
     request: Request, status: int, message: str, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
-    return JSONResponse(
+    return FlaskJSONResponse(
         {
             "error": {"status": status, "message": message},
             "request_id": current_request_id(request),

@@ -167,6 +167,8 @@ def test_both_sides_answer_alike(open_sides: OpenSides, case: Case) -> None:
     assert expected.status_code == case.status, expected.text
     assert actual.status_code == expected.status_code, actual.text
     assert actual.json() == expected.json()
+    # Byte for byte, too: key order, escaping and the trailing newline match Flask's.
+    assert actual.content == expected.content
     for header in RELEVANT_HEADERS:
         assert actual.headers.get(header) == expected.headers.get(header), header
 

@@ -105,6 +105,24 @@ async def test_failure_after_first_byte_aborts_instead_of_finishing() -> None:
     assert access["status"] == 200
 
 
+async def test_error_after_a_complete_response_is_logged_once_and_not_reraised() -> None:
+    async def starlette_style(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        # What Starlette's ServerErrorMiddleware does: answer 500, then re-raise.
+        await send({"type": "http.response.start", "status": 500, "headers": []})
+        await send({"type": "http.response.body", "body": b"Internal Server Error"})
+        raise RuntimeError("handler bug")
+
+    with capture_logs() as logs:
+        exchange = await call(RequestContextMiddleware(starlette_style), http_scope("/x"))
+    assert exchange.status == 500
+    assert exchange.complete
+    errors = [log for log in logs if log["log_level"] == "error"]
+    assert [error["event"] for error in errors] == ["request.failed"]
+    [access] = [log for log in logs if log["event"] == "request"]
+    assert access["status"] == 500
+    assert "aborted" not in access
+
+
 async def test_ambiguous_path_is_refused_before_the_app_runs() -> None:
     called = False
 

@@ -8,7 +8,9 @@ For every HTTP request it
 3. creates the request's ``RequestFacts`` in the scope;
 4. adds ``X-Gateway-Backend`` naming the side that answered;
 5. turns an exception that escapes a backend into a JSON 500 with the request id (or, once bytes
-   are on the wire, lets the server abort the connection so a half response never looks whole);
+   are on the wire, lets the server abort the connection so a half response never looks whole;
+   after a complete response, as Starlette's error middleware leaves it, only logs it), with
+   exactly one error event;
 6. writes exactly one access line when the request ends.
 
 ::
@@ -73,9 +75,13 @@ class RequestContextMiddleware:
             scope["path"] = facts.path
             scope[FACTS_KEY] = facts
 
+            completed = False
+
             async def send_with_headers(message: Message) -> None:
-                nonlocal status
-                if message["type"] == "http.response.start":
+                nonlocal status, completed
+                if message["type"] == "http.response.body" and not message.get("more_body"):
+                    completed = True
+                elif message["type"] == "http.response.start":
                     status = message["status"]
                     headers = [*message.get("headers", ()), request_id_header]
                     if self._backend_header:
@@ -86,6 +92,12 @@ class RequestContextMiddleware:
             try:
                 await self.app(scope, receive, send_with_headers)
             except Exception:
+                if completed:
+                    # Starlette's error middleware sends its 500 and then re-raises. The client
+                    # has a whole response: log the error once, and do not hand the server a
+                    # second traceback to log.
+                    self._errors.exception("request.failed", path=facts.path)
+                    return
                 if status is not None:
                     # Bytes are on the wire: a clean ending would pass a broken response off
                     # as whole. Let the server abort the connection.

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from new_services.accounts import routes
 from new_services.errors import install_error_handlers
+from new_services.responses import FlaskJSONResponse
 
 log = structlog.get_logger(__name__)
 
@@ -29,6 +30,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app() -> FastAPI:
     app = FastAPI(
+        default_response_class=FlaskJSONResponse,
         title="accounts",
         summary="Who the caller is, migrated from the legacy Flask app.",
         lifespan=lifespan,

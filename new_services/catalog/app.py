@@ -22,6 +22,7 @@ from new_services.catalog import routes
 from new_services.catalog.routes import CatalogState
 from new_services.catalog.store import BookStore
 from new_services.errors import install_error_handlers
+from new_services.responses import FlaskJSONResponse
 
 log = structlog.get_logger(__name__)
 
@@ -33,6 +34,7 @@ def create_app(database: str | os.PathLike[str] | None = None) -> FastAPI:
     then ``var/bookstore.sqlite3``), so the two meet on one file with no configuration."""
     path = resolve_database_path(database)
     app = FastAPI(
+        default_response_class=FlaskJSONResponse,
         title="catalog",
         summary="The bookstore's books, migrated from the legacy Flask app.",
         lifespan=_lifespan_for(path),
