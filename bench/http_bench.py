@@ -9,7 +9,9 @@ Each configuration is one server process on a free 127.0.0.1 port: started, poll
 URL answers 200, warmed up with 1 s of wrk, measured with ``wrk -t1 -c16 -d{duration}s
 --latency``, then stopped (SIGTERM to its process group, SIGKILL after a grace period). Rounds
 interleave the configurations (round 1: A, B, C...; round 2: A, B, C...) so slow drifts of the
-machine fall on all of them alike; the report gives the median over rounds.
+machine fall on all of them alike. The report gives each configuration's median over rounds;
+a ratio is taken within each round, where its two sides ran back to back, and the median of
+those per-round ratios is judged against its target.
 
 Everything runs twice: *pinned* (the server on core 0 with ``taskset -c 0``, wrk on core 1: the
 server gets exactly one core, so 1/throughput is CPU time per request) and *unpinned* (the server
@@ -143,6 +145,10 @@ class BenchError(Exception):
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
+    # Stopping the benchmark must stop its servers: turn SIGTERM into an exception so the
+    # ``finally`` blocks run, and take SIGINT back when a shell started us with it ignored.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         _check_machine()
         wrk = _ensure_wrk()
@@ -150,6 +156,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BenchError as exc:
         print(f"\nhttp_bench: error: {exc}", file=sys.stderr)
         return 1
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -223,11 +233,11 @@ def _run(args: argparse.Namespace, wrk: str) -> int:
                     )
     print(f"measured in {time.monotonic() - started:.0f} s")
 
-    summary = {mode.name: _summarize(runs[mode.name]) for mode in PIN_MODES}
+    analyses = {mode.name: _analyze(runs[mode.name]) for mode in PIN_MODES}
     failed = False
     for mode in PIN_MODES:
-        failed |= _report(mode, summary[mode.name], args)
-    path = _write_results(args, runs, summary)
+        failed |= _report(mode, analyses[mode.name], args)
+    path = _write_results(args, runs, analyses)
     print(f"\nraw numbers: {path.relative_to(REPO)}")
     return 1 if failed else 0
 
@@ -314,8 +324,8 @@ def _wait_until_ready(
     log = log_path.read_text(errors="replace").splitlines()
     shown = "\n".join(f"    {line}" for line in log[-40:]) or "    (empty)"
     raise BenchError(
-        f"{command} (port {port}) did not answer 200 at {path} within "
-        f"{START_TIMEOUT:.0f} s ({last_error}); its log ends with:\n{shown}"
+        f"{command} never answered 200 at {path} ({last_error}; waited at most "
+        f"{START_TIMEOUT:.0f} s); its log ends with:\n{shown}"
     )
 
 
@@ -365,12 +375,17 @@ def _problems(result: WrkResult) -> str:
     return f"  ({', '.join(notes)})" if notes else ""
 
 
-def _summarize(by_case: dict[str, list[WrkResult]]) -> dict[str, dict[str, float]]:
-    summary = {}
+def _analyze(by_case: dict[str, list[WrkResult]]) -> dict[str, Any]:
+    """Medians per configuration; ratios and overhead per round (paired in time), then medians.
+
+    The two sides of a ratio run back to back in each round, so a ratio taken within a round
+    sees the same machine weather on both sides; its median over rounds is what is judged.
+    """
+    cases = {}
     for key, results in by_case.items():
         rates = [r.rps for r in results]
         median_rps = statistics.median(rates)
-        summary[key] = {
+        cases[key] = {
             "rps": median_rps,
             "p50_ms": statistics.median(r.p50_ms for r in results),
             "p99_ms": statistics.median(r.p99_ms for r in results),
@@ -379,60 +394,76 @@ def _summarize(by_case: dict[str, list[WrkResult]]) -> dict[str, dict[str, float
             "non_2xx": sum(r.non_2xx for r in results),
             "socket_errors": sum(r.socket_errors for r in results),
         }
-    return summary
+    ratios = {}
+    for ratio in RATIOS:
+        pairs = zip(by_case[ratio.numerator], by_case[ratio.denominator], strict=True)
+        per_round = [top.rps / bottom.rps for top, bottom in pairs]
+        ratios[ratio.label] = {
+            "median": statistics.median(per_round),
+            "min": min(per_round),
+            "max": max(per_round),
+            "per_round": per_round,
+            "target": ratio.target,
+        }
+    pairs = zip(by_case["trivial.gateway"], by_case["trivial.direct"], strict=True)
+    overhead = [(1 / gateway.rps - 1 / direct.rps) * 1e6 for gateway, direct in pairs]
+    return {
+        "cases": cases,
+        "ratios": ratios,
+        "trivial_overhead_us": {"median": statistics.median(overhead), "per_round": overhead},
+    }
 
 
-def _report(mode: PinMode, summary: dict[str, dict[str, float]], args: argparse.Namespace) -> bool:
-    """Print one pin mode's table; return True if a target failed."""
+def _report(mode: PinMode, analysis: dict[str, Any], args: argparse.Namespace) -> bool:
+    """Print one pin mode's tables; return True if a target failed."""
     rounds = f"median of {args.rounds} rounds" if args.rounds > 1 else "1 round"
     print(f"\n== {mode.name}: {mode.description} ({rounds}, {args.duration} s each) ==")
     print(f"{'':<13}{'configuration':<31}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'spread':>8}")
     group = ""
     for case in CASES:
-        row = summary[case.key]
+        row = analysis["cases"][case.key]
         shown_group = case.group if case.group != group else ""
         group = case.group
         problems = []
         if row["non_2xx"]:
-            problems.append(f"{row['non_2xx']:.0f} non-2xx!")
+            problems.append(f"{row['non_2xx']} non-2xx!")
         if row["socket_errors"]:
-            problems.append(f"{row['socket_errors']:.0f} socket errors")
+            problems.append(f"{row['socket_errors']} socket errors")
         print(
             f"{shown_group:<13}{case.label:<31}{row['rps']:>9.0f}{row['p50_ms']:>9.2f}"
             f"{row['p99_ms']:>9.2f}{row['spread']:>7.0%} {' '.join(problems)}".rstrip()
         )
-    print("(gateway: JSON access log to a file; direct servers: no access log)")
+    print("gateway: JSON access log on, written to a file; direct servers: no access log")
 
     failed = False
-    print(f"\n{'ratio (req/s)':<34}{'value':>7}  {'target':<8}result")
-    for ratio in RATIOS:
-        value = summary[ratio.numerator]["rps"] / summary[ratio.denominator]["rps"]
-        if ratio.target is None:
+    print(f"\n{'ratio of req/s':<30}{'median':>7}{'range':>13}  {'target':<8}result")
+    for label, ratio in analysis["ratios"].items():
+        if ratio["target"] is None:
             target, verdict = "-", "(information)"
         else:
-            target = f">= {ratio.target:.2f}"
-            verdict = "PASS" if value >= ratio.target else "FAIL"
-            failed |= value < ratio.target
-        print(f"{ratio.label:<34}{value:>7.2f}  {target:<8}{verdict}")
+            target = f">= {ratio['target']:.2f}"
+            verdict = "PASS" if ratio["median"] >= ratio["target"] else "FAIL"
+            failed |= ratio["median"] < ratio["target"]
+        spread = f"{ratio['min']:.2f}-{ratio['max']:.2f}" if args.rounds > 1 else "-"
+        print(f"{label:<30}{ratio['median']:>7.2f}{spread:>13}  {target:<8}{verdict}")
 
-    overhead = _overhead_us(summary)
+    overhead = analysis["trivial_overhead_us"]
     if mode.server_cpus is not None:
         note = "CPU time per request on one core"
     else:
         note = "not CPU time: the server may use two cores"
-    print(f"trivial endpoint: gateway overhead {overhead:.1f} µs/request ({note})")
+    rounds_shown = ", ".join(f"{value:.1f}" for value in overhead["per_round"])
+    print(
+        f"trivial endpoint, gateway overhead: {overhead['median']:.1f} µs/request ({note}; "
+        f"per round: {rounds_shown})"
+    )
     return failed
-
-
-def _overhead_us(summary: dict[str, dict[str, float]]) -> float:
-    gateway, direct = summary["trivial.gateway"]["rps"], summary["trivial.direct"]["rps"]
-    return (1 / gateway - 1 / direct) * 1e6
 
 
 def _write_results(
     args: argparse.Namespace,
     runs: dict[str, dict[str, list[WrkResult]]],
-    summary: dict[str, dict[str, dict[str, float]]],
+    analyses: dict[str, dict[str, Any]],
 ) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -459,15 +490,7 @@ def _write_results(
             mode: {k: [asdict(r) for r in v] for k, v in by_case.items()}
             for mode, by_case in runs.items()
         },
-        "summary": summary,
-        "ratios": {
-            mode: {
-                r.label: summary[mode][r.numerator]["rps"] / summary[mode][r.denominator]["rps"]
-                for r in RATIOS
-            }
-            for mode in summary
-        },
-        "trivial_overhead_us": {mode: _overhead_us(summary[mode]) for mode in summary},
+        "results": analyses,
     }
     path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     return path

@@ -87,7 +87,11 @@ class Lifespan:
 
     async def startup(self) -> None:
         scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
-        self._task = asyncio.create_task(self._app(scope, self._to_app.get, self._from_app.put))
+
+        async def serve() -> None:
+            await self._app(scope, self._to_app.get, self._from_app.put)
+
+        self._task = asyncio.create_task(serve())
         await self._expect("lifespan.startup", "lifespan.startup.complete")
 
     async def shutdown(self) -> None:
