@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support import REPO, GatewayProcess, demo_config
+from support import REPO, GatewayProcess, demo_config, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -335,3 +335,30 @@ def test_gateway_routes_command_prints_the_table(tmp_path: Path) -> None:
     assert any(
         line.split()[:4] == ["/reports/sales.csv", "GET", "legacy", "legacy"] for line in lines
     )
+
+
+def test_importable_app_serves_under_plain_uvicorn(tmp_path: Path) -> None:
+    port = free_port()
+    config = demo_config(tmp_path)
+    log = tmp_path / "uvicorn.log"
+    env = {**os.environ, "GATEWAY_CONFIG": str(config), "GATEWAY_LOGGING__FORMAT": "json"}
+    command = [sys.executable, "-m", "uvicorn", "gateway.asgi:app", "--port", str(port)]
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [*command, "--lifespan", "on"], cwd=REPO, env=env, stdout=out, stderr=out
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/_gateway/ready").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        response = httpx.get(f"http://127.0.0.1:{port}/api/books/1")
+        assert response.status_code == 200, log.read_text()
+        assert response.headers["x-gateway-backend"] == "catalog"
+    finally:
+        process.terminate()
+        process.wait(15)
+    assert "catalog.started" in log.read_text()
