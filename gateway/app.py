@@ -6,8 +6,9 @@
     app = create_app(settings)          # an ASGI app; serve it with uvicorn
     uvicorn.run(app, lifespan="on")
 
-Order: logging (before the Flask app exists, so Flask adopts it) → legacy app → services → route
-table → inventory and route checks → middleware → lifespan. Building does no network I/O and
+Order: logging (before the Flask app exists, so Flask adopts it) → legacy app → authentication
+(backends, policies, the Flask session codec) → services → route table → inventory and route
+checks → middleware (request context → auth → dispatch) → lifespan. Building does no network I/O and
 starts no service: service lifespans run when the server sends the lifespan start-up event.
 """
 
@@ -23,11 +24,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway.adapters.legacy import LegacyApp
 from gateway.adapters.services import Service
 from gateway.admin import AdminApp, GatewayState
+from gateway.auth.build import build_auth
 from gateway.dispatch import Dispatcher
 from gateway.errors import ConfigError, StartupError
 from gateway.inventory import Inventory, build_inventory
 from gateway.loading import add_import_paths, load_app
 from gateway.log import configure_logging
+from gateway.middleware.auth import AuthMiddleware
 from gateway.middleware.request_context import RequestContextMiddleware
 from gateway.routes import DuplicateRouteError, Route, RouteTable
 from gateway.settings import Settings
@@ -45,7 +48,7 @@ class GatewayApp:
         handler: ASGIApp,
         legacy: LegacyApp,
         services: dict[str, Service],
-        table: RouteTable,
+        table: RouteTable[Route],
         inventory: Inventory,
         state: GatewayState,
     ) -> None:
@@ -120,6 +123,8 @@ def create_app(settings: Settings, *, log_stream: TextIO | None = None) -> Gatew
         queue_timeout=settings.legacy.queue_timeout,
     )
 
+    auth = build_auth(settings, wsgi_app)
+
     services: dict[str, Service] = {}
     for name, service_settings in settings.services.items():
         key = f"services.{name}"
@@ -128,7 +133,7 @@ def create_app(settings: Settings, *, log_stream: TextIO | None = None) -> Gatew
             raise ConfigError.at(
                 source, f"{key}.app", f"{service_settings.app!r} is not an ASGI app"
             )
-        services[name] = Service(name, app)
+        services[name] = Service(name, app, bridge=auth.codec)
 
     table = build_route_table(settings)
     inventory = build_inventory(wsgi_app, {n: s.app for n, s in services.items()}, table)
@@ -144,8 +149,14 @@ def create_app(settings: Settings, *, log_stream: TextIO | None = None) -> Gatew
         services=services,
         gateway_app=AdminApp(state=state, inventory=inventory),
     )
-    handler = RequestContextMiddleware(
+    authenticated = AuthMiddleware(
         dispatcher,
+        backends=auth.backends,
+        policies=auth.policies,
+        strip_headers=settings.auth.strip_headers,
+    )
+    handler = RequestContextMiddleware(
+        authenticated,
         request_id_header=settings.server.request_id_header,
         backend_header=settings.server.backend_header,
         access_log=settings.logging.access_log,
@@ -161,7 +172,7 @@ def create_app(settings: Settings, *, log_stream: TextIO | None = None) -> Gatew
     )
 
 
-def build_route_table(settings: Settings) -> RouteTable:
+def build_route_table(settings: Settings) -> RouteTable[Route]:
     routes = [
         Route(route.path, frozenset(route.methods), route.backend) for route in settings.routes
     ]

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.context import request_facts
-from gateway.routes import RouteTable
+from gateway.routes import Route, RouteTable
 from gateway.settings import LEGACY
 
 GATEWAY_PREFIX = "/_gateway/"
@@ -27,8 +27,8 @@ class Dispatcher:
     def __init__(
         self,
         *,
-        table: RouteTable,
-        legacy_rules: RouteTable,
+        table: RouteTable[Route],
+        legacy_rules: RouteTable[Route],
         legacy: ASGIApp,
         services: Mapping[str, ASGIApp],
         gateway_app: ASGIApp,

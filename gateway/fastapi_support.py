@@ -12,8 +12,12 @@
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
+from typing import Any
+
 from starlette.requests import HTTPConnection
 
+from gateway.auth.shared_session import session_from_scope
 from gateway.context import ANONYMOUS, Identity, RequestFacts, request_facts
 
 
@@ -34,3 +38,12 @@ def current_identity(connection: HTTPConnection) -> Identity:
 def current_request_id(connection: HTTPConnection) -> str | None:
     facts = current_facts(connection)
     return facts.request_id if facts is not None else None
+
+
+def flask_session(connection: HTTPConnection) -> MutableMapping[str, Any]:
+    """The legacy Flask session of this request, read and written as Flask does.
+
+    Changes are sent back as Flask's own signed cookie. Raises ``LookupError`` when the gateway
+    has no ``[auth.session]`` or the service runs on its own.
+    """
+    return session_from_scope(connection.scope)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from flask import has_request_context, request
 
-from gateway.context import RequestFacts, facts_from_environ
+from gateway.context import ANONYMOUS, Identity, RequestFacts, facts_from_environ
 
 
 def current_facts() -> RequestFacts | None:
@@ -31,3 +31,9 @@ def current_request_id() -> str | None:
     """The gateway's request id for the current Flask request, or ``None`` outside the gateway."""
     facts = current_facts()
     return facts.request_id if facts is not None else None
+
+
+def current_identity() -> Identity:
+    """The identity the gateway verified for this request; anonymous outside the gateway."""
+    facts = current_facts()
+    return facts.identity if facts is not None else ANONYMOUS

@@ -140,7 +140,9 @@ def _effective_routes(routes: Iterable[BaseRoute]) -> Iterable[Any]:
     )
 
 
-def build_inventory(wsgi_app: Any, services: Mapping[str, Any], table: RouteTable) -> Inventory:
+def build_inventory(
+    wsgi_app: Any, services: Mapping[str, Any], table: RouteTable[Route]
+) -> Inventory:
     entries: dict[tuple[str, str], _Entry] = {}
     legacy_routes: list[Route] = []
     seen_legacy: set[tuple[str, str]] = set()

@@ -35,25 +35,7 @@ def add_import_paths(config_source: str) -> None:
 
 def load_app(import_string: str, options: Mapping[str, Any], source: str, key: str) -> Any:
     """Import and, for a factory, call; raise ``ConfigError``/``StartupError`` naming the key."""
-    module_name, _, attribute = import_string.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
-            raise ConfigError.at(source, f"{key}.app", f"no module named {exc.name!r}") from None
-        raise StartupError(f"{key}: importing {module_name!r} failed: {exc}") from exc
-    except Exception as exc:
-        raise StartupError(f"{key}: importing {module_name!r} failed: {exc!r}") from exc
-
-    target: Any = module
-    for part in attribute.split("."):
-        try:
-            target = getattr(target, part)
-        except AttributeError:
-            raise ConfigError.at(
-                source, f"{key}.app", f"{module_name!r} has no attribute {attribute!r}"
-            ) from None
-
+    target = import_object(import_string, source, f"{key}.app")
     if not _is_factory(target):
         if options:
             raise ConfigError.at(
@@ -71,6 +53,29 @@ def load_app(import_string: str, options: Mapping[str, Any], source: str, key: s
         return target(**options)
     except Exception as exc:
         raise StartupError(f"{key}: factory {import_string!r} failed: {exc!r}") from exc
+
+
+def import_object(import_string: str, source: str, key: str) -> Any:
+    """Import ``module:attribute`` as it is; raise ``ConfigError`` naming ``key`` if it fails."""
+    module_name, _, attribute = import_string.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise ConfigError.at(source, key, f"no module named {exc.name!r}") from None
+        raise StartupError(f"{key}: importing {module_name!r} failed: {exc}") from exc
+    except Exception as exc:
+        raise StartupError(f"{key}: importing {module_name!r} failed: {exc!r}") from exc
+
+    target: Any = module
+    for part in attribute.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise ConfigError.at(
+                source, key, f"{module_name!r} has no attribute {attribute!r}"
+            ) from None
+    return target
 
 
 def _is_factory(target: Any) -> bool:

@@ -20,8 +20,25 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
 
 from gateway.path_template import Param, Static, parse_template
+
+#: A route with no methods listed answers every method (access policies use this).
+ANY_METHOD = "*"
+
+
+class Routable(Protocol):
+    """Anything the trie can hold: a route, an access policy."""
+
+    @property
+    def template(self) -> str: ...
+
+    @property
+    def methods(self) -> frozenset[str]: ...
+
+
+R = TypeVar("R", bound=Routable)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,49 +49,48 @@ class Route:
 
 
 @dataclass(frozen=True, slots=True)
-class RouteMatch:
-    route: Route
+class RouteMatch(Generic[R]):
+    route: R
     params: dict[str, str]
 
 
 @dataclass(slots=True)
-class _Node:
-    static: dict[str, _Node] = field(default_factory=dict)
-    int_param: tuple[str, _Node] | None = None
-    str_param: tuple[str, _Node] | None = None
-    path_param: tuple[str, dict[str, Route]] | None = None
-    #: Routes that end at this node, by method.
-    routes: dict[str, Route] = field(default_factory=dict)
+class _Node(Generic[R]):
+    static: dict[str, _Node[R]] = field(default_factory=dict)
+    int_param: tuple[str, _Node[R]] | None = None
+    str_param: tuple[str, _Node[R]] | None = None
+    path_param: tuple[str, dict[str, R]] | None = None
+    #: Routes that end at this node, by method (or ANY_METHOD).
+    routes: dict[str, R] = field(default_factory=dict)
 
 
 class DuplicateRouteError(ValueError):
     """Two routes claim the same method on the same path shape."""
 
 
-class RouteTable:
-    """An immutable set of routes with a trie matcher."""
+class RouteTable(Generic[R]):
+    """An immutable set of routes (or anything with a template and methods) with a trie matcher."""
 
-    def __init__(self, routes: Iterable[Route]) -> None:
-        self.routes: tuple[Route, ...] = tuple(routes)
-        self._root = _Node()
-        claimed: dict[tuple[str, str], Route] = {}
+    def __init__(self, routes: Iterable[R]) -> None:
+        self.routes: tuple[R, ...] = tuple(routes)
+        self._root: _Node[R] = _Node()
+        claimed: dict[tuple[str, str], R] = {}
         for route in self.routes:
-            for method in route.methods:
+            for method in route.methods or {ANY_METHOD}:
                 key = (method, _signature(route.template))
                 other = claimed.get(key)
                 if other is not None:
                     raise DuplicateRouteError(
-                        f"{method} {route.template} is also claimed by "
-                        f"{other.template} (backend {other.backend})"
+                        f"{method} {route.template} is also claimed by {other.template}"
                     )
                 claimed[key] = route
-            methods = set(route.methods)
+            methods = set(route.methods or {ANY_METHOD})
             # HEAD is answered by whoever answers GET, as Starlette and Flask both do.
             if "GET" in methods:
                 methods.add("HEAD")
             self._insert(route, methods)
 
-    def _insert(self, route: Route, methods: set[str]) -> None:
+    def _insert(self, route: R, methods: set[str]) -> None:
         node = self._root
         for segment in parse_template(route.template):
             if isinstance(segment, Static):
@@ -100,7 +116,7 @@ class RouteTable:
             if method not in node.routes or method in route.methods:
                 node.routes[method] = route
 
-    def match(self, method: str, path: str) -> RouteMatch | None:
+    def match(self, method: str, path: str) -> RouteMatch[R] | None:
         """The route for this method and canonical path, or ``None`` for the legacy catch-all."""
         if not path.startswith("/"):
             return None
@@ -121,10 +137,10 @@ def _signature(template: str) -> str:
 
 
 def _walk(
-    node: _Node, segments: list[str], index: int, method: str, params: dict[str, str]
-) -> Route | None:
+    node: _Node[R], segments: list[str], index: int, method: str, params: dict[str, str]
+) -> R | None:
     if index == len(segments):
-        return node.routes.get(method)
+        return node.routes.get(method) or node.routes.get(ANY_METHOD)
     segment = segments[index]
     child = node.static.get(segment)
     if child is not None:
@@ -146,7 +162,7 @@ def _walk(
                 return found
         if node.path_param is not None:
             name, by_method = node.path_param
-            found = by_method.get(method)
+            found = by_method.get(method) or by_method.get(ANY_METHOD)
             if found is not None:
                 params[name] = "/".join(segments[index:])
                 return found

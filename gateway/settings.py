@@ -19,7 +19,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from gateway.errors import ConfigError
 from gateway.path_template import parse_template
@@ -36,6 +44,11 @@ _IMPORT_STRING = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _valid_template(value: str) -> str:
+    parse_template(value)
+    return value
 
 
 def _check_import_string(value: str) -> str:
@@ -91,6 +104,142 @@ class ServiceSettings(_Section):
     _check_app = field_validator("app")(_check_import_string)
 
 
+AuthMethod = Literal["session", "jwt", "api-key"]
+
+
+class JWTKeySettings(_Section):
+    """One verification key. A token names its key with ``kid``; one without uses the first key.
+
+    The secret (HMAC) or public key (RSA, EC, EdDSA) comes from exactly one of: ``secret_env``
+    (an environment variable, falling back to ``secret`` when unset), ``secret`` (inline: demo
+    configs only), ``key_file`` (a file, read at start-up).
+    """
+
+    kid: str
+    #: The only algorithm this key verifies: a token's ``alg`` must match, so an HMAC token can
+    #: never be checked against a public key, and ``none`` is never accepted.
+    algorithm: Literal[
+        "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"
+    ]
+    secret: SecretStr | None = None
+    secret_env: str | None = None
+    key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> JWTKeySettings:
+        if self.key_file is None and self.secret is None and self.secret_env is None:
+            raise ValueError("needs secret_env, secret or key_file")
+        if self.key_file is not None and (self.secret is not None or self.secret_env is not None):
+            raise ValueError("key_file cannot be combined with secret or secret_env")
+        return self
+
+
+class JWTSettings(_Section):
+    keys: tuple[JWTKeySettings, ...]
+    audience: str | None = None
+    issuer: str | None = None
+    #: Seconds of clock skew allowed on ``exp``, ``nbf`` and ``iat``.
+    leeway: Annotated[float, Field(ge=0, le=300)] = 30
+    subject_claim: str = "sub"
+    roles_claim: str = "roles"
+    #: Claims copied into the identity (beyond subject and roles), e.g. ``["email"]``.
+    keep_claims: tuple[str, ...] = ()
+
+    @field_validator("keys")
+    @classmethod
+    def _distinct_kids(cls, value: tuple[JWTKeySettings, ...]) -> tuple[JWTKeySettings, ...]:
+        if not value:
+            raise ValueError("needs at least one key")
+        kids = [key.kid for key in value]
+        if len(set(kids)) != len(kids):
+            raise ValueError("two keys share a kid")
+        return value
+
+
+class SessionSettings(_Section):
+    """The legacy Flask app's own session cookie, verified with the app's own interface."""
+
+    #: The session key that holds the user's subject (what ``POST /login`` stores).
+    subject_key: str = "user"
+    #: ``module:function`` taking the subject and returning its roles (an iterable of strings),
+    #: or ``None`` for the session user. Called on a worker thread; results are cached briefly.
+    roles_loader: str | None = None
+    roles_cache_seconds: Annotated[float, Field(ge=0)] = 30
+
+    _check_loader = field_validator("roles_loader")(
+        lambda value: value if value is None else _check_import_string(value)
+    )
+
+
+class APIKeySettings(_Section):
+    name: str
+    #: Hex SHA-256 of the key; the key itself never appears in config.
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    roles: tuple[str, ...] = ()
+
+
+class APIKeysSettings(_Section):
+    header: str = "X-API-Key"
+    keys: tuple[APIKeySettings, ...] = ()
+
+
+class PolicySettings(_Section):
+    """Who may call a path. ``access`` is ``public`` or ``authenticated``; ``roles`` (any of)
+    implies ``authenticated``."""
+
+    path: str
+    #: Empty: every method.
+    methods: tuple[str, ...] = ()
+    access: Literal["public", "authenticated"] | None = None
+    roles: tuple[str, ...] = ()
+
+    _valid_path = field_validator("path")(lambda value: _valid_template(value))
+
+    @model_validator(mode="after")
+    def _access_or_roles(self) -> PolicySettings:
+        if (self.access is None) == (not self.roles):
+            raise ValueError("give exactly one of access or roles")
+        for method in self.methods:
+            if not _METHOD.match(method):
+                raise ValueError(f"{method!r} is not an upper-case HTTP method")
+        return self
+
+
+class AuthSettings(_Section):
+    #: Backends, in order of precedence: when two valid credentials name different users, the
+    #: first backend's user is the request's user.
+    order: tuple[AuthMethod, ...] = ()
+    #: For paths no policy names.
+    default_access: Literal["public", "authenticated"] = "public"
+    policies: tuple[PolicySettings, ...] = ()
+    #: Request headers a client may never send: a backend could mistake them for identity.
+    strip_headers: tuple[str, ...] = (
+        "x-user",
+        "x-user-id",
+        "x-user-roles",
+        "x-remote-user",
+        "remote-user",
+        "x-forwarded-user",
+        "x-auth-request-user",
+        "x-auth-request-email",
+        "x-gateway-identity",
+    )
+    jwt: JWTSettings | None = None
+    session: SessionSettings | None = None
+    api_keys: APIKeysSettings | None = None
+
+    @model_validator(mode="after")
+    def _backends_configured(self) -> AuthSettings:
+        sections = {"jwt": self.jwt, "session": self.session, "api-key": self.api_keys}
+        for method in self.order:
+            if sections[method] is None:
+                section = "api_keys" if method == "api-key" else method
+                raise ValueError(f"order lists {method!r} but there is no [auth.{section}]")
+        if len(set(self.order)) != len(self.order):
+            raise ValueError("order lists a backend twice")
+        return self
+
+
 class RouteSettings(_Section):
     #: A path template: ``/api/books/{book_id:int}``.
     path: str
@@ -98,11 +247,7 @@ class RouteSettings(_Section):
     #: ``"legacy"`` or the name of a service.
     backend: str
 
-    @field_validator("path")
-    @classmethod
-    def _valid_template(cls, value: str) -> str:
-        parse_template(value)
-        return value
+    _valid_path = field_validator("path")(lambda value: _valid_template(value))
 
     @field_validator("methods")
     @classmethod
@@ -125,6 +270,7 @@ class Settings(_Section):
     legacy: LegacySettings
     services: dict[str, ServiceSettings] = Field(default_factory=dict)
     routes: tuple[RouteSettings, ...] = ()
+    auth: AuthSettings = AuthSettings()
 
     @field_validator("services")
     @classmethod
@@ -178,9 +324,32 @@ def load_settings(path: str | Path | None, environ: Mapping[str, str]) -> Settin
         origins[keys] = name
 
     try:
-        return Settings.model_validate({**data, "source": source})
+        settings = Settings.model_validate({**data, "source": source})
     except ValidationError as exc:
         raise ConfigError(_describe(exc, source, origins)) from None
+    return _resolve_secrets(settings, environ)
+
+
+def _resolve_secrets(settings: Settings, environ: Mapping[str, str]) -> Settings:
+    """Fill each key's ``secret`` from the variable its ``secret_env`` names, when set."""
+    jwt = settings.auth.jwt
+    if jwt is None:
+        return settings
+    keys = []
+    for index, key in enumerate(jwt.keys):
+        if key.secret_env is not None:
+            value = environ.get(key.secret_env)
+            if value:
+                key = key.model_copy(update={"secret": SecretStr(value)})
+            elif key.secret is None:
+                raise ConfigError.at(
+                    settings.source,
+                    f"auth.jwt.keys[{index}].secret_env",
+                    f"environment variable {key.secret_env} is not set",
+                )
+        keys.append(key)
+    auth = settings.auth.model_copy(update={"jwt": jwt.model_copy(update={"keys": tuple(keys)})})
+    return settings.model_copy(update={"auth": auth})
 
 
 def _set_path(data: dict[str, Any], keys: tuple[str, ...], value: Any, name: str) -> None:

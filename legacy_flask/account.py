@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint
+from flask import Blueprint, session
 
 from legacy_flask.auth import current_user, login_required
 
@@ -23,3 +23,10 @@ def me() -> dict[str, Any]:
         "roles": sorted(current_user.roles),
         "auth_method": current_user.auth_method,
     }
+
+
+@bp.get("/api/preferences")
+@login_required
+def preferences() -> dict[str, Any]:
+    # Written by the accounts service (PUT /api/preferences) into this app's own session cookie.
+    return {"theme": session.get("theme")}

@@ -117,6 +117,16 @@ def roles_required(*roles: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     return decorator
 
 
+def roles_for(username: str) -> frozenset[str] | None:
+    """The roles of a user, or ``None`` when there is no such user (any more).
+
+    The gateway's session backend calls this (inside this app's app context) to learn the roles
+    of a session's user: the cookie holds only the name.
+    """
+    row = _find_user(username)
+    return parse_roles(row["roles"]) if row is not None else None
+
+
 def parse_roles(text: str) -> frozenset[str]:
     return frozenset(role.strip() for role in text.split(",") if role.strip())
 

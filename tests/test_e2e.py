@@ -57,10 +57,13 @@ def test_legacy_and_new_routes_share_one_port(client: httpx.Client) -> None:
     # url_for links in legacy HTML point at the same URLs the new side serves.
     assert 'href="/api/books"' in home.text
 
-    # Only GET was migrated: the other methods on the same URL stay on legacy.
-    put = client.put("/api/books/1", json={"title": "x", "author": "y", "year": 1})
+    # GET was migrated; PUT on the same URL stays on legacy (admin only, checked by the gateway).
+    login(client)
+    dune = {"title": "Dune", "author": "Frank Herbert", "year": 1965}
+    put = client.put("/api/books/1", json=dune)
+    assert put.status_code == 200, put.text
     assert put.headers["x-gateway-backend"] == "legacy"
-    assert put.status_code == 401
+    assert client.get("/api/books/1").json()["title"] == "Dune"  # catalog sees legacy's write
 
 
 def test_missing_book_is_the_same_json_404_with_the_request_id(client: httpx.Client) -> None:
@@ -74,8 +77,11 @@ def test_missing_book_is_the_same_json_404_with_the_request_id(client: httpx.Cli
 
 
 def test_trailing_slash_is_a_different_url_decided_by_legacy(client: httpx.Client) -> None:
-    # /api/books is migrated; /api/books/ is not a configured route, so the legacy app answers
-    # exactly as it did before the gateway (Flask: no such rule, 404).
+    # /api/books is migrated (and public); /api/books/ is neither a configured route nor a public
+    # path: the gateway asks for credentials, then the legacy app answers exactly as it did
+    # before the gateway (Flask: no such rule, 404).
+    assert client.get("/api/books/").status_code == 401
+    login(client, "bob", "builder")
     slash = client.get("/api/books/")
     assert slash.headers["x-gateway-backend"] == "legacy"
     assert slash.status_code == 404
@@ -214,13 +220,16 @@ def test_session_login_then_legacy_protected_routes(client: httpx.Client) -> Non
 def test_gateway_endpoints(client: httpx.Client) -> None:
     assert client.get("/_gateway/health").json() == {"status": "ok"}
     assert client.get("/_gateway/ready").json() == {"status": "ready"}
+    assert client.get("/_gateway/routes").status_code == 401
+    login(client)  # the inventory is for admins
     routes = client.get("/_gateway/routes").json()["routes"]
     by_path = {(row["path"], tuple(row["methods"])): row for row in routes}
     assert by_path[("/api/books", ("GET",))]["status"] == "migrated"
     assert by_path[("/api/books", ("GET",))]["served_by"] == "catalog"
-    assert by_path[("/api/books", ("POST",))]["status"] == "legacy"
+    assert by_path[("/api/books", ("POST",))]["status"] == "migrated"
     assert by_path[("/api/books/search", ("GET",))]["status"] == "new-only"
-    assert by_path[("/api/me", ("GET",))]["services"] == ["accounts"]
+    assert by_path[("/api/me", ("GET",))]["served_by"] == "accounts"
+    assert by_path[("/api/books/{book_id:int}", ("PUT",))]["served_by"] == "legacy"
     assert by_path[("/reports/sales.csv", ("GET",))]["served_by"] == "legacy"
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.auth.shared_session import SessionBridge, SessionCodec
 from gateway.errors import StartupError
 
 log = structlog.get_logger("gateway.services")
@@ -27,16 +28,19 @@ log = structlog.get_logger("gateway.services")
 class Service:
     """One new-side service: an ASGI app with a name and a lifespan the gateway drives."""
 
-    def __init__(self, name: str, app: ASGIApp) -> None:
+    def __init__(self, name: str, app: ASGIApp, *, bridge: SessionCodec | None = None) -> None:
         self.name = name
+        #: The service's own app (lifespan, route listing).
         self.app = app
         self.state: dict[str, Any] = {}
         self._lifespan: _LifespanDriver | None = None
+        # Requests reach the app through the shared Flask session, when there is one.
+        self._handler = SessionBridge(app, codec=bridge) if bridge is not None else app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # uvicorn gives each request a shallow copy of the lifespan state; so does the gateway.
         scope["state"] = self.state.copy()
-        await self.app(scope, receive, send)
+        await self._handler(scope, receive, send)
 
     async def startup(self) -> None:
         driver = _LifespanDriver(self.app, self.state)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
+from typing import Annotated, Any, Literal
+
 import structlog
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel
+
+from gateway.fastapi_support import flask_session
 
 from new_services.security import AuthenticatedIdentity
 
@@ -25,3 +30,19 @@ async def me(identity: AuthenticatedIdentity) -> Me:
     assert identity.subject is not None  # AuthenticatedIdentity guarantees it
     log.info("accounts.me", username=identity.subject)
     return Me(username=identity.subject, roles=sorted(identity.roles), auth_method=identity.method)
+
+
+class Preferences(BaseModel):
+    theme: Literal["light", "dark"]
+
+
+@router.put("/api/preferences")
+async def set_preferences(
+    preferences: Preferences,
+    identity: AuthenticatedIdentity,
+    session: Annotated[MutableMapping[str, Any], Depends(flask_session)],
+) -> Preferences:
+    # New-only route: it writes into the legacy Flask session, and Flask's pages read it back.
+    session["theme"] = preferences.theme
+    log.info("accounts.preferences_saved", username=identity.subject)
+    return preferences

@@ -1,0 +1,38 @@
+"""Authentication at the gateway: verify credentials once, before dispatch, for both sides.
+
+Each backend looks at the request headers for its own kind of credential and answers one of::
+
+    None                  no credential of this kind: let the next backend look
+    Identity(...)         a valid credential: who the caller is
+    raise InvalidCredentials(reason)    a credential that is present but not valid (401)
+
+Anything else a backend raises (a broken key, a decoder bug) is a backend failure: the gateway
+fails closed with a generic 5xx and never forwards the request. Backends never do network I/O on
+the event loop; keys are loaded when the backend is built.
+
+    backend = JWTBackend(settings.auth.jwt, source="gateway.toml")
+    identity = await backend.authenticate(Headers(scope=scope))
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from starlette.datastructures import Headers
+
+from gateway.context import Identity
+
+
+class InvalidCredentials(Exception):
+    """A credential is present but not valid; the reason is logged, never sent to the client."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class AuthBackend(Protocol):
+    #: ``"session"``, ``"jwt"`` or ``"api-key"``: also ``Identity.method`` for what it verifies.
+    name: str
+
+    async def authenticate(self, headers: Headers) -> Identity | None: ...

@@ -1,0 +1,66 @@
+"""Static API keys in a request header, configured as SHA-256 hashes so no key sits in config.
+
+::
+
+    hash_api_key("k3y-from-the-vault")    # -> the hex digest to put in [[auth.api_keys.keys]]
+    backend = APIKeyBackend(settings.auth.api_keys)
+    identity = await backend.authenticate(Headers({"x-api-key": "k3y-from-the-vault"}))
+    identity.subject                       # the key's configured name, e.g. "reporting-job"
+
+Security caveats, bluntly: an API key is a bearer password that never expires. Anyone who sees
+one (a log line, a shell history, a proxy) is that client until the key is removed from config
+and the gateway restarted. Keys must be long and random (32+ bytes from a CSPRNG): a plain
+SHA-256 is only safe to publish in config because such keys cannot be guessed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from starlette.datastructures import Headers
+
+from gateway.auth import InvalidCredentials
+from gateway.context import Identity
+from gateway.errors import ConfigError
+from gateway.settings import APIKeysSettings
+
+
+def hash_api_key(key: str) -> str:
+    """The hex SHA-256 the config stores for ``key`` (hashed as the UTF-8 a client sends)."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+class APIKeyBackend:
+    """One header (``X-API-Key`` by default): absent ``None``, a known key ``Identity``."""
+
+    name = "api-key"
+
+    def __init__(self, settings: APIKeysSettings, *, source: str = "<config>") -> None:
+        self._header = settings.header
+        self._keys: dict[str, tuple[str, frozenset[str]]] = {}
+        for index, key in enumerate(settings.keys):
+            if key.sha256 in self._keys:
+                # Two names for one key: which name a request gets would depend on list order.
+                other = self._keys[key.sha256][0]
+                problem = f"same key as {other!r}"
+                raise ConfigError.at(source, f"auth.api_keys.keys[{index}].sha256", problem)
+            self._keys[key.sha256] = (key.name, frozenset(key.roles))
+
+    async def authenticate(self, headers: Headers) -> Identity | None:
+        values = headers.getlist(self._header)
+        if not values:
+            return None
+        if len(values) > 1:
+            # Which one would count? Refuse rather than let two parsers pick differently.
+            raise InvalidCredentials(f"more than one {self._header} header")
+        if not values[0]:
+            raise InvalidCredentials("empty API key")
+        # Starlette decodes header bytes as latin-1, so this re-creates exactly the bytes the
+        # client sent (UTF-8 for a non-ASCII key, matching hash_api_key). A dict lookup on the
+        # digest leaks no usable timing: an attacker cannot steer a SHA-256 digest's prefix.
+        digest = hashlib.sha256(values[0].encode("latin-1")).hexdigest()
+        found = self._keys.get(digest)
+        if found is None:
+            raise InvalidCredentials("unknown API key")
+        name, roles = found
+        return Identity(subject=name, roles=roles, method=self.name)
