@@ -162,7 +162,9 @@ class SessionSettings(_Section):
     #: The session key that holds the user's subject (what ``POST /login`` stores).
     subject_key: str = "user"
     #: ``module:function`` taking the subject and returning its roles (an iterable of strings),
-    #: or ``None`` for the session user. Called on a worker thread; results are cached briefly.
+    #: or ``None`` when that user no longer exists (the session is then refused). Called on a
+    #: worker thread inside the legacy app's app context; results are cached briefly. Without
+    #: a loader, session users have no roles.
     roles_loader: str | None = None
     roles_cache_seconds: Annotated[float, Field(ge=0)] = 30
 
@@ -181,6 +183,14 @@ class APIKeySettings(_Section):
 class APIKeysSettings(_Section):
     header: str = "X-API-Key"
     keys: tuple[APIKeySettings, ...] = ()
+
+    @field_validator("keys")
+    @classmethod
+    def _distinct_names(cls, value: tuple[APIKeySettings, ...]) -> tuple[APIKeySettings, ...]:
+        names = [key.name for key in value]
+        if len(set(names)) != len(names):
+            raise ValueError("two keys share a name")
+        return value
 
 
 class PolicySettings(_Section):
@@ -331,12 +341,17 @@ def load_settings(path: str | Path | None, environ: Mapping[str, str]) -> Settin
 
 
 def _resolve_secrets(settings: Settings, environ: Mapping[str, str]) -> Settings:
-    """Fill each key's ``secret`` from the variable its ``secret_env`` names, when set."""
+    """Fill each key's ``secret`` from the variable its ``secret_env`` names, when set, and
+    resolve relative key files against the config file's folder."""
     jwt = settings.auth.jwt
     if jwt is None:
         return settings
     keys = []
+    base = Path(settings.source).parent
     for index, key in enumerate(jwt.keys):
+        if key.key_file is not None and not key.key_file.is_absolute():
+            # Relative to the config file, like every other path an operator writes there.
+            key = key.model_copy(update={"key_file": base / key.key_file})
         if key.secret_env is not None:
             value = environ.get(key.secret_env)
             if value:

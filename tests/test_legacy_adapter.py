@@ -312,3 +312,17 @@ async def test_waiting_request_gets_the_thread_when_it_frees_up() -> None:
     assert (await slow).body == b"/slow"
     assert (await queued).body == b"/queued"
     assert legacy.busy_threads == 0
+
+
+async def test_cookies_sent_as_separate_headers_all_reach_flask() -> None:
+    from flask import Flask, request
+
+    flask_app = Flask("cookies")
+
+    @flask_app.get("/")
+    def cookies() -> dict[str, str]:
+        return dict(request.cookies)
+
+    headers = [(b"cookie", b"a=1"), (b"cookie", b"session=xyz"), (b"accept", b"*/*")]
+    exchange = await call(LegacyApp(flask_app, threads=1), http_scope("/", headers=headers))
+    assert exchange.body == b'{"a":"1","session":"xyz"}\n'

@@ -159,6 +159,14 @@ def _request_id(scope: Scope) -> str | None:
 
 def _build_environ(scope: Scope, body: Any) -> dict[str, Any]:
     headers = scope["headers"]
+    cookies = [value for name, value in headers if name == b"cookie"]
+    if len(cookies) > 1:
+        # HTTP/2 clients send each cookie as its own header; a2wsgi would join them with ","
+        # (right for other headers), which makes Flask lose every cookie after the first.
+        headers = [(n, v) for n, v in headers if n != b"cookie"] + [
+            (b"cookie", b"; ".join(cookies))
+        ]
+        scope = {**scope, "headers": headers}
     if any(b"_" in name for name, _ in headers):
         # a2wsgi (like every WSGI server) maps "X-User_Id" and "X-User-Id" to the same environ
         # key HTTP_X_USER_ID; a client could smuggle a header past a check on the other spelling.

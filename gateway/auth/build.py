@@ -9,13 +9,17 @@ table, and the Flask session codec the shared-session bridge uses.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from gateway.auth import AuthBackend
 from gateway.auth.api_keys import APIKeyBackend
-from gateway.auth.flask_session import FlaskSessionBackend, FlaskSessionCodec, SessionCodecError
+from gateway.auth.flask_session import (
+    FlaskSessionBackend,
+    FlaskSessionCodec,
+    SessionCodecError,
+    with_app_context,
+)
 from gateway.auth.jwt import JWTBackend
 from gateway.auth.policy import PolicyTable, build_policies
 from gateway.errors import ConfigError
@@ -48,29 +52,16 @@ def build_auth(settings: Settings, wsgi_app: Any) -> Auth:
         if method == "jwt" and auth.jwt is not None:
             backends.append(JWTBackend(auth.jwt, source=source))
         elif method == "api-key" and auth.api_keys is not None:
-            backends.append(APIKeyBackend(auth.api_keys))
+            backends.append(APIKeyBackend(auth.api_keys, source=source))
         elif method == "session" and auth.session is not None and codec is not None:
             loader = None
             if auth.session.roles_loader is not None:
                 function = import_object(
                     auth.session.roles_loader, source, "auth.session.roles_loader"
                 )
-                loader = _in_app_context(wsgi_app, function)
+                loader = with_app_context(wsgi_app, function)
             backends.append(FlaskSessionBackend(codec, auth.session, loader))
     return Auth(tuple(backends), policies, codec)
-
-
-def _in_app_context(
-    flask_app: Any, loader: Callable[[str], Iterable[str] | None]
-) -> Callable[[str], Iterable[str] | None]:
-    """Run the roles loader inside the Flask app's context, where its database helpers (``g``,
-    Flask-SQLAlchemy sessions) work as they do in a view."""
-
-    def load(subject: str) -> Iterable[str] | None:
-        with flask_app.app_context():
-            return loader(subject)
-
-    return load
 
 
 def _session_codec(wsgi_app: Any, source: str, *, required: bool) -> FlaskSessionCodec | None:

@@ -84,9 +84,9 @@ class FlaskSessionCodec:
             # Raised only after the signature checked out, so "expired" is the truth.
             raise InvalidCredentials("expired session") from None
         except BadData:
-            # Bad signature, unknown key, or a payload that does not decode: all indistinguishable
-            # from tampering, and all mean Flask would start an empty session.
-            raise InvalidCredentials("tampered or expired session") from None
+            # Tampered with, or signed with a key the app no longer lists (rotated without
+            # SECRET_KEY_FALLBACKS): indistinguishable; either way Flask starts an empty session.
+            raise InvalidCredentials("bad session signature") from None
         if not isinstance(data, dict):
             raise InvalidCredentials("session is not a mapping")
         return data
@@ -206,7 +206,7 @@ class FlaskSessionBackend:
     def _remember(self, subject: str, roles: frozenset[str] | None, now: float) -> None:
         if self._ttl <= 0:
             return
-        self._cache.pop(subject, None)  # re-inserted at the end, keeping expiry order
+        self._cache.pop(subject, None)  # so a refreshed entry moves to the end: expiry order
         while self._cache:
             oldest = next(iter(self._cache))
             if self._cache[oldest].expires > now and len(self._cache) < self.max_cached:
