@@ -3,18 +3,26 @@
 ::
 
     from fastapi import Depends
-    from gateway.fastapi_support import current_identity
+    from gateway.fastapi_support import current_identity, require_roles
 
     @router.get("/api/me")
     def me(identity: Identity = Depends(current_identity)) -> dict[str, str | None]:
         return {"subject": identity.subject}
+
+    @router.delete("/api/books/{book_id}", dependencies=[Depends(require_roles("admin"))])
+    def delete_book(book_id: int) -> None: ...
+
+The gateway already enforces the route's access policy before a service sees the request;
+``require_roles`` is for handlers that want the check next to the code as well (and for services
+run on their own, where every caller is anonymous).
 """
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection
 
 from gateway.auth.shared_session import session_from_scope
@@ -47,3 +55,22 @@ def flask_session(connection: HTTPConnection) -> MutableMapping[str, Any]:
     has no ``[auth.session]`` or the service runs on its own.
     """
     return session_from_scope(connection.scope)
+
+
+def require_roles(*roles: str) -> Callable[[HTTPConnection], Identity]:
+    """A dependency: the caller's identity, which must hold at least one of ``roles``.
+
+    401 (with ``WWW-Authenticate``) for an anonymous caller, 403 for one without the role; the
+    service's own exception handlers shape the body.
+    """
+    wanted = frozenset(roles)
+
+    def dependency(connection: HTTPConnection) -> Identity:
+        identity = current_identity(connection)
+        if not identity.is_authenticated:
+            raise HTTPException(401, "authentication required", {"WWW-Authenticate": "Bearer"})
+        if wanted and not identity.roles & wanted:
+            raise HTTPException(403, f"missing required role: {', '.join(sorted(wanted))}")
+        return identity
+
+    return dependency

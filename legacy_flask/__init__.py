@@ -54,10 +54,14 @@ def _settings(
     database: str | os.PathLike[str] | None,
     secret_key: str | None,
     jwt_secret: str | None,
-) -> dict[str, str]:
+) -> dict[str, object]:
     """The only place the app reads environment variables."""
+    fallbacks = environ.get("BOOKSTORE_SECRET_KEY_FALLBACKS", "")
     return {
         "DATABASE": str(db.resolve_database_path(database, environ)),
         "SECRET_KEY": secret_key or environ.get("BOOKSTORE_SECRET_KEY") or DEMO_SECRET_KEY,
+        # Retired keys, comma-separated: sessions signed with them still verify while users
+        # pick up cookies signed with the new key (Flask 3.1's key rotation).
+        "SECRET_KEY_FALLBACKS": [key for key in fallbacks.split(",") if key],
         "JWT_SECRET": jwt_secret or environ.get("BOOKSTORE_JWT_SECRET") or DEMO_JWT_SECRET,
     }

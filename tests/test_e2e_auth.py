@@ -13,6 +13,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from typing import Any
+from unittest import mock
 
 import httpx
 import jwt
@@ -32,9 +33,14 @@ PROTECTED = [
 API_KEY = "demo-reporting-key-not-a-secret"
 
 
+RETIRED_SECRET_KEY = "retired-demo-secret-key"
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
-    with GatewayProcess(demo_config(tmp_path_factory.mktemp("auth"))) as gateway:
+    # The legacy app rotated its session key: cookies signed with the old one still verify.
+    env = {"BOOKSTORE_SECRET_KEY_FALLBACKS": RETIRED_SECRET_KEY}
+    with GatewayProcess(demo_config(tmp_path_factory.mktemp("auth")), env=env) as gateway:
         yield gateway
 
 
@@ -71,8 +77,8 @@ def unsigned(payload: dict[str, Any]) -> str:
     return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(payload)}."
 
 
-def session_cookie(data: dict[str, Any], secret: str = DEMO_SECRET_KEY) -> str:
-    # Exactly Flask's SecureCookieSessionInterface signing, with a chosen secret.
+def session_cookie(data: dict[str, Any], secret: str = DEMO_SECRET_KEY, *, age: float = 0) -> str:
+    """Exactly Flask's SecureCookieSessionInterface signing, with a chosen secret and age."""
     from flask.json.tag import TaggedJSONSerializer
 
     serializer = URLSafeTimedSerializer(
@@ -81,7 +87,9 @@ def session_cookie(data: dict[str, Any], secret: str = DEMO_SECRET_KEY) -> str:
         serializer=TaggedJSONSerializer(),
         signer_kwargs={"key_derivation": "hmac", "digest_method": "sha1"},
     )
-    return serializer.dumps(data)
+    signed_at = int(time.time() - age)
+    with mock.patch("itsdangerous.timed.time.time", return_value=signed_at):
+        return serializer.dumps(data)
 
 
 def assert_refused(response: httpx.Response, status: int = 401) -> None:
@@ -145,6 +153,8 @@ BAD_SESSIONS = {
     "tampered signature": lambda cookie: _flip(cookie, len(cookie) - 2),
     "tampered payload": lambda cookie: _flip(cookie, 5),
     "other secret": lambda _: session_cookie({"user": "alice"}, "not-the-app-secret"),
+    # Flask's default PERMANENT_SESSION_LIFETIME is 31 days.
+    "expired": lambda _: session_cookie({"user": "alice"}, age=32 * 24 * 3600),
 }
 
 
@@ -157,6 +167,16 @@ def test_bad_sessions(client: httpx.Client, method: str, path: str, side: str, c
     bad = BAD_SESSIONS[case](good)
     response = client.request(method, path, headers={"Cookie": f"session={bad}"})
     assert_refused(response)
+
+
+@pytest.mark.parametrize(("method", "path", "side"), PROTECTED)
+def test_session_signed_with_a_fallback_key(
+    client: httpx.Client, method: str, path: str, side: str
+) -> None:
+    cookie = session_cookie({"user": "bob"}, RETIRED_SECRET_KEY, age=3600)
+    response = client.request(method, path, headers={"Cookie": f"session={cookie}"})
+    assert response.status_code == 200, response.text
+    assert response.headers["x-gateway-backend"] == side
 
 
 def test_forged_session_with_the_real_secret_is_accepted(client: httpx.Client) -> None:

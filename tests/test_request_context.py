@@ -162,3 +162,23 @@ async def test_lifespan_passes_through() -> None:
 
     await RequestContextMiddleware(app)({"type": "lifespan"}, None, None)  # type: ignore[arg-type]
     assert seen == ["lifespan"]
+
+
+@pytest.mark.parametrize(
+    ("scheme", "cookie", "expected"),
+    [
+        ("https", b"session=abc; HttpOnly; Path=/", b"session=abc; HttpOnly; Path=/; Secure"),
+        ("https", b"session=abc; Secure; HttpOnly", b"session=abc; Secure; HttpOnly"),
+        ("https", b"secure=1; Path=/", b"secure=1; Path=/; Secure"),
+        ("http", b"session=abc; HttpOnly; Path=/", b"session=abc; HttpOnly; Path=/"),
+    ],
+)
+async def test_cookies_are_secure_on_https(scheme: str, cookie: bytes, expected: bytes) -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        headers = [(b"set-cookie", cookie), (b"content-type", b"text/plain")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
+    exchange = await call(RequestContextMiddleware(app), {**http_scope("/"), "scheme": scheme})
+    assert exchange.headers[b"set-cookie"] == expected
+    assert exchange.headers[b"content-type"] == b"text/plain"

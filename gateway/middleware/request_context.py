@@ -6,7 +6,9 @@ For every HTTP request it
 2. keeps a valid incoming ``X-Request-ID`` or makes one, binds it into structlog's context (so
    every line logged while serving the request carries it, in Flask threads too) and echoes it;
 3. creates the request's ``RequestFacts`` in the scope;
-4. adds ``X-Gateway-Backend`` naming the side that answered;
+4. adds ``X-Gateway-Backend`` naming the side that answered, and, when the real scheme is https
+   (as uvicorn reports it, after ``server.trusted_proxies``), marks every cookie either side sets
+   ``Secure``;
 5. turns an exception that escapes a backend into a JSON 500 with the request id (or, once bytes
    are on the wire, lets the server abort the connection so a half response never looks whole;
    after a complete response, as Starlette's error middleware leaves it, only logs it), with
@@ -63,6 +65,7 @@ class RequestContextMiddleware:
         raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
         status: int | None = None
         facts = RequestFacts(request_id=request_id, path=scope["path"], method=method)
+        https = scope.get("scheme") in ("https", "wss")
         try:
             try:
                 facts.path = canonical_path(raw_path.split(b"?", 1)[0])
@@ -84,6 +87,8 @@ class RequestContextMiddleware:
                 elif message["type"] == "http.response.start":
                     status = message["status"]
                     headers = [*message.get("headers", ()), request_id_header]
+                    if https:
+                        headers = [_secure_cookie(header) for header in headers]
                     if self._backend_header:
                         headers.append((_BACKEND_HEADER, facts.backend.encode("latin-1")))
                     message = {**message, "headers": headers}
@@ -123,6 +128,14 @@ class RequestContextMiddleware:
                     return incoming.decode("ascii")
                 return None
         return None
+
+
+def _secure_cookie(header: tuple[bytes, bytes]) -> tuple[bytes, bytes]:
+    name, value = header
+    if name.lower() != b"set-cookie":
+        return header
+    attributes = {part.strip().split(b"=", 1)[0].lower() for part in value.split(b";")[1:]}
+    return header if b"secure" in attributes else (name, value + b"; Secure")
 
 
 def _log_access(
