@@ -27,6 +27,8 @@ from gateway.admin import AdminApp, GatewayState
 from gateway.auth.build import build_auth
 from gateway.dispatch import Dispatcher
 from gateway.errors import ConfigError, StartupError
+from gateway.flags.build import create_runtime
+from gateway.flags.runtime import FlagRuntime
 from gateway.inventory import Inventory, build_inventory
 from gateway.loading import add_import_paths, load_app
 from gateway.log import configure_logging
@@ -51,6 +53,7 @@ class GatewayApp:
         table: RouteTable[Route],
         inventory: Inventory,
         state: GatewayState,
+        flags: FlagRuntime,
     ) -> None:
         self.settings = settings
         self.legacy = legacy
@@ -58,6 +61,7 @@ class GatewayApp:
         self.table = table
         self.inventory = inventory
         self.state = state
+        self.flags = flags
         self._handler = handler
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -68,6 +72,8 @@ class GatewayApp:
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         await receive()  # lifespan.startup
+        # Flags first: the snapshot must be there before the first request is dispatched.
+        await self.flags.start()
         started: list[Service] = []
         try:
             for service in self.services.values():
@@ -77,6 +83,7 @@ class GatewayApp:
             log.error("gateway.startup_failed", error=str(exc))
             for service in reversed(started):
                 await service.shutdown()
+            await self.flags.stop()
             self.legacy.close()
             await send({"type": "lifespan.startup.failed", "message": str(exc)})
             # As Starlette does: servers (uvicorn, TestClient) expect the app to raise after
@@ -100,6 +107,7 @@ class GatewayApp:
         self.state.shutting_down = True
         for service in reversed(started):
             await service.shutdown()
+        await self.flags.stop()
         self.legacy.close()
         log.info("gateway.stopped")
         await send({"type": "lifespan.shutdown.complete"})
@@ -142,12 +150,20 @@ def create_app(settings: Settings, *, log_stream: TextIO | None = None) -> Gatew
         raise ConfigError(problems)
 
     state = GatewayState()
+    flags = create_runtime(settings.flags)
     dispatcher = Dispatcher(
         table=table,
         legacy_rules=RouteTable(inventory.legacy_routes),
         legacy=legacy,
         services=services,
-        gateway_app=AdminApp(state=state, inventory=inventory),
+        gateway_app=AdminApp(
+            state=state,
+            inventory=inventory,
+            flags=flags,
+            admin_roles=settings.server.admin_roles,
+        ),
+        flags=flags,
+        override_header=settings.flags.override_header,
     )
     authenticated = AuthMiddleware(
         dispatcher,
@@ -169,12 +185,14 @@ def create_app(settings: Settings, *, log_stream: TextIO | None = None) -> Gatew
         table=table,
         inventory=inventory,
         state=state,
+        flags=flags,
     )
 
 
 def build_route_table(settings: Settings) -> RouteTable[Route]:
     routes = [
-        Route(route.path, frozenset(route.methods), route.backend) for route in settings.routes
+        Route(route.path, frozenset(route.methods), route.backend, route.flag)
+        for route in settings.routes
     ]
     try:
         return RouteTable(routes)

@@ -1,4 +1,4 @@
-"""The ``gateway`` command: ``serve``, ``routes`` and ``check``.
+"""The ``gateway`` command: ``serve``, ``routes``, ``check`` and ``flags``.
 
 ::
 
@@ -6,6 +6,8 @@
     gateway serve --config prod.toml --host 0.0.0.0 --workers 4
     gateway routes                         # who serves what, as a table
     gateway check                          # validate config and routes, exit non-zero on problems
+    gateway flags set catalog-books --mode canary --percentage 10
+    gateway flags kill                     # every flagged route to legacy, in every process
 
 Configuration errors print one line per problem (file, key, problem) and exit with status 2;
 an app or service that fails to build exits with status 1. Neither prints a traceback.
@@ -14,14 +16,23 @@ an app or service that fails to build exits with status 1. Neither prints a trac
 from __future__ import annotations
 
 import argparse
+import asyncio
+import getpass
 import json
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
 
 from gateway.app import GatewayApp, create_app
 from gateway.errors import ConfigError, StartupError
+from gateway.flags.build import create_runtime
+from gateway.flags.model import FlagSpec
+from gateway.flags.stores import StoreUnavailable
+from gateway.log import configure_logging
 from gateway.settings import CONFIG_ENV, DEFAULT_CONFIG, Settings, load_settings
 
 EXIT_CONFIG = 2
@@ -75,6 +86,37 @@ def _parser() -> argparse.ArgumentParser:
 
     check = add("check", "validate the config and that every route's service implements it")
     check.set_defaults(handler=_check)
+
+    flags = commands.add_parser(
+        "flags",
+        help="read and change route flags in the store the server uses",
+        description="Read and change route flags in the store the server uses (file or Redis); "
+        "every running gateway process applies a change within a second.",
+    )
+    flag_commands = flags.add_subparsers(required=True, metavar="ACTION", dest="flags_command")
+
+    def add_flag_command(name: str, help_text: str) -> argparse.ArgumentParser:
+        command = flag_commands.add_parser(name, help=help_text, description=help_text)
+        command.add_argument("--config", "-c", metavar="PATH", help="config file")
+        command.set_defaults(handler=_flags)
+        return command
+
+    listing = add_flag_command("list", "every flag's effective state and the kill switch")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    add_flag_command("get", "one flag's effective state").add_argument("name")
+    setter = add_flag_command("set", "change a flag; options not given keep their value")
+    setter.add_argument("name")
+    setter.add_argument("--mode", choices=["legacy", "new", "canary", "shadow"])
+    setter.add_argument("--percentage", type=int, metavar="0-100")
+    for field in ("allow-subject", "deny-subject", "allow-role", "deny-role"):
+        setter.add_argument(
+            f"--{field}",
+            action="append",
+            metavar="VALUE",
+            help=f"replace the {field.replace('-', ' ')} list (repeat for several; '' clears)",
+        )
+    add_flag_command("kill", "send every flagged route to legacy now")
+    add_flag_command("unkill", "lift the kill switch")
     return parser
 
 
@@ -119,13 +161,14 @@ def _routes(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([row.as_dict() for row in rows], indent=2))
         return 0
-    table = [("PATH", "METHODS", "SERVED BY", "STATUS", "LEGACY ENDPOINT", "SERVICES")]
+    table = [("PATH", "METHODS", "SERVED BY", "FLAG", "STATUS", "LEGACY ENDPOINT", "SERVICES")]
     for row in rows:
         table.append(
             (
                 row.path,
                 ",".join(row.methods),
                 row.served_by or "-",
+                row.flag or "-",
                 row.status,
                 row.legacy_endpoint or "-",
                 ",".join(row.services) or "-",
@@ -154,6 +197,106 @@ def _check(args: argparse.Namespace) -> int:
             "(not a Starlette/FastAPI app), so its routes were not verified"
         )
     return 0
+
+
+def _flags(args: argparse.Namespace) -> int:
+    settings = _load(args)
+    # Only warnings (the audit lines among them) go to stderr; the table or JSON to stdout.
+    configure_logging(format=settings.logging.format, level="warning", stream=sys.stderr)
+    return asyncio.run(_flags_action(args, settings))
+
+
+async def _flags_action(args: argparse.Namespace, settings: Settings) -> int:
+    runtime = create_runtime(settings.flags)
+    command = args.flags_command
+    try:
+        await runtime.start()
+        view = runtime.view()
+        if command in ("get", "set") and args.name not in view["flags"]:
+            known = ", ".join(view["flags"]) or "none"
+            raise ConfigError.at(
+                settings.source, "flags.defaults", f"unknown flag {args.name!r} (known: {known})"
+            )
+        if not view["store_loaded"]:
+            print(
+                f"gateway: the flag store {runtime.store.description} is unavailable",
+                file=sys.stderr,
+            )
+            return EXIT_STARTUP
+        actor = f"{getpass.getuser()} (cli)"
+        if command == "set":
+            spec = _changed_spec(view["flags"][args.name], args)
+            name = args.name
+            await runtime.update(
+                lambda state: state.model_copy(update={"flags": {**state.flags, name: spec}}),
+                actor=actor,
+            )
+        elif command in ("kill", "unkill"):
+            enabled = command == "kill"
+            await runtime.update(
+                lambda state: state.model_copy(update={"kill_switch": enabled}), actor=actor
+            )
+        view = runtime.view()
+    except StoreUnavailable as exc:
+        print(f"gateway: the flag store is unavailable: {exc}", file=sys.stderr)
+        return EXIT_STARTUP
+    finally:
+        await runtime.stop()
+    _print_flags(view, args)
+    return 0
+
+
+def _changed_spec(current: dict[str, Any], args: argparse.Namespace) -> FlagSpec:
+    values = {key: value for key, value in current.items() if key != "source"}
+    if args.mode is not None:
+        values["mode"] = args.mode
+    if args.percentage is not None:
+        values["percentage"] = args.percentage
+    for field in ("allow_subject", "deny_subject", "allow_role", "deny_role"):
+        given = getattr(args, field)
+        if given is not None:
+            values[f"{field}s"] = [value for value in given if value]
+    try:
+        return FlagSpec.model_validate(values)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = ".".join(str(part) for part in error["loc"])
+        raise ConfigError([f"gateway flags set: {key}: {error['msg']}"]) from None
+
+
+def _print_flags(view: dict[str, Any], args: argparse.Namespace) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(view, indent=2))
+        return
+    names = [args.name] if args.flags_command in ("get", "set") else list(view["flags"])
+    print(
+        f"store: {view['store']}  version: {view['version']}  "
+        f"kill switch: {'ON (everything on legacy)' if view['kill_switch'] else 'off'}"
+    )
+    table = [("FLAG", "MODE", "PERCENT", "ALLOW", "DENY", "SOURCE")]
+    for name in names:
+        spec = view["flags"][name]
+        allow = [*spec["allow_subjects"], *(f"role:{r}" for r in spec["allow_roles"])]
+        deny = [*spec["deny_subjects"], *(f"role:{r}" for r in spec["deny_roles"])]
+        table.append(
+            (
+                name,
+                spec["mode"],
+                f"{spec['percentage']}%" if spec["mode"] == "canary" else "-",
+                ",".join(sorted(allow)) or "-",
+                ",".join(sorted(deny)) or "-",
+                spec["source"],
+            )
+        )
+    _print_table(table)
+
+
+def _print_table(table: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+    for line in table:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        )
 
 
 if __name__ == "__main__":

@@ -39,12 +39,15 @@ class InventoryRow:
     status: Status
     legacy_endpoint: str | None
     services: tuple[str, ...]
+    #: The flag that decides per request between ``served_by`` and legacy, if any.
+    flag: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "path": self.path,
             "methods": list(self.methods),
             "served_by": self.served_by,
+            "flag": self.flag,
             "status": self.status,
             "legacy_endpoint": self.legacy_endpoint,
             "services": list(self.services),
@@ -172,18 +175,28 @@ def build_inventory(
         for method in route.methods:
             entries.setdefault((shape(route.template), method), _Entry(route.template))
 
-    grouped: dict[tuple[str, str | None, Status, str | None, tuple[str, ...]], list[str]] = {}
+    grouped: dict[
+        tuple[str, str | None, Status, str | None, tuple[str, ...], str | None], list[str]
+    ] = {}
     for (_, method), entry in entries.items():
         match = table.match(method, _sample_path(entry.path))
         backend = match.route.backend if match is not None else LEGACY
+        flag = match.route.flag if match is not None else None
         status = _status(backend, entry)
         served_by = None if status == "unrouted" else backend
-        key = (entry.path, served_by, status, entry.legacy_endpoint, tuple(sorted(entry.services)))
+        key = (
+            entry.path,
+            served_by,
+            status,
+            entry.legacy_endpoint,
+            tuple(sorted(entry.services)),
+            flag,
+        )
         grouped.setdefault(key, []).append(method)
 
     rows = [
-        InventoryRow(path, tuple(sorted(methods)), served_by, status, endpoint, services_)
-        for (path, served_by, status, endpoint, services_), methods in grouped.items()
+        InventoryRow(path, tuple(sorted(methods)), served_by, status, endpoint, services_, flag)
+        for (path, served_by, status, endpoint, services_, flag), methods in grouped.items()
     ]
     rows.sort(key=lambda row: (row.path, row.methods))
     return Inventory(tuple(rows), tuple(legacy_routes), service_methods)

@@ -46,6 +46,8 @@ class Route:
     template: str
     methods: frozenset[str]
     backend: str
+    #: A flag that decides per request between ``backend`` and legacy; ``None``: always backend.
+    flag: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

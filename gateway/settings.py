@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from gateway.errors import ConfigError
+from gateway.flags.model import FLAG_NAME, FlagSpec
 from gateway.path_template import parse_template
 
 ENV_PREFIX = "GATEWAY_"
@@ -69,6 +70,8 @@ class ServerSettings(_Section):
     #: Addresses whose ``X-Forwarded-*`` headers are believed. Empty: believe nobody
     #: (uvicorn would otherwise trust 127.0.0.1 by default).
     trusted_proxies: tuple[str, ...] = ()
+    #: Roles that may use the admin API (``/_gateway/api/``), whatever the access policies say.
+    admin_roles: tuple[str, ...] = ("admin",)
     #: Seconds that in-flight requests get to finish after SIGTERM.
     graceful_shutdown: Annotated[float, Field(gt=0)] = 10.0
 
@@ -250,12 +253,45 @@ class AuthSettings(_Section):
         return self
 
 
+class FlagsSettings(_Section):
+    """Route-level flags: where their live state is kept and who may steer them per request."""
+
+    #: ``file`` (all workers on one host), ``redis`` (several hosts), ``memory`` (one process,
+    #: changes only through the admin API; tests and experiments).
+    store: Literal["file", "redis", "memory"] = "file"
+    #: For the file store; relative to the config file's folder.
+    file: Path = Path("var/flags.json")
+    #: For the redis store. A password belongs in ``GATEWAY_FLAGS__REDIS_URL``, not in the file.
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_key: str = "gateway:flags"
+    #: A request header that forces a side (``legacy`` or ``new``) for QA...
+    override_header: str = "X-Gateway-Override"
+    #: ...honoured only for identities holding one of these roles; ignored (and logged) otherwise.
+    override_roles: tuple[str, ...] = ("qa",)
+    #: The stickiness key for anonymous callers: their address, or none (always legacy).
+    anonymous_key: Literal["client-address", "none"] = "client-address"
+    #: Each flag's state until a store says otherwise (and whenever the store is unreachable
+    #: before its first read).
+    defaults: dict[str, FlagSpec] = Field(default_factory=dict)
+
+    @field_validator("defaults")
+    @classmethod
+    def _flag_names(cls, value: dict[str, FlagSpec]) -> dict[str, FlagSpec]:
+        for name in value:
+            if not FLAG_NAME.match(name):
+                raise ValueError(f"flag name {name!r} must match {FLAG_NAME.pattern}")
+        return value
+
+
 class RouteSettings(_Section):
     #: A path template: ``/api/books/{book_id:int}``.
     path: str
     methods: tuple[str, ...]
     #: ``"legacy"`` or the name of a service.
     backend: str
+    #: A flag from ``[flags.defaults]`` that decides, per request, whether ``backend`` or the
+    #: legacy app serves the route. No flag: ``backend`` always serves it.
+    flag: str | None = None
 
     _valid_path = field_validator("path")(lambda value: _valid_template(value))
 
@@ -281,6 +317,7 @@ class Settings(_Section):
     services: dict[str, ServiceSettings] = Field(default_factory=dict)
     routes: tuple[RouteSettings, ...] = ()
     auth: AuthSettings = AuthSettings()
+    flags: FlagsSettings = FlagsSettings()
 
     @field_validator("services")
     @classmethod
@@ -303,6 +340,18 @@ class Settings(_Section):
                     f"routes[{index}].backend: unknown backend {route.backend!r} "
                     f"(known: {', '.join(known)})"
                 )
+            if route.flag is not None:
+                if route.flag not in self.flags.defaults:
+                    defined = ", ".join(self.flags.defaults) or "none"
+                    problems.append(
+                        f"routes[{index}].flag: unknown flag {route.flag!r} "
+                        f"(defined in [flags.defaults]: {defined})"
+                    )
+                if route.backend == LEGACY:
+                    problems.append(
+                        f"routes[{index}].flag: a flagged route's backend must be a service "
+                        "(the flag chooses between it and legacy)"
+                    )
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -342,12 +391,15 @@ def load_settings(path: str | Path | None, environ: Mapping[str, str]) -> Settin
 
 def _resolve_secrets(settings: Settings, environ: Mapping[str, str]) -> Settings:
     """Fill each key's ``secret`` from the variable its ``secret_env`` names, when set, and
-    resolve relative key files against the config file's folder."""
+    resolve relative paths (key files, the flag file) against the config file's folder."""
+    base = Path(settings.source).parent
+    if not settings.flags.file.is_absolute():
+        flags = settings.flags.model_copy(update={"file": base / settings.flags.file})
+        settings = settings.model_copy(update={"flags": flags})
     jwt = settings.auth.jwt
     if jwt is None:
         return settings
     keys = []
-    base = Path(settings.source).parent
     for index, key in enumerate(jwt.keys):
         if key.key_file is not None and not key.key_file.is_absolute():
             # Relative to the config file, like every other path an operator writes there.

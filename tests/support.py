@@ -111,8 +111,26 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def demo_config(tmp_path: Path, routes: str | None = None, extra: str = "") -> Path:
-    """A copy of the demo config that keeps its database in ``tmp_path``."""
+ALL_NEW = {"catalog-books": {"mode": "new"}, "accounts-me": {"mode": "new"}}
+
+
+def demo_config(
+    tmp_path: Path,
+    routes: str | None = None,
+    extra: str = "",
+    *,
+    flags: dict[str, Any] | None = ALL_NEW,
+) -> Path:
+    """A copy of the demo config that keeps its database and flag file in ``tmp_path``.
+
+    ``flags`` is written to the flag store first (default: every flag on the new side, so a
+    test sees each migrated route's new backend); ``None`` leaves the store empty, so the
+    demo's own defaults (a 50% canary) apply.
+    """
+    if flags is not None:
+        store = tmp_path / "var" / "flags.json"
+        store.parent.mkdir(parents=True, exist_ok=True)
+        store.write_text(json.dumps({"version": 1, "kill_switch": False, "flags": flags}))
     text = (REPO / "gateway.toml").read_text()
     text = text.replace('"var/bookstore.sqlite3"', json.dumps(str(tmp_path / "bookstore.db")))
     if routes is not None:

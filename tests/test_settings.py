@@ -204,4 +204,4 @@ def test_check_verifies_apps_and_routes(
 def test_check_passes_on_the_demo_config(tmp_path: Path) -> None:
     result = run_cli("check", cwd=REPO, database=tmp_path / "db.sqlite3")
     assert result.returncode == 0, result.stderr
-    assert "gateway.toml: ok: 5 routes (5 to services), 2 services" in result.stdout
+    assert "gateway.toml: ok: 6 routes (6 to services), 2 services" in result.stdout

@@ -1,0 +1,71 @@
+"""Flags as data: what an operator sets, what the stores share, what a request gets decided.
+
+A flag's live state is a ``FlagSpec``; every store holds a ``FlagState`` (all flags plus the
+kill switch) as JSON, so a file, a Redis key and the admin API all speak the same shape::
+
+    {"version": 3, "kill_switch": false,
+     "flags": {"catalog-books": {"mode": "canary", "percentage": 10}}}
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Mode = Literal["legacy", "new", "canary", "shadow"]
+Side = Literal["legacy", "new"]
+Reason = Literal[
+    "default",  # the flag's mode decided (legacy / new / shadow)
+    "targeting",  # an allow or deny list decided
+    "split",  # the sticky percentage bucket decided
+    "override",  # a QA override header decided
+    "kill-switch",  # everything goes to legacy
+    "store-unavailable",  # no state could be read yet: the config's defaults decided
+    "no-bucket-key",  # an anonymous caller with no fallback key: legacy
+]
+
+FLAG_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+
+
+class FlagSpec(BaseModel):
+    """One flag's state: the mode, the rollout percentage, and targeting lists."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Mode = "legacy"
+    #: For ``canary``: the share of bucket keys sent to the new side, 0-100.
+    percentage: Annotated[int, Field(ge=0, le=100)] = 0
+    allow_subjects: frozenset[str] = frozenset()
+    deny_subjects: frozenset[str] = frozenset()
+    allow_roles: frozenset[str] = frozenset()
+    deny_roles: frozenset[str] = frozenset()
+
+
+class FlagState(BaseModel):
+    """Everything a store shares: every flag's spec and the kill switch."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: int = 0
+    kill_switch: bool = False
+    flags: dict[str, FlagSpec] = Field(default_factory=dict)
+
+    @field_validator("flags")
+    @classmethod
+    def _names(cls, value: dict[str, FlagSpec]) -> dict[str, FlagSpec]:
+        for name in value:
+            if not FLAG_NAME.match(name):
+                raise ValueError(f"flag name {name!r} must match {FLAG_NAME.pattern}")
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class FlagDecision:
+    flag: str
+    side: Side
+    reason: Reason
+    #: The bucket (1-100) when the split decided, for the log line.
+    bucket: int | None = None

@@ -1,0 +1,192 @@
+"""The flag runtime: the in-memory snapshot every request reads, kept fresh by the store.
+
+The request path calls ``decide`` and nothing else: a dictionary lookup and a hash, no I/O. The
+store is read once at start-up (bounded by a timeout) and then watched in the background; a store
+that is down leaves the last snapshot (or the config's defaults) serving::
+
+    runtime = FlagRuntime(defaults=settings.flags.defaults, store=store, ...)
+    await runtime.start()                          # in the gateway's lifespan
+    decision = runtime.decide("catalog-books", identity, client_address, override_header_value)
+    await runtime.update(lambda state: ..., actor="alice")   # admin API and CLI
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
+
+import structlog
+
+from gateway.context import Identity
+from gateway.flags.evaluate import FlagInput, decide
+from gateway.flags.model import FlagDecision, FlagSpec, FlagState, Side
+from gateway.flags.stores import FlagStore, StoreUnavailable
+
+log = structlog.get_logger("gateway.flags")
+
+_OVERRIDE_VALUES: dict[bytes, Side] = {b"new": "new", b"legacy": "legacy"}
+#: Seconds after a write from this process during which a lower version is a stale read.
+_STALE_READ_WINDOW = 2.0
+
+
+class FlagRuntime:
+    def __init__(
+        self,
+        *,
+        defaults: Mapping[str, FlagSpec],
+        store: FlagStore,
+        anonymous_key: Literal["client-address", "none"] = "client-address",
+        override_roles: Sequence[str] = ("qa",),
+        startup_timeout: float = 1.0,
+    ) -> None:
+        self.store = store
+        self._defaults = dict(defaults)
+        self._anonymous_by_address = anonymous_key == "client-address"
+        self._override_roles = frozenset(override_roles)
+        self._startup_timeout = startup_timeout
+        self._specs: dict[str, FlagSpec] = dict(defaults)
+        self._from_store: frozenset[str] = frozenset()
+        self._kill_switch = False
+        self._version = 0
+        #: False until the store has been read once: decisions then say "store-unavailable".
+        self._loaded = False
+        self._updated_here_at = -_STALE_READ_WINDOW
+        self._watcher: asyncio.Task[None] | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        try:
+            state = await asyncio.wait_for(self.store.load(), self._startup_timeout)
+        except (StoreUnavailable, TimeoutError) as exc:
+            log.warning(
+                "flags.store_unavailable",
+                store=self.store.description,
+                reason=str(exc) or "timed out",
+                serving="config defaults",
+            )
+        else:
+            self.apply(state or FlagState())
+        self._watcher = asyncio.create_task(self.store.watch(self.apply))
+
+    async def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        await self.store.close()
+
+    def apply(self, state: FlagState) -> None:
+        """Swap in a new snapshot (called by the store watcher and after local updates)."""
+        if (
+            self._loaded
+            and state.version < self._version
+            and time.monotonic() - self._updated_here_at < _STALE_READ_WINDOW
+        ):
+            # The watcher read the store just before this process wrote to it: keep the newer
+            # state. Outside that window a lower version is the truth: the store was reset (a
+            # Redis without persistence restarted) and its versions started again.
+            return
+        changed = not self._loaded or state.version != self._version
+        self._specs = {**self._defaults, **state.flags}
+        self._from_store = frozenset(state.flags)
+        self._kill_switch = state.kill_switch
+        self._version = state.version
+        self._loaded = True
+        if changed:
+            log.info("flags.applied", version=state.version, kill_switch=state.kill_switch)
+
+    # -- the request path ----------------------------------------------------------------------
+
+    def decide(
+        self,
+        flag: str,
+        identity: Identity,
+        client_address: str | None,
+        override: bytes | None = None,
+    ) -> FlagDecision:
+        forced: Side | None = None
+        if override is not None:
+            wanted = _OVERRIDE_VALUES.get(override.strip().lower())
+            if wanted is not None and identity.roles & self._override_roles:
+                forced = wanted
+            else:
+                log.info(
+                    "flags.override_ignored",
+                    flag=flag,
+                    user=identity.subject or "anonymous",
+                    value=override[:16].decode("latin-1"),
+                )
+        decision = decide(
+            FlagInput(
+                flag,
+                self._specs.get(flag) or FlagSpec(),
+                identity,
+                client_address if self._anonymous_by_address else None,
+                forced,
+            ),
+            kill_switch=self._kill_switch,
+        )
+        if not self._loaded and decision.reason in ("default", "split", "no-bucket-key"):
+            return FlagDecision(decision.flag, decision.side, "store-unavailable", decision.bucket)
+        return decision
+
+    # -- reading and changing ------------------------------------------------------------------
+
+    async def update(self, change: Callable[[FlagState], FlagState], *, actor: str) -> FlagState:
+        """Change the shared state through the store (every process follows) and apply it here
+        at once. Writes one audit line per changed flag: who, which flag, old and new."""
+        before = self.view()
+        state = await self.store.update(change)
+        self._updated_here_at = time.monotonic()
+        self.apply(state)
+        audit(before, self.view(), actor=actor, store=self.store.description)
+        return state
+
+    def view(self) -> dict[str, Any]:
+        """The effective state, for the admin API and the CLI."""
+        return {
+            "version": self._version,
+            "kill_switch": self._kill_switch,
+            "store": self.store.description,
+            "store_loaded": self._loaded,
+            "flags": {
+                name: {
+                    **spec.model_dump(mode="json"),
+                    "source": "store" if name in self._from_store else "default",
+                }
+                for name, spec in sorted(self._specs.items())
+            },
+        }
+
+
+def audit(before: Mapping[str, Any], after: Mapping[str, Any], *, actor: str, store: str) -> None:
+    """One ``flags.changed`` line per flag (and the kill switch) that changed."""
+    if before.get("kill_switch") != after.get("kill_switch"):
+        log.warning(
+            "flags.changed",
+            actor=actor,
+            flag="*kill-switch*",
+            old=before.get("kill_switch"),
+            new=after.get("kill_switch"),
+            store=store,
+        )
+    old_flags, new_flags = before.get("flags", {}), after.get("flags", {})
+    for name in sorted(set(old_flags) | set(new_flags)):
+        old, new = old_flags.get(name), new_flags.get(name)
+        if _without_source(old) != _without_source(new):
+            log.warning(
+                "flags.changed",
+                actor=actor,
+                flag=name,
+                old=_without_source(old),
+                new=_without_source(new),
+                store=store,
+            )
+
+
+def _without_source(spec: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    return None if spec is None else {k: v for k, v in spec.items() if k != "source"}
