@@ -7,7 +7,7 @@ serving path's cost, not the handler's::
     uvicorn bench.apps:fastapi_app                   # /new/hello, /new/plain, direct
     gunicorn -w 1 -k sync bench.apps:flask_app       # /legacy/hello, direct
     uvicorn bench.apps:plain_a2wsgi                  # /legacy/hello through plain a2wsgi
-    uvicorn bench.apps:trivial_router                # /trivial, direct
+    uvicorn bench.apps:trivial_asgi                  # /trivial (any path), direct
 
 The module-level app objects exist only as entry points for those direct servers; the gateway
 builds its own apps from the factories (``create_flask``, ``create_fastapi``).
@@ -21,9 +21,6 @@ from a2wsgi import WSGIMiddleware
 from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
 from flask import Flask
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route, Router
 from starlette.types import Receive, Scope, Send
 
 #: The gateway's legacy thread pool size in ``bench/gateway.toml``; plain a2wsgi gets the same.
@@ -73,22 +70,7 @@ async def trivial_asgi(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": _TRIVIAL_BODY})
 
 
-async def _trivial_endpoint(request: Request) -> Response:
-    return Response(_TRIVIAL_BODY, media_type="text/plain")
-
-
-def create_trivial_router() -> Router:
-    """``GET /trivial`` on a bare Starlette router.
-
-    The gateway's route check (``gateway check``) reads a service's ``routes`` to confirm it
-    implements the routes sent to it; a raw ASGI callable has none and is refused, so the trivial
-    service behind the gateway is this router, and the direct comparison serves the same one.
-    """
-    return Router(routes=[Route("/trivial", _trivial_endpoint, methods=["GET"])])
-
-
 flask_app = create_flask()
 fastapi_app = create_fastapi()
-trivial_router = create_trivial_router()
 # a2wsgi types the environ as a TypedDict, Flask as a dict: the same object at run time.
 plain_a2wsgi = WSGIMiddleware(create_flask(), workers=LEGACY_THREADS)  # type: ignore[arg-type]

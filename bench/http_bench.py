@@ -2,7 +2,7 @@
 
 ::
 
-    python bench/http_bench.py                 # 3 rounds of 5 s per configuration (~5 minutes)
+    python bench/http_bench.py                 # 5 rounds of 3 s per configuration (~5.5 min)
     python bench/http_bench.py --quick         # 1 round of 3 s: a smoke check
 
 Each configuration is one server process on a free 127.0.0.1 port: started, polled until its
@@ -103,28 +103,27 @@ class WrkResult:
 
 GATEWAY = Server("gateway", (str(BIN / "gateway"), "serve", "-c", BENCH_CONFIG, "--port", "{port}"))
 _UVICORN = (str(BIN / "uvicorn"), "--host", HOST, "--port", "{port}")
-_UVICORN_QUIET = ("--no-access-log", "--log-level", "warning")
+# --no-proxy-headers: `gateway serve` runs uvicorn without the proxy-headers middleware when no
+# proxy is trusted (the default), so the direct servers do too.
+_UVICORN_QUIET = ("--no-access-log", "--log-level", "warning", "--no-proxy-headers")
 UVICORN_FASTAPI = Server("uvicorn", (*_UVICORN, "bench.apps:fastapi_app", *_UVICORN_QUIET))
 UVICORN_A2WSGI = Server("uvicorn", (*_UVICORN, "bench.apps:plain_a2wsgi", *_UVICORN_QUIET))
-UVICORN_TRIVIAL = Server("uvicorn", (*_UVICORN, "bench.apps:trivial_router", *_UVICORN_QUIET))
+UVICORN_TRIVIAL = Server("uvicorn", (*_UVICORN, "bench.apps:trivial_asgi", *_UVICORN_QUIET))
+_GUNICORN_SYNC = ("-w", "1", "-k", "sync", "--log-level", "warning")
 GUNICORN = Server(
     "gunicorn",
-    (
-        *(str(BIN / "gunicorn"), "-w", "1", "-k", "sync", "--bind", f"{HOST}:{{port}}"),
-        *("--log-level", "warning", "bench.apps:flask_app"),
-    ),
+    (str(BIN / "gunicorn"), *_GUNICORN_SYNC, "--bind", f"{HOST}:{{port}}", "bench.apps:flask_app"),
 )
 
+NEW, LEGACY, TRIVIAL = "new route", "legacy route", "trivial"
 CASES = (
-    Case("new.gateway", "new route", "gateway  /new/hello", GATEWAY, "/new/hello"),
-    Case("new.direct", "new route", "uvicorn + FastAPI, direct", UVICORN_FASTAPI, "/new/hello"),
-    Case("legacy.gateway", "legacy route", "gateway  /legacy/hello", GATEWAY, "/legacy/hello"),
-    Case("legacy.gunicorn", "legacy route", "gunicorn sync, 1 worker", GUNICORN, "/legacy/hello"),
-    Case(
-        "legacy.a2wsgi", "legacy route", "uvicorn + plain a2wsgi", UVICORN_A2WSGI, "/legacy/hello"
-    ),
-    Case("trivial.gateway", "trivial", "gateway  /trivial", GATEWAY, "/trivial"),
-    Case("trivial.direct", "trivial", "uvicorn + same router, direct", UVICORN_TRIVIAL, "/trivial"),
+    Case("new.gateway", NEW, "gateway  /new/hello", GATEWAY, "/new/hello"),
+    Case("new.direct", NEW, "uvicorn + FastAPI, direct", UVICORN_FASTAPI, "/new/hello"),
+    Case("legacy.gateway", LEGACY, "gateway  /legacy/hello", GATEWAY, "/legacy/hello"),
+    Case("legacy.gunicorn", LEGACY, "gunicorn sync, 1 worker", GUNICORN, "/legacy/hello"),
+    Case("legacy.a2wsgi", LEGACY, "uvicorn + plain a2wsgi", UVICORN_A2WSGI, "/legacy/hello"),
+    Case("trivial.gateway", TRIVIAL, "gateway  /trivial", GATEWAY, "/trivial"),
+    Case("trivial.direct", TRIVIAL, "uvicorn + trivial_asgi, direct", UVICORN_TRIVIAL, "/trivial"),
 )
 
 RATIOS = (
@@ -156,6 +155,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BenchError as exc:
         print(f"\nhttp_bench: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("\nhttp_bench: interrupted; servers stopped", file=sys.stderr)
+        return 130
 
 
 def _exit_on_signal(signum: int, _frame: object) -> None:
@@ -164,8 +166,10 @@ def _exit_on_signal(signum: int, _frame: object) -> None:
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=int, default=5, help="seconds per measurement")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
+    # Five short rounds rather than three long ones: on a noisy VM a median of five shrugs off
+    # two bad rounds, a median of three only one. About 5.5 minutes in all.
+    parser.add_argument("--duration", type=int, default=3, help="seconds per measurement")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median)")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections")
     parser.add_argument("--quick", action="store_true", help="1 round of 3 s: a smoke check")
     args = parser.parse_args(argv)
@@ -209,7 +213,6 @@ def _run(args: argparse.Namespace, wrk: str) -> int:
     runs: dict[str, dict[str, list[WrkResult]]] = {
         m.name: {c.key: [] for c in CASES} for m in PIN_MODES
     }
-    total = args.rounds * len(PIN_MODES) * len(CASES)
     print(
         f"http_bench: {args.rounds} round(s) x {len(PIN_MODES)} pin modes x {len(CASES)} "
         f"configurations, {args.duration} s each after {WARMUP_SECONDS} s warm-up, "
@@ -217,6 +220,29 @@ def _run(args: argparse.Namespace, wrk: str) -> int:
         flush=True,
     )
     started = time.monotonic()
+    try:
+        _measure_all(args, wrk, runs)
+    except BenchError:
+        if any(results for by_case in runs.values() for results in by_case.values()):
+            path = _write_results(args, runs, None)
+            print(f"raw numbers so far: {path.relative_to(REPO)}", file=sys.stderr)
+        raise
+    print(f"measured in {time.monotonic() - started:.0f} s")
+
+    analyses = {mode.name: _analyze(runs[mode.name]) for mode in PIN_MODES}
+    failed = False
+    for mode in PIN_MODES:
+        failed |= _report(mode, analyses[mode.name], args)
+    path = _write_results(args, runs, analyses)
+    print(f"\nraw numbers: {path.relative_to(REPO)}")
+    return 1 if failed else 0
+
+
+def _measure_all(
+    args: argparse.Namespace, wrk: str, runs: dict[str, dict[str, list[WrkResult]]]
+) -> None:
+    """Round after round, every pin mode and configuration; results go into ``runs``."""
+    total = args.rounds * len(PIN_MODES) * len(CASES)
     done = 0
     with tempfile.TemporaryDirectory(prefix="http_bench-") as scratch:
         for round_number in range(1, args.rounds + 1):
@@ -231,15 +257,6 @@ def _run(args: argparse.Namespace, wrk: str) -> int:
                         f"p99 {result.p99_ms:6.2f} ms{_problems(result)}",
                         flush=True,
                     )
-    print(f"measured in {time.monotonic() - started:.0f} s")
-
-    analyses = {mode.name: _analyze(runs[mode.name]) for mode in PIN_MODES}
-    failed = False
-    for mode in PIN_MODES:
-        failed |= _report(mode, analyses[mode.name], args)
-    path = _write_results(args, runs, analyses)
-    print(f"\nraw numbers: {path.relative_to(REPO)}")
-    return 1 if failed else 0
 
 
 def _measure(
@@ -429,9 +446,10 @@ def _report(mode: PinMode, analysis: dict[str, Any], args: argparse.Namespace) -
             problems.append(f"{row['non_2xx']} non-2xx!")
         if row["socket_errors"]:
             problems.append(f"{row['socket_errors']} socket errors")
+        spread = f"{row['spread']:>7.0%}" if args.rounds > 1 else f"{'-':>7}"
         print(
             f"{shown_group:<13}{case.label:<31}{row['rps']:>9.0f}{row['p50_ms']:>9.2f}"
-            f"{row['p99_ms']:>9.2f}{row['spread']:>7.0%} {' '.join(problems)}".rstrip()
+            f"{row['p99_ms']:>9.2f}{spread} {' '.join(problems)}".rstrip()
         )
     print("gateway: JSON access log on, written to a file; direct servers: no access log")
 
@@ -463,13 +481,15 @@ def _report(mode: PinMode, analysis: dict[str, Any], args: argparse.Namespace) -
 def _write_results(
     args: argparse.Namespace,
     runs: dict[str, dict[str, list[WrkResult]]],
-    analyses: dict[str, dict[str, Any]],
+    analyses: dict[str, dict[str, Any]] | None,
 ) -> Path:
+    """Write the raw numbers; ``analyses`` is ``None`` when the run stopped part-way."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = RESULTS / f"http-{stamp}.json"
     document: dict[str, Any] = {
         "created": stamp,
+        "complete": analyses is not None,
         "settings": {
             "duration_s": args.duration,
             "rounds": args.rounds,

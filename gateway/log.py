@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Literal, TextIO
+from typing import Any, Literal, TextIO
 
+import orjson
 import structlog
 from structlog.typing import Processor
 
@@ -45,6 +46,11 @@ class _PipelineHandler(logging.Handler):
             self._sink.msg(self.format(record))
         except Exception:  # the logging module's own contract: never raise from emit
             self.handleError(record)
+
+
+def _dumps(event: Any, **_: Any) -> str:
+    # orjson: about five times the stdlib encoder's speed, and one line is written per request.
+    return orjson.dumps(event, default=repr).decode()
 
 
 def _drop_color_message(
@@ -74,7 +80,7 @@ def configure_logging(*, format: LogFormat, level: str, stream: TextIO | None = 
             structlog.processors.ExceptionRenderer(
                 structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
             ),
-            structlog.processors.JSONRenderer(),
+            structlog.processors.JSONRenderer(serializer=_dumps),
         ]
     else:
         renderer = [structlog.dev.ConsoleRenderer(colors=stream.isatty())]

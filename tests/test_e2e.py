@@ -295,8 +295,9 @@ def test_two_workers_serve_the_same_routes(tmp_path: Path) -> None:
                 break
             time.sleep(0.1)
         pids = {e.get("pid") for e in gateway.log_events() if e["event"] == "gateway.started"}
-    assert started == 2
-    assert len(pids) == 2
+        log = gateway.log_text()
+    assert started == 2, log
+    assert len(pids) == 2, log
 
 
 def test_service_startup_failure_stops_the_gateway(tmp_path: Path) -> None:

@@ -40,7 +40,7 @@ class FlagRuntime:
         store: FlagStore,
         anonymous_key: Literal["client-address", "none"] = "client-address",
         override_roles: Sequence[str] = ("qa",),
-        startup_timeout: float = 1.0,
+        startup_timeout: float = 1.5,
     ) -> None:
         self.store = store
         self._defaults = dict(defaults)

@@ -81,7 +81,10 @@ class AuthMiddleware:
             return
 
         try:
-            identity, invalid = await self._authenticate(Headers(raw=kept))
+            if self._backends:
+                identity, invalid = await self._authenticate(Headers(raw=kept))
+            else:
+                identity, invalid = ANONYMOUS, []
         except Exception:
             self._log.exception("auth.backend_failed", path=facts.path)
             await self._refuse(scope, send, 503, "authentication is unavailable")

@@ -3,7 +3,7 @@
 Readers never see a half-written file: a write goes to a temporary file in the same directory
 and is renamed over the old one. Writers take an exclusive ``flock`` on a sibling ``.lock`` file
 for the whole read-modify-write, so two processes never lose each other's update. Watchers poll
-the file's ``stat`` (cheap) and re-read it only when it changed::
+the file's ``stat`` (cheap) and re-read it when that changed, and every 5 s regardless::
 
     store = FileFlagStore(Path("var/flags.json"))
     await store.update(lambda state: state.model_copy(update={"kill_switch": True}))
@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import fcntl
-import inspect
 import os
 import tempfile
 import time
@@ -25,10 +24,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import structlog
-from pydantic import ValidationError
 
 from gateway.flags.model import FlagState
 from gateway.flags.stores import OnChange, StoreUnavailable
+from gateway.flags.stores._watching import StoreHealth, deliver, parse_state
 
 logger = structlog.get_logger("gateway.flags")
 
@@ -39,63 +38,6 @@ _LOCK_POLL = 0.005
 _REREAD_INTERVAL = 5.0
 #: Files this store creates; readable by workers that run as another user than the operator.
 _DEFAULT_MODE = 0o644
-
-
-class StoreHealth:
-    """Logs ``flags.store_unavailable`` at most once per ``interval`` while a store keeps failing
-    (a watcher retries every fraction of a second; one line per retry would drown the log), and
-    ``flags.store_available`` once when it answers again."""
-
-    def __init__(self, store: str, *, interval: float = 30.0) -> None:
-        self._store = store
-        self._interval = interval
-        self._last_warning: float | None = None
-        self._failing = False
-
-    def failed(self, reason: str) -> None:
-        self._failing = True
-        now = time.monotonic()
-        if self._last_warning is None or now - self._last_warning >= self._interval:
-            self._last_warning = now
-            logger.warning(
-                "flags.store_unavailable",
-                store=self._store,
-                reason=reason,
-                action="keeping the last state",
-            )
-
-    def recovered(self) -> None:
-        if self._failing:
-            self._failing = False
-            self._last_warning = None
-            logger.info("flags.store_available", store=self._store)
-
-
-async def deliver(on_change: OnChange, state: FlagState, *, store: str) -> None:
-    """Call a watcher's callback; a failing callback is logged, never raised into the watch loop
-    (the next state is still delivered)."""
-    try:
-        result = on_change(state)
-        if inspect.isawaitable(result):
-            await result
-    except Exception:
-        logger.exception("flags.on_change_failed", store=store, version=state.version)
-
-
-class InvalidStoredState(StoreUnavailable):
-    """The store answers, but what it holds is not a valid ``FlagState``."""
-
-
-def parse_state(raw: str | bytes, *, source: str) -> FlagState:
-    """Validate a stored document; ``InvalidStoredState`` names the source and its problems."""
-    try:
-        return FlagState.model_validate_json(raw)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc']) or 'document'}: {error['msg']}"
-            for error in exc.errors()[:3]
-        )
-        raise InvalidStoredState(f"{source}: not a valid flag state ({problems})") from None
 
 
 class FileFlagStore:

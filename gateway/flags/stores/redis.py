@@ -36,7 +36,7 @@ from redis.exceptions import RedisError, WatchError
 
 from gateway.flags.model import FlagState
 from gateway.flags.stores import OnChange, StoreUnavailable
-from gateway.flags.stores.file import InvalidStoredState, StoreHealth, deliver, parse_state
+from gateway.flags.stores._watching import InvalidStoredState, StoreHealth, deliver, parse_state
 
 # redis-py 8.1 leaves Pipeline.multi/reset and PubSub.aclose unannotated; those three calls carry
 # a `type: ignore[no-untyped-call]` rather than loosening mypy for the whole module.
