@@ -31,7 +31,7 @@ from gateway.flags.build import create_runtime
 from gateway.flags.runtime import FlagRuntime
 from gateway.inventory import Inventory, build_inventory
 from gateway.loading import add_import_paths, load_app
-from gateway.log import configure_logging
+from gateway.log import configure_logging, flush_logs
 from gateway.middleware.auth import AuthMiddleware
 from gateway.middleware.request_context import RequestContextMiddleware
 from gateway.routes import DuplicateRouteError, Route, RouteTable
@@ -110,6 +110,8 @@ class GatewayApp:
         await self.flags.stop()
         self.legacy.close()
         log.info("gateway.stopped")
+        # uvicorn ends by re-raising SIGTERM, which skips atexit: flush what is buffered now.
+        flush_logs()
         await send({"type": "lifespan.shutdown.complete"})
 
 

@@ -3,7 +3,7 @@
 ``configure_logging`` runs once, first thing in ``create_app`` (before the Flask app is built, so
 Flask finds a handler and does not add its own). structlog events and stdlib records (Flask's
 ``app.logger``, werkzeug, uvicorn) go through the same processors and the same renderer and are
-written through one lock, so a line is never torn::
+written through one buffered sink (``gateway.log_sink``), so a line is never torn::
 
     configure_logging(format="json", level="info")
     structlog.get_logger().info("hello", user="alice")
@@ -23,6 +23,8 @@ import orjson
 import structlog
 from structlog.typing import Processor
 
+from gateway.log_sink import LineSink, SinkLoggerFactory
+
 LogFormat = Literal["console", "json"]
 
 #: Loggers that other libraries set up with handlers of their own; the gateway routes them
@@ -34,16 +36,18 @@ _SILENCED_LOGGERS = ("uvicorn.access", "gunicorn.access")
 
 
 class _PipelineHandler(logging.Handler):
-    """A stdlib handler that renders with structlog and writes through structlog's file lock."""
+    """A stdlib handler that renders with structlog and writes to the same line sink."""
 
-    def __init__(self, stream: TextIO, formatter: logging.Formatter) -> None:
+    def __init__(self, sink: LineSink, formatter: logging.Formatter) -> None:
         super().__init__()
         self.setFormatter(formatter)
-        self._sink = structlog.WriteLogger(stream)
+        self.sink = sink
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self._sink.msg(self.format(record))
+            # Written at once: stdlib records are uvicorn's life-cycle lines (some come after
+            # the last chance to flush, as uvicorn re-raises SIGTERM) and the apps' own logging.
+            self.sink.write(self.format(record), urgent=True)
         except Exception:  # the logging module's own contract: never raise from emit
             self.handleError(record)
 
@@ -59,6 +63,15 @@ def _drop_color_message(
     # uvicorn passes an ANSI-coloured copy of its message as an "extra"; one message is enough.
     event.pop("color_message", None)
     return event
+
+
+_current_sink: LineSink | None = None
+
+
+def flush_logs() -> None:
+    """Write out buffered lines now (the gateway calls it at the end of its lifespan)."""
+    if _current_sink is not None:
+        _current_sink.flush()
 
 
 def configure_logging(*, format: LogFormat, level: str, stream: TextIO | None = None) -> None:
@@ -85,10 +98,19 @@ def configure_logging(*, format: LogFormat, level: str, stream: TextIO | None = 
     else:
         renderer = [structlog.dev.ConsoleRenderer(colors=stream.isatty())]
 
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, _PipelineHandler):
+            root.removeHandler(handler)
+            handler.sink.close()
+    sink = LineSink(stream)
+    global _current_sink
+    _current_sink = sink
+
     structlog.configure(
         processors=[*shared, structlog.processors.StackInfoRenderer(), *renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
-        logger_factory=structlog.WriteLoggerFactory(stream),
+        logger_factory=SinkLoggerFactory(sink),
         # Not cached: tests reconfigure (and capture_logs) freely. The hot path (the access
         # line) binds a concrete logger once per app instead of going through the lazy proxy.
         cache_logger_on_first_use=False,
@@ -103,11 +125,7 @@ def configure_logging(*, format: LogFormat, level: str, stream: TextIO | None = 
         ],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderer],
     )
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        if isinstance(handler, _PipelineHandler):
-            root.removeHandler(handler)
-    root.addHandler(_PipelineHandler(stream, formatter))
+    root.addHandler(_PipelineHandler(sink, formatter))
     root.setLevel(numeric_level)
 
     for name in _ADOPTED_LOGGERS:
