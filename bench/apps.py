@@ -47,6 +47,11 @@ def create_fastapi() -> FastAPI:
     async def hello() -> dict[str, Any]:
         return {"hello": "new", "n": 1}
 
+    @app.get("/new/flagged")
+    async def flagged() -> dict[str, Any]:
+        # The same handler as /new/hello, behind a canary flag in bench/gateway.toml.
+        return {"hello": "new", "n": 1}
+
     @app.get("/new/plain", response_class=PlainTextResponse)
     async def plain() -> str:
         return "hello"

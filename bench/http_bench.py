@@ -119,6 +119,7 @@ NEW, LEGACY, TRIVIAL = "new route", "legacy route", "trivial"
 CASES = (
     Case("new.gateway", NEW, "gateway  /new/hello", GATEWAY, "/new/hello"),
     Case("new.direct", NEW, "uvicorn + FastAPI, direct", UVICORN_FASTAPI, "/new/hello"),
+    Case("new.canary", NEW, "gateway  /new/flagged, canary", GATEWAY, "/new/flagged"),
     Case("legacy.gateway", LEGACY, "gateway  /legacy/hello", GATEWAY, "/legacy/hello"),
     Case("legacy.gunicorn", LEGACY, "gunicorn sync, 1 worker", GUNICORN, "/legacy/hello"),
     Case("legacy.a2wsgi", LEGACY, "uvicorn + plain a2wsgi", UVICORN_A2WSGI, "/legacy/hello"),
@@ -128,6 +129,7 @@ CASES = (
 
 RATIOS = (
     Ratio("new route / direct FastAPI", "new.gateway", "new.direct", 0.90),
+    Ratio("canary route / unflagged", "new.canary", "new.gateway", 0.97),
     Ratio("legacy route / gunicorn", "legacy.gateway", "legacy.gunicorn", 0.90),
     Ratio("legacy route / plain a2wsgi", "legacy.gateway", "legacy.a2wsgi", None),
 )
