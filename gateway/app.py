@@ -152,7 +152,7 @@ def create_app(settings: Settings, *, log_stream: TextIO | None = None) -> Gatew
         raise ConfigError(problems)
 
     state = GatewayState()
-    flags = create_runtime(settings.flags)
+    flags = create_runtime(settings.flags, source=source)
     dispatcher = Dispatcher(
         table=table,
         legacy_rules=RouteTable(inventory.legacy_routes),

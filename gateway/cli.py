@@ -207,7 +207,7 @@ def _flags(args: argparse.Namespace) -> int:
 
 
 async def _flags_action(args: argparse.Namespace, settings: Settings) -> int:
-    runtime = create_runtime(settings.flags)
+    runtime = create_runtime(settings.flags, source=settings.source)
     command = args.flags_command
     try:
         await runtime.start()

@@ -66,6 +66,8 @@ class Dispatcher:
                 facts.extra["reason"] = decision.reason
                 if decision.bucket is not None:
                     facts.extra["bucket"] = decision.bucket
+                if decision.detail is not None:
+                    facts.extra["provider_reason"] = decision.detail
                 if decision.side == "legacy":
                     backend = LEGACY
             if backend != LEGACY:

@@ -270,6 +270,10 @@ class FlagsSettings(_Section):
     override_roles: tuple[str, ...] = ("qa",)
     #: The stickiness key for anonymous callers: their address, or none (always legacy).
     anonymous_key: Literal["client-address", "none"] = "client-address"
+    #: ``module:attribute``: an OpenFeature provider (or a factory returning one) that decides
+    #: flagged routes instead of the gateway's own modes; the kill switch and QA override
+    #: still apply. See ``gateway.flags.openfeature``.
+    openfeature_provider: str | None = None
     #: Each flag's state until a store says otherwise (and whenever the store is unreachable
     #: before its first read).
     defaults: dict[str, FlagSpec] = Field(default_factory=dict)

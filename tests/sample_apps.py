@@ -80,3 +80,25 @@ async def raw_asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
         return
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"raw"})
+
+
+def openfeature_provider() -> Any:
+    """An OpenFeature in-memory provider: catalog-books is "new" for alice and for admins."""
+    from openfeature.evaluation_context import EvaluationContext
+    from openfeature.flag_evaluation import FlagResolutionDetails, Reason
+    from openfeature.provider.in_memory_provider import InMemoryFlag, InMemoryProvider
+
+    def targeting(
+        flag: InMemoryFlag[str], context: EvaluationContext
+    ) -> FlagResolutionDetails[str]:
+        if context.targeting_key == "alice" or "admin" in context.attributes.get("roles", []):
+            return FlagResolutionDetails("new", reason=Reason.TARGETING_MATCH, variant="new")
+        return FlagResolutionDetails("legacy", reason=Reason.DEFAULT, variant="legacy")
+
+    variants = {"new": "new", "legacy": "legacy"}
+    return InMemoryProvider(
+        {
+            "catalog-books": InMemoryFlag("legacy", variants, context_evaluator=targeting),
+            "accounts-me": InMemoryFlag("new", variants),
+        }
+    )

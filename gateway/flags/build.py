@@ -7,9 +7,11 @@
 
 from __future__ import annotations
 
+from gateway.flags.openfeature import OpenFeatureDecider
 from gateway.flags.runtime import FlagRuntime
 from gateway.flags.stores import FlagStore
 from gateway.flags.stores.memory import MemoryFlagStore
+from gateway.loading import load_app
 from gateway.settings import FlagsSettings
 
 
@@ -25,10 +27,15 @@ def create_store(settings: FlagsSettings) -> FlagStore:
     return RedisFlagStore(settings.redis_url, key=settings.redis_key)
 
 
-def create_runtime(settings: FlagsSettings) -> FlagRuntime:
+def create_runtime(settings: FlagsSettings, *, source: str = "<config>") -> FlagRuntime:
+    provider = None
+    if settings.openfeature_provider is not None:
+        key = "flags.openfeature_provider"
+        provider = OpenFeatureDecider(load_app(settings.openfeature_provider, {}, source, key))
     return FlagRuntime(
         defaults=settings.defaults,
         store=create_store(settings),
         anonymous_key=settings.anonymous_key,
         override_roles=settings.override_roles,
+        provider=provider,
     )

@@ -25,6 +25,7 @@ Reason = Literal[
     "kill-switch",  # everything goes to legacy
     "store-unavailable",  # no state could be read yet: the config's defaults decided
     "no-bucket-key",  # an anonymous caller with no fallback key: legacy
+    "provider",  # an OpenFeature provider decided (its own reason is in ``detail``)
 ]
 
 FLAG_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
@@ -69,3 +70,5 @@ class FlagDecision:
     reason: Reason
     #: The bucket (1-100) when the split decided, for the log line.
     bucket: int | None = None
+    #: The OpenFeature provider's reason, when a provider decided.
+    detail: str | None = None

@@ -23,6 +23,7 @@ import structlog
 from gateway.context import Identity
 from gateway.flags.evaluate import FlagInput, decide
 from gateway.flags.model import FlagDecision, FlagSpec, FlagState, Side
+from gateway.flags.openfeature import OpenFeatureDecider
 from gateway.flags.stores import FlagStore, StoreUnavailable
 
 log = structlog.get_logger("gateway.flags")
@@ -41,8 +42,10 @@ class FlagRuntime:
         anonymous_key: Literal["client-address", "none"] = "client-address",
         override_roles: Sequence[str] = ("qa",),
         startup_timeout: float = 1.5,
+        provider: OpenFeatureDecider | None = None,
     ) -> None:
         self.store = store
+        self.provider = provider
         self._defaults = dict(defaults)
         self._anonymous_by_address = anonymous_key == "client-address"
         self._override_roles = frozenset(override_roles)
@@ -78,6 +81,8 @@ class FlagRuntime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
         await self.store.close()
+        if self.provider is not None:
+            self.provider.shutdown()
 
     def apply(self, state: FlagState) -> None:
         """Swap in a new snapshot (called by the store watcher and after local updates)."""
@@ -120,10 +125,15 @@ class FlagRuntime:
                     user=identity.subject or "anonymous",
                     value=override[:16].decode("latin-1"),
                 )
+        spec = self._specs.get(flag) or FlagSpec()
+        if self.provider is not None and not self._kill_switch and forced is None:
+            default: Side = "new" if spec.mode == "new" else "legacy"
+            side, detail = self.provider.decide(flag, identity, client_address, default)
+            return FlagDecision(flag, side, "provider", detail=detail)
         decision = decide(
             FlagInput(
                 flag,
-                self._specs.get(flag) or FlagSpec(),
+                spec,
                 identity,
                 client_address if self._anonymous_by_address else None,
                 forced,
