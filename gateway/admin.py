@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from starlette.types import Receive, Scope, Send
 
 from gateway.context import RequestFacts, request_facts
-from gateway.errors import send_error
+from gateway.errors import send_error, send_json
 from gateway.flags.model import FlagSpec, FlagState
 from gateway.flags.runtime import FlagRuntime
 from gateway.flags.stores import StoreUnavailable
@@ -84,18 +84,13 @@ class AdminApp:
             )
             return
         body = json.dumps(payload, separators=(",", ":")).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"cache-control", b"no-store"),
-                ],
-            }
+        await send_json(
+            send,
+            status,
+            body,
+            [(b"cache-control", b"no-store")],
+            include_body=facts.method != "HEAD",
         )
-        await send({"type": "http.response.body", "body": b"" if facts.method == "HEAD" else body})
 
     async def _dispatch(self, facts: RequestFacts, receive: Receive) -> tuple[int, Any]:
         path, method = facts.path, facts.method

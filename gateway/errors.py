@@ -62,7 +62,18 @@ async def send_error(
     headers: Iterable[tuple[bytes, bytes]] = (),
 ) -> None:
     """Answer a request with a JSON error; the request id also travels in the body."""
-    body = error_body(status, message, request_id)
+    await send_json(send, status, error_body(status, message, request_id), headers)
+
+
+async def send_json(
+    send: Send,
+    status: int,
+    body: bytes,
+    headers: Iterable[tuple[bytes, bytes]] = (),
+    *,
+    include_body: bool = True,
+) -> None:
+    """Send a complete JSON response (``include_body=False`` for HEAD: headers only)."""
     await send(
         {
             "type": "http.response.start",
@@ -74,4 +85,4 @@ async def send_error(
             ],
         }
     )
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.body", "body": body if include_body else b""})

@@ -150,18 +150,14 @@ def _walk(
         if found is not None:
             return found
     if segment:
-        if node.int_param is not None and segment.isascii() and segment.isdigit():
-            name, child = node.int_param
-            found = _walk(child, segments, index + 1, method, params)
-            if found is not None:
-                params[name] = segment
-                return found
-        if node.str_param is not None:
-            name, child = node.str_param
-            found = _walk(child, segments, index + 1, method, params)
-            if found is not None:
-                params[name] = segment
-                return found
+        is_int = segment.isascii() and segment.isdigit()
+        for slot in (node.int_param if is_int else None, node.str_param):
+            if slot is not None:
+                name, child = slot
+                found = _walk(child, segments, index + 1, method, params)
+                if found is not None:
+                    params[name] = segment
+                    return found
         if node.path_param is not None:
             name, by_method = node.path_param
             found = by_method.get(method) or by_method.get(ANY_METHOD)

@@ -30,7 +30,7 @@ from pydantic import (
 )
 
 from gateway.errors import ConfigError
-from gateway.flags.model import FLAG_NAME, FlagSpec
+from gateway.flags.model import FlagSpec, check_flag_names
 from gateway.path_template import parse_template
 
 ENV_PREFIX = "GATEWAY_"
@@ -278,13 +278,7 @@ class FlagsSettings(_Section):
     #: before its first read).
     defaults: dict[str, FlagSpec] = Field(default_factory=dict)
 
-    @field_validator("defaults")
-    @classmethod
-    def _flag_names(cls, value: dict[str, FlagSpec]) -> dict[str, FlagSpec]:
-        for name in value:
-            if not FLAG_NAME.match(name):
-                raise ValueError(f"flag name {name!r} must match {FLAG_NAME.pattern}")
-        return value
+    _flag_names = field_validator("defaults")(lambda value: check_flag_names(value))
 
 
 class RouteSettings(_Section):

@@ -31,6 +31,13 @@ Reason = Literal[
 FLAG_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 
 
+def check_flag_names(flags: dict[str, FlagSpec]) -> dict[str, FlagSpec]:
+    for name in flags:
+        if not FLAG_NAME.match(name):
+            raise ValueError(f"flag name {name!r} must match {FLAG_NAME.pattern}")
+    return flags
+
+
 class FlagSpec(BaseModel):
     """One flag's state: the mode, the rollout percentage, and targeting lists."""
 
@@ -54,13 +61,7 @@ class FlagState(BaseModel):
     kill_switch: bool = False
     flags: dict[str, FlagSpec] = Field(default_factory=dict)
 
-    @field_validator("flags")
-    @classmethod
-    def _names(cls, value: dict[str, FlagSpec]) -> dict[str, FlagSpec]:
-        for name in value:
-            if not FLAG_NAME.match(name):
-                raise ValueError(f"flag name {name!r} must match {FLAG_NAME.pattern}")
-        return value
+    _names = field_validator("flags")(lambda value: check_flag_names(value))
 
 
 @dataclass(frozen=True, slots=True)
