@@ -10,7 +10,6 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
 from gateway.fastapi_support import flask_session
-
 from new_services.security import AuthenticatedIdentity
 
 router = APIRouter()
