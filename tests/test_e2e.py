@@ -290,11 +290,12 @@ def test_two_workers_serve_the_same_routes(tmp_path: Path) -> None:
         # One lifespan per worker process (ready answers as soon as the first one is up).
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            started = [e["event"] for e in gateway.log_events()].count("catalog.started")
-            if started >= 2:
+            events = gateway.log_events()
+            started = [e["event"] for e in events].count("catalog.started")
+            pids = {e.get("pid") for e in events if e["event"] == "gateway.started"}
+            if started >= 2 and len(pids) >= 2:
                 break
             time.sleep(0.1)
-        pids = {e.get("pid") for e in gateway.log_events() if e["event"] == "gateway.started"}
         log = gateway.log_text()
     assert started == 2, log
     assert len(pids) == 2, log

@@ -113,7 +113,8 @@ def test_canary_zero_to_hundred_and_back_with_the_cli(
     assert seconds_until(lambda: books_backend("zero") == "legacy", 3) <= 1.0
     run_flags(config, "set", "catalog-books", "--percentage", "100")
     assert seconds_until(lambda: books_backend("hundred") == "catalog", 3) <= 1.0
-    line = [e for e in first.events_for("hundred") if e["event"] == "request"][-1]
+    assert books_backend("after-hundred") == "catalog"
+    [line] = [e for e in first.events_for("after-hundred") if e["event"] == "request"]
     assert (line["flag"], line["decision"], line["reason"]) == ("catalog-books", "new", "split")
     listing = run_flags(config, "list")
     assert "catalog-books  canary  100%" in listing.stdout
