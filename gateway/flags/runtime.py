@@ -31,6 +31,7 @@ log = structlog.get_logger("gateway.flags")
 _OVERRIDE_VALUES: dict[bytes, Side] = {b"new": "new", b"legacy": "legacy"}
 #: Seconds after a write from this process during which a lower version is a stale read.
 _STALE_READ_WINDOW = 2.0
+_STOP_TIMEOUT = 2.0
 
 
 class FlagRuntime:
@@ -78,9 +79,12 @@ class FlagRuntime:
     async def stop(self) -> None:
         if self._watcher is not None:
             self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
-        await self.store.close()
+            # Bounded: a store whose watcher ignores cancellation must not hold up shut-down.
+            done, _ = await asyncio.wait({self._watcher}, timeout=_STOP_TIMEOUT)
+            if not done:
+                log.warning("flags.watcher_did_not_stop", store=self.store.description)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.store.close(), _STOP_TIMEOUT)
         if self.provider is not None:
             self.provider.shutdown()
 

@@ -27,7 +27,6 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-import anyio
 import redis.asyncio
 from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
@@ -213,7 +212,9 @@ class RedisFlagStore:
     async def _quietly(self, cleanup: Awaitable[object]) -> None:
         """Await a clean-up call within the bound, ignoring its failure: the connection is
         dropped or returned to the pool either way, and the caller's own error matters more."""
-        # Shielded: inside a cancelled anyio scope (a task group in a lifespan, say) every await
-        # is cancelled again, and the connection would stay checked out until close().
-        with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
-            await asyncio.wait_for(cleanup, self._bound)
+        # The clean-up runs in its own task, shielded: a cancellation of the caller (stop(), or a
+        # cancelled anyio scope) still propagates at once, and the connection is returned
+        # anyway. (An anyio shield here could absorb a task.cancel(), so the watch loop never
+        # ended and stop() waited for ever.)
+        with contextlib.suppress(Exception):
+            await asyncio.shield(asyncio.wait_for(cleanup, self._bound))
