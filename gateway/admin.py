@@ -21,13 +21,14 @@ an audit line (``flags.changed``: who, which flag, old, new).
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 from starlette.types import Receive, Scope, Send
 
+from gateway.auth.policy import decide, requiring
 from gateway.context import RequestFacts, request_facts
 from gateway.errors import send_error, send_json
 from gateway.flags.model import FlagSpec, FlagState
@@ -55,9 +56,6 @@ class _Problem(Exception):
         self.headers = list(headers)
 
 
-Handler = Callable[[RequestFacts, Any], Awaitable[tuple[int, Any]]]
-
-
 class AdminApp:
     def __init__(
         self,
@@ -70,7 +68,7 @@ class AdminApp:
         self._state = state
         self._inventory = inventory
         self._flags = flags
-        self._admin_roles = frozenset(admin_roles)
+        self._admin_policy = requiring(admin_roles)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -131,13 +129,12 @@ class AdminApp:
             raise _Problem(405, "method not allowed", [(b"allow", allow.encode())])
 
     def _require_admin(self, facts: RequestFacts) -> None:
-        identity = facts.identity
-        if not identity.is_authenticated:
-            raise _Problem(
-                401, "authentication required", [(b"www-authenticate", b'Bearer realm="gateway"')]
-            )
-        if not identity.roles & self._admin_roles:
-            raise _Problem(403, f"missing required role: {', '.join(sorted(self._admin_roles))}")
+        decision = decide(self._admin_policy, facts.identity)
+        if decision.status == 401:
+            challenge = [(b"www-authenticate", b'Bearer realm="gateway"')]
+            raise _Problem(401, decision.reason, challenge)
+        if decision.status == 403:
+            raise _Problem(403, decision.reason)
 
     def _ready(self) -> tuple[int, Any]:
         if self._state.ready and not self._state.shutting_down:

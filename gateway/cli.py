@@ -174,11 +174,7 @@ def _routes(args: argparse.Namespace) -> int:
                 ",".join(row.services) or "-",
             )
         )
-    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
-    for line in table:
-        print(
-            "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-        )
+    _print_table(table)
     return 0
 
 

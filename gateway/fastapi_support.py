@@ -25,6 +25,7 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection
 
+from gateway.auth.policy import decide, requiring
 from gateway.auth.shared_session import session_from_scope
 from gateway.context import ANONYMOUS, Identity, RequestFacts, request_facts
 
@@ -63,14 +64,15 @@ def require_roles(*roles: str) -> Callable[[HTTPConnection], Identity]:
     401 (with ``WWW-Authenticate``) for an anonymous caller, 403 for one without the role; the
     service's own exception handlers shape the body.
     """
-    wanted = frozenset(roles)
+    policy = requiring(roles)
 
     def dependency(connection: HTTPConnection) -> Identity:
         identity = current_identity(connection)
-        if not identity.is_authenticated:
-            raise HTTPException(401, "authentication required", {"WWW-Authenticate": "Bearer"})
-        if wanted and not identity.roles & wanted:
-            raise HTTPException(403, f"missing required role: {', '.join(sorted(wanted))}")
+        decision = decide(policy, identity)
+        if decision.status == 401:
+            raise HTTPException(401, decision.reason, {"WWW-Authenticate": "Bearer"})
+        if decision.status == 403:
+            raise HTTPException(403, decision.reason)
         return identity
 
     return dependency

@@ -11,22 +11,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends
 
 from gateway.context import Identity
-from gateway.fastapi_support import current_identity
+from gateway.fastapi_support import require_roles
 
-
-async def require_identity(request: Request) -> Identity:
-    """The caller's identity; 401, as the legacy app answers it, when there is none."""
-    identity = current_identity(request)
-    if not identity.is_authenticated:
-        raise HTTPException(
-            status_code=401,
-            detail="authentication required",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    return identity
-
-
-AuthenticatedIdentity = Annotated[Identity, Depends(require_identity)]
+#: 401 (``WWW-Authenticate: Bearer``, "authentication required", as the legacy app answers)
+#: for an anonymous caller; the service's error handlers give it the legacy JSON shape.
+AuthenticatedIdentity = Annotated[Identity, Depends(require_roles())]

@@ -70,6 +70,13 @@ def build_policies(
     return PolicyTable(policies, Policy("*", frozenset(), default_access))
 
 
+def requiring(roles: Iterable[str]) -> Policy:
+    """A policy for code that checks roles itself: any one of ``roles``, or just a signed-in
+    caller when none are given."""
+    wanted = frozenset(roles)
+    return Policy("*", frozenset(), "roles" if wanted else "authenticated", wanted)
+
+
 def decide(policy: Policy, identity: Identity) -> AccessDecision:
     """Pure: may this identity call a route under this policy?"""
     if policy.access == "public":
