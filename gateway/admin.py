@@ -12,7 +12,10 @@
   - ``PUT  /_gateway/api/flags/{name}``: change a flag (JSON: any of ``mode``, ``percentage``,
     ``allow_subjects``, ``deny_subjects``, ``allow_roles``, ``deny_roles``);
   - ``GET|PUT /_gateway/api/kill-switch``: ``{"enabled": true}`` sends every flagged route to
-    legacy at once; ``false`` lifts it.
+    legacy at once; ``false`` lifts it;
+  - ``GET  /_gateway/api/shadow``: shadow results of every live worker, added up: per route the
+    counts, the noise learned, and the recent mismatches with their (redacted) differences;
+  - ``GET  /_gateway/api/breakers``: each guarded route's circuit breaker, per worker.
 
 Every change goes through the flag store (so every process and host follows) and is written as
 an audit line (``flags.changed``: who, which flag, old, new).
@@ -35,6 +38,7 @@ from gateway.flags.model import FlagSpec, FlagState
 from gateway.flags.runtime import FlagRuntime
 from gateway.flags.stores import StoreUnavailable
 from gateway.inventory import Inventory
+from gateway.reports import Report, ReportPublisher, combine_reports
 
 _API = "/_gateway/api/"
 _FLAGS = "/_gateway/api/flags"
@@ -63,9 +67,11 @@ class AdminApp:
         state: GatewayState,
         inventory: Inventory,
         flags: FlagRuntime,
+        reports: ReportPublisher | None = None,
         admin_roles: Sequence[str] = ("admin",),
     ) -> None:
         self._state = state
+        self._reports = reports
         self._inventory = inventory
         self._flags = flags
         self._admin_policy = requiring(admin_roles)
@@ -115,6 +121,12 @@ class AdminApp:
                 return 200, {"name": name, **self._flag_view(name)}
             self._only(method == "PUT", "GET, HEAD, PUT", facts, facts.route)
             return await self._set_flag(facts, name, await _read_json(receive))
+        if path in ("/_gateway/api/shadow", "/_gateway/api/breakers"):
+            self._only(read_only, "GET, HEAD", facts, path)
+            combined = combine_reports(await self._read_reports())
+            if path.endswith("/shadow"):
+                return 200, {"workers": combined["workers"], **combined["shadow"]}
+            return 200, {"workers": combined["workers"], "breakers": combined["breakers"]}
         if path == "/_gateway/api/kill-switch":
             if read_only:
                 facts.route = path
@@ -122,6 +134,9 @@ class AdminApp:
             self._only(method == "PUT", "GET, HEAD, PUT", facts, path)
             return await self._set_kill_switch(facts, await _read_json(receive))
         raise _Problem(404, "no such gateway endpoint")
+
+    async def _read_reports(self) -> list[Report]:
+        return await self._reports.read_all() if self._reports is not None else []
 
     def _only(self, allowed: bool, allow: str, facts: RequestFacts, route: str) -> None:
         facts.route = route

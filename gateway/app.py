@@ -25,7 +25,7 @@ from gateway.adapters.legacy import LegacyApp
 from gateway.adapters.services import Service
 from gateway.admin import AdminApp, GatewayState
 from gateway.auth.build import build_auth
-from gateway.dispatch import Dispatcher
+from gateway.dispatch import Dispatcher, breakers_of, build_route_plans
 from gateway.errors import ConfigError, StartupError
 from gateway.flags.build import create_runtime
 from gateway.flags.runtime import FlagRuntime
@@ -34,8 +34,11 @@ from gateway.loading import add_import_paths, load_app
 from gateway.log import configure_logging, flush_logs
 from gateway.middleware.auth import AuthMiddleware
 from gateway.middleware.request_context import RequestContextMiddleware
+from gateway.reports import ReportPublisher, create_report_store
 from gateway.routes import DuplicateRouteError, Route, RouteTable
 from gateway.settings import Settings
+from gateway.shadow.results import ShadowResults
+from gateway.shadow.runner import ShadowRunner
 
 log = structlog.get_logger("gateway")
 
@@ -54,6 +57,8 @@ class GatewayApp:
         inventory: Inventory,
         state: GatewayState,
         flags: FlagRuntime,
+        shadow: ShadowRunner,
+        reports: ReportPublisher,
     ) -> None:
         self.settings = settings
         self.legacy = legacy
@@ -62,6 +67,8 @@ class GatewayApp:
         self.inventory = inventory
         self.state = state
         self.flags = flags
+        self.shadow = shadow
+        self.reports = reports
         self._handler = handler
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -84,6 +91,7 @@ class GatewayApp:
             for service in reversed(started):
                 await service.shutdown()
             await self.flags.stop()
+            await self.reports.stop()
             self.legacy.close()
             await send({"type": "lifespan.startup.failed", "message": str(exc)})
             # As Starlette does: servers (uvicorn, TestClient) expect the app to raise after
@@ -93,6 +101,7 @@ class GatewayApp:
         # scanning it again and again (long gen-2 pauses show up in p99 otherwise).
         gc.collect()
         gc.freeze()
+        await self.reports.start()
         self.state.ready = True
         log.info(
             "gateway.started",
@@ -105,6 +114,9 @@ class GatewayApp:
 
         await receive()  # lifespan.shutdown
         self.state.shutting_down = True
+        # Shadow copies are extra work nobody waits for: cancel them before the services stop.
+        await self.shadow.close()
+        await self.reports.stop()
         for service in reversed(started):
             await service.shutdown()
         await self.flags.stop()
@@ -153,6 +165,22 @@ def create_app(settings: Settings, *, log_stream: TextIO | None = None) -> Gatew
 
     state = GatewayState()
     flags = create_runtime(settings.flags, source=source)
+    plans = build_route_plans(settings, services, legacy)
+    breakers = breakers_of(plans)
+    results = ShadowResults(keep=settings.shadow.recent_mismatches)
+    shadow = ShadowRunner(
+        results=results,
+        max_concurrent=settings.shadow.max_concurrent,
+        max_compare_body=settings.shadow.max_compare_body,
+    )
+    reports = ReportPublisher(
+        create_report_store(settings.flags),
+        build=lambda: {
+            "shadow": results.snapshot(),
+            "breakers": {breaker.route: breaker.view() for breaker in breakers},
+        },
+        version=lambda: results.version + sum(breaker.changes for breaker in breakers),
+    )
     dispatcher = Dispatcher(
         table=table,
         legacy_rules=RouteTable(inventory.legacy_routes),
@@ -162,9 +190,12 @@ def create_app(settings: Settings, *, log_stream: TextIO | None = None) -> Gatew
             state=state,
             inventory=inventory,
             flags=flags,
+            reports=reports,
             admin_roles=settings.server.admin_roles,
         ),
         flags=flags,
+        plans=plans,
+        shadow=shadow,
         override_header=settings.flags.override_header,
     )
     authenticated = AuthMiddleware(
@@ -188,13 +219,15 @@ def create_app(settings: Settings, *, log_stream: TextIO | None = None) -> Gatew
         inventory=inventory,
         state=state,
         flags=flags,
+        shadow=shadow,
+        reports=reports,
     )
 
 
 def build_route_table(settings: Settings) -> RouteTable[Route]:
     routes = [
-        Route(route.path, frozenset(route.methods), route.backend, route.flag)
-        for route in settings.routes
+        Route(route.path, frozenset(route.methods), route.backend, route.flag, index)
+        for index, route in enumerate(settings.routes)
     ]
     try:
         return RouteTable(routes)

@@ -8,6 +8,7 @@
     gateway check                          # validate config and routes, exit non-zero on problems
     gateway flags set catalog-books --mode canary --percentage 10
     gateway flags kill                     # every flagged route to legacy, in every process
+    gateway shadow report                  # what shadow traffic found, over every worker
 
 Configuration errors print one line per problem (file, key, problem) and exit with status 2;
 an app or service that fails to build exits with status 1. Neither prints a traceback.
@@ -28,12 +29,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from gateway.app import GatewayApp, create_app
+from gateway.dispatch import route_label
 from gateway.errors import ConfigError, StartupError
 from gateway.flags.build import create_runtime
 from gateway.flags.model import FlagSpec
 from gateway.flags.stores import StoreUnavailable
 from gateway.log import configure_logging
+from gateway.reports import Report, combine_reports, create_report_store
 from gateway.settings import CONFIG_ENV, DEFAULT_CONFIG, Settings, load_settings
+from gateway.shadow.report import render_report, render_table
 
 EXIT_CONFIG = 2
 EXIT_STARTUP = 1
@@ -117,6 +121,20 @@ def _parser() -> argparse.ArgumentParser:
         )
     add_flag_command("kill", "send every flagged route to legacy now")
     add_flag_command("unkill", "lift the kill switch")
+
+    shadow = commands.add_parser(
+        "shadow",
+        help="read what shadow traffic found",
+        description="Read what shadow traffic found, added up over every running worker.",
+    )
+    shadow_commands = shadow.add_subparsers(required=True, metavar="ACTION")
+    report = shadow_commands.add_parser(
+        "report", help="per route: matches, mismatches, errors, noise; recent mismatches"
+    )
+    report.add_argument("--config", "-c", metavar="PATH", help="config file")
+    report.add_argument("--json", action="store_true", help="print JSON")
+    report.add_argument("--recent", type=int, default=10, help="mismatches shown (default 10)")
+    report.set_defaults(handler=_shadow_report)
     return parser
 
 
@@ -156,12 +174,17 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _routes(args: argparse.Namespace) -> int:
-    gateway = create_app(_load(args), log_stream=sys.stderr)
+    settings = _load(args)
+    gateway = create_app(settings, log_stream=sys.stderr)
     rows = gateway.inventory.rows
+    breakers = _breaker_states(settings, asyncio.run(_read_reports(settings)))
     if args.json:
-        print(json.dumps([row.as_dict() for row in rows], indent=2))
+        listing = [{**row.as_dict(), "breaker": breakers.get(row.path)} for row in rows]
+        print(json.dumps(listing, indent=2))
         return 0
-    table = [("PATH", "METHODS", "SERVED BY", "FLAG", "STATUS", "LEGACY ENDPOINT", "SERVICES")]
+    table = [
+        ("PATH", "METHODS", "SERVED BY", "FLAG", "STATUS", "BREAKER", "LEGACY ENDPOINT", "SERVICES")
+    ]
     for row in rows:
         table.append(
             (
@@ -170,11 +193,55 @@ def _routes(args: argparse.Namespace) -> int:
                 row.served_by or "-",
                 row.flag or "-",
                 row.status,
+                breakers.get(row.path, "-"),
                 row.legacy_endpoint or "-",
                 ",".join(row.services) or "-",
             )
         )
     _print_table(table)
+    return 0
+
+
+async def _read_reports(settings: Settings) -> list[Report]:
+    store = create_report_store(settings.flags)
+    try:
+        return await store.read()
+    except Exception as exc:  # the report is extra information: say so, and go on
+        print(
+            f"gateway: cannot read worker reports from {store.description}: {exc}", file=sys.stderr
+        )
+        return []
+    finally:
+        await store.close()
+
+
+def _breaker_states(settings: Settings, reports: list[Report]) -> dict[str, str]:
+    """Each guarded path's breaker state over the live workers, ``unknown`` with none."""
+    combined = combine_reports(reports)["breakers"]
+    states: dict[str, str] = {}
+    for route in settings.routes:
+        if route.breaker is None:
+            continue
+        entry = combined.get(route_label(route))
+        state = "unknown" if entry is None else str(entry["state"])
+        previous = states.get(route.path)
+        states[route.path] = state if previous in (None, "closed", "unknown") else previous
+    return states
+
+
+def _shadow_report(args: argparse.Namespace) -> int:
+    settings = _load(args)
+    reports = asyncio.run(_read_reports(settings))
+    combined = combine_reports(reports, keep=settings.shadow.recent_mismatches)
+    if args.json:
+        print(json.dumps({"workers": combined["workers"], **combined["shadow"]}, indent=2))
+        return 0
+    print(render_report(combined["shadow"], workers=combined["workers"], recent=args.recent))
+    if settings.flags.store == "memory":
+        print(
+            "note: the memory flag store shares nothing between processes; "
+            "ask the admin API (/_gateway/api/shadow) instead"
+        )
     return 0
 
 
@@ -288,11 +355,8 @@ def _print_flags(view: dict[str, Any], args: argparse.Namespace) -> None:
 
 
 def _print_table(table: Sequence[Sequence[str]]) -> None:
-    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
-    for line in table:
-        print(
-            "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-        )
+    for line in render_table(table):
+        print(line)
 
 
 if __name__ == "__main__":

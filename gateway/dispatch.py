@@ -13,16 +13,32 @@ service sees the same path the client sent, with no prefix stripped.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.context import request_facts
 from gateway.flags.runtime import FlagRuntime
+from gateway.resilience import Breaker, GuardedService
 from gateway.routes import Route, RouteTable
-from gateway.settings import LEGACY
+from gateway.settings import LEGACY, RouteSettings, Settings, ShadowRouteSettings
+from gateway.shadow.compare import CompareRules
+from gateway.shadow.results import ShadowResults
+from gateway.shadow.runner import ShadowPlan, ShadowRunner
 
 GATEWAY_PREFIX = "/_gateway/"
+
+
+@dataclass(frozen=True, slots=True)
+class RoutePlan:
+    """How one ``[[routes]]`` entry is served: its service (behind the route's guards, when it
+    has any) and, for a flagged route, what shadow mode does."""
+
+    app: ASGIApp
+    #: The bare service: a shadow copy is never retried on legacy nor counted by the breaker.
+    service: ASGIApp
+    shadow: ShadowPlan | None = None
 
 
 class Dispatcher:
@@ -35,12 +51,16 @@ class Dispatcher:
         services: Mapping[str, ASGIApp],
         gateway_app: ASGIApp,
         flags: FlagRuntime,
+        plans: Sequence[RoutePlan] = (),
+        shadow: ShadowRunner | None = None,
         override_header: str = "X-Gateway-Override",
     ) -> None:
         self._table = table
         self._legacy_rules = legacy_rules
         self._legacy = legacy
         self._services = dict(services)
+        self._plans = tuple(plans)
+        self._shadow = shadow or ShadowRunner(results=_no_results())
         self._gateway_app = gateway_app
         self._flags = flags
         self._override_header = override_header.lower().encode("latin-1")
@@ -68,11 +88,16 @@ class Dispatcher:
                     facts.extra["bucket"] = decision.bucket
                 if decision.detail is not None:
                     facts.extra["provider_reason"] = decision.detail
+                if decision.reason == "shadow":
+                    await self._serve_shadowed(route, backend, scope, receive, send)
+                    return
                 if decision.side == "legacy":
                     backend = LEGACY
             if backend != LEGACY:
                 facts.backend = backend
-                await self._services[backend](scope, receive, send)
+                plan = self._plans[route.index] if route.index >= 0 else None
+                app = plan.app if plan is not None else self._services[backend]
+                await app(scope, receive, send)
                 return
         else:
             # Not configured: the legacy catch-all. Label the line with the Flask rule it hits.
@@ -81,6 +106,25 @@ class Dispatcher:
                 facts.route = rule.route.template
         facts.backend = LEGACY
         await self._legacy(scope, receive, send)
+
+    async def _serve_shadowed(
+        self, route: Route, backend: str, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        facts = request_facts(scope)
+        plan = self._plans[route.index] if route.index >= 0 else None
+        if plan is None or plan.shadow is None:
+            facts.backend = LEGACY
+            await self._legacy(scope, receive, send)
+            return
+        if plan.shadow.primary == "new":
+            facts.backend = backend
+            primary, candidate, names = plan.app, self._legacy, (backend, LEGACY)
+        else:
+            facts.backend = LEGACY
+            primary, candidate, names = self._legacy, plan.service, (LEGACY, backend)
+        await self._shadow.serve(
+            plan.shadow, scope, receive, send, primary=primary, candidate=candidate, names=names
+        )
 
     def _override(self, scope: Scope) -> bytes | None:
         for name, value in scope["headers"]:
@@ -93,3 +137,69 @@ class Dispatcher:
 def _client_address(scope: Scope) -> str | None:
     client = scope.get("client")
     return str(client[0]) if client else None
+
+
+def route_label(route: RouteSettings) -> str:
+    """How reports name a route: ``GET /api/books/{book_id:int}``."""
+    return f"{','.join(route.methods)} {route.path}"
+
+
+def build_route_plans(
+    settings: Settings, services: Mapping[str, ASGIApp], legacy: ASGIApp
+) -> list[RoutePlan]:
+    """One plan per ``[[routes]]`` entry, in order: its guards and its shadow settings."""
+    plans = []
+    for route in settings.routes:
+        service = services.get(route.backend, legacy)
+        label = route_label(route)
+        app = service
+        if route.backend != LEGACY and (route.timeout or route.fallback or route.breaker):
+            breaker = None
+            if route.breaker is not None:
+                breaker = Breaker(
+                    label,
+                    failures=route.breaker.failures,
+                    window=route.breaker.window,
+                    cooldown=route.breaker.cooldown,
+                )
+            app = GuardedService(
+                service,
+                legacy=legacy,
+                route=label,
+                timeout=route.timeout,
+                fallback=route.fallback,
+                fallback_max_body=route.fallback_max_body,
+                breaker=breaker,
+            )
+        shadow = None
+        if route.flag is not None:
+            spec = route.shadow or ShadowRouteSettings()
+            shadow = ShadowPlan(
+                route=label,
+                primary=spec.primary,
+                sample_rate=spec.sample_rate,
+                noise_sample_rate=spec.noise_sample_rate,
+                timeout=spec.timeout,
+                max_body=spec.max_body,
+                side_effect_free=spec.side_effect_free,
+                rules=CompareRules(
+                    headers=spec.compare_headers,
+                    ignore=spec.ignore,
+                    unordered=spec.unordered,
+                    float_tolerance=spec.float_tolerance,
+                ),
+            )
+        plans.append(RoutePlan(app=app, service=service, shadow=shadow))
+    return plans
+
+
+def breakers_of(plans: Sequence[RoutePlan]) -> list[Breaker]:
+    return [
+        plan.app.breaker
+        for plan in plans
+        if isinstance(plan.app, GuardedService) and plan.app.breaker is not None
+    ]
+
+
+def _no_results() -> ShadowResults:
+    return ShadowResults(keep=0)

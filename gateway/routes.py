@@ -48,6 +48,8 @@ class Route:
     backend: str
     #: A flag that decides per request between ``backend`` and legacy; ``None``: always backend.
     flag: str | None = None
+    #: The route's position in ``[[routes]]``, which the dispatcher's per-route plans follow.
+    index: int = -1
 
 
 @dataclass(frozen=True, slots=True)

@@ -281,6 +281,70 @@ class FlagsSettings(_Section):
     _flag_names = field_validator("defaults")(lambda value: check_flag_names(value))
 
 
+class ShadowRouteSettings(_Section):
+    """How a route in shadow mode is sampled and compared (``[routes.shadow]``)."""
+
+    #: The side that answers the client; the other one is the candidate, run aside.
+    primary: Literal["legacy", "new"] = "legacy"
+    #: Share of eligible requests copied to the candidate, 0-1.
+    sample_rate: Annotated[float, Field(ge=0, le=1)] = 1.0
+    #: Share of sampled requests on which the primary is asked twice, to learn which fields
+    #: differ between two primary answers (noise) so they are not counted as mismatches.
+    noise_sample_rate: Annotated[float, Field(ge=0, le=1)] = 0.1
+    #: Seconds the candidate gets to answer completely; later, it counts as a candidate error.
+    timeout: Annotated[float, Field(gt=0)] = 5.0
+    #: Requests with a larger body (or a chunked one) are not shadowed.
+    max_body: Annotated[int, Field(ge=0)] = 64 * 1024
+    #: Shadow methods other than GET and HEAD too. Only for routes that change nothing.
+    side_effect_free: bool = False
+    #: Response headers compared (lower-case names).
+    compare_headers: tuple[str, ...] = ("content-type",)
+    #: JSON Pointers never compared; ``*`` matches one segment (``/books/*/updated_at``).
+    ignore: tuple[str, ...] = ()
+    #: JSON Pointers of arrays compared without regard to order.
+    unordered: tuple[str, ...] = ()
+    #: Numbers this close are equal.
+    float_tolerance: Annotated[float, Field(ge=0)] = 0.0
+
+    @field_validator("ignore", "unordered")
+    @classmethod
+    def _pointers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for pointer in value:
+            if pointer and not pointer.startswith("/"):
+                raise ValueError(f"{pointer!r} is not a JSON Pointer (it must start with '/')")
+        return value
+
+    @field_validator("compare_headers")
+    @classmethod
+    def _lower_case(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(name.lower() for name in value)
+
+
+class BreakerSettings(_Section):
+    """A per-route circuit breaker (``[routes.breaker]``), kept per worker process.
+
+    ``failures`` new-side failures (an exception, a timeout, a 5xx) within ``window`` seconds
+    open it: the route goes to legacy for ``cooldown`` seconds, then one trial request goes to
+    the new side and closes it again, or re-opens it.
+    """
+
+    failures: Annotated[int, Field(ge=1)] = 5
+    window: Annotated[float, Field(gt=0)] = 30.0
+    cooldown: Annotated[float, Field(gt=0)] = 30.0
+
+
+class ShadowSettings(_Section):
+    """Limits shared by every shadowed route (``[shadow]``)."""
+
+    #: Candidate requests running at once, over all routes; past it samples are skipped and
+    #: counted, never queued.
+    max_concurrent: Annotated[int, Field(ge=1)] = 16
+    #: Mismatches kept (per worker) for the report.
+    recent_mismatches: Annotated[int, Field(ge=0, le=10_000)] = 100
+    #: Response bytes kept for comparison; longer bodies compare by digest.
+    max_compare_body: Annotated[int, Field(ge=0)] = 1024 * 1024
+
+
 class RouteSettings(_Section):
     #: A path template: ``/api/books/{book_id:int}``.
     path: str
@@ -290,6 +354,17 @@ class RouteSettings(_Section):
     #: A flag from ``[flags.defaults]`` that decides, per request, whether ``backend`` or the
     #: legacy app serves the route. No flag: ``backend`` always serves it.
     flag: str | None = None
+    #: Seconds the new side gets to start its answer; later counts as a failure (504, or
+    #: legacy's answer with ``fallback``).
+    timeout: Annotated[float, Field(gt=0)] | None = None
+    #: When the new side raises, times out or answers 5xx before sending a byte, replay an
+    #: idempotent request to legacy and answer with legacy's response.
+    fallback: bool = False
+    #: Largest request body kept for a fallback replay; larger bodies are not replayed.
+    fallback_max_body: Annotated[int, Field(ge=0)] = 64 * 1024
+    breaker: BreakerSettings | None = None
+    #: Comparison settings for when the route's flag is in ``shadow`` mode.
+    shadow: ShadowRouteSettings | None = None
 
     _valid_path = field_validator("path")(lambda value: _valid_template(value))
 
@@ -316,6 +391,7 @@ class Settings(_Section):
     routes: tuple[RouteSettings, ...] = ()
     auth: AuthSettings = AuthSettings()
     flags: FlagsSettings = FlagsSettings()
+    shadow: ShadowSettings = ShadowSettings()
 
     @field_validator("services")
     @classmethod
@@ -350,6 +426,18 @@ class Settings(_Section):
                         f"routes[{index}].flag: a flagged route's backend must be a service "
                         "(the flag chooses between it and legacy)"
                     )
+            if route.backend == LEGACY:
+                for key in ("timeout", "fallback", "breaker", "shadow"):
+                    if getattr(route, key) not in (None, False):
+                        problems.append(
+                            f"routes[{index}].{key}: only for a route whose backend is a "
+                            "service (legacy has nothing to fall back to)"
+                        )
+            if route.shadow is not None and route.flag is None:
+                problems.append(
+                    f"routes[{index}].shadow: needs a flag (shadowing starts when the flag's "
+                    "mode is 'shadow')"
+                )
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -87,7 +87,7 @@ def test_anonymous_callers_bucket_by_fallback_key_or_stay_on_legacy() -> None:
     [
         (FlagSpec(mode="legacy"), ALICE, None, False, "legacy", "default"),
         (FlagSpec(mode="new"), ALICE, None, False, "new", "default"),
-        (FlagSpec(mode="shadow"), ALICE, None, False, "legacy", "default"),
+        (FlagSpec(mode="shadow"), ALICE, None, False, "legacy", "shadow"),
         # Targeting beats the mode and the percentage; deny beats allow.
         (
             FlagSpec(mode="legacy", allow_subjects=frozenset({"alice"})),

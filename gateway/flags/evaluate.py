@@ -52,9 +52,12 @@ def decide(flag: FlagInput, *, kill_switch: bool) -> FlagDecision:
             return FlagDecision(name, "new", "targeting")
     if spec.mode == "new":
         return FlagDecision(name, "new", "default")
-    if spec.mode in ("legacy", "shadow"):
-        # Shadow mode: legacy answers the client; the shadow machinery runs the candidate aside.
+    if spec.mode == "legacy":
         return FlagDecision(name, "legacy", "default")
+    if spec.mode == "shadow":
+        # The route's primary side (legacy unless it says otherwise) answers; the dispatcher
+        # copies the request to the other side and compares.
+        return FlagDecision(name, "legacy", "shadow")
     key = subject if subject is not None else flag.fallback_key
     if key is None:
         return FlagDecision(name, "legacy", "no-bucket-key")

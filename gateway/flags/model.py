@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 Mode = Literal["legacy", "new", "canary", "shadow"]
 Side = Literal["legacy", "new"]
 Reason = Literal[
-    "default",  # the flag's mode decided (legacy / new / shadow)
+    "default",  # the flag's mode decided (legacy / new)
+    "shadow",  # shadow mode: the route's primary answers, the other side gets a copy
     "targeting",  # an allow or deny list decided
     "split",  # the sticky percentage bucket decided
     "override",  # a QA override header decided

@@ -1,0 +1,246 @@
+"""Shadow traffic: the primary answers the client, the candidate gets a copy, answers are diffed.
+
+The client's response and latency depend on the primary only. The candidate runs in a task of
+its own, after the request is on its way: it is bounded by a timeout, and the number of copies
+in flight is capped (past the cap a sample is skipped and counted, never queued). Only GET and
+HEAD are copied unless the route says it is side-effect-free, and only bodies small enough to
+keep. On a share of samples the primary is asked a second time, and the fields that differ
+between its two answers are learned as noise, as Diffy does::
+
+    runner = ShadowRunner(results=ShadowResults(), max_concurrent=16)
+    await runner.serve(plan, scope, receive, send, primary=legacy, candidate=service,
+                       names=("legacy", "accounts"))
+    ...
+    await runner.close()          # at shut-down: cancel copies still running
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import structlog
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from gateway.context import FACTS_KEY, RequestFacts, request_facts
+from gateway.shadow.capture import (
+    SAFE_METHODS,
+    ResponseRecorder,
+    copy_scope,
+    declared_body_size,
+    read_body,
+    replay,
+)
+from gateway.shadow.compare import Captured, CompareRules, Difference, compare, matches_pattern
+from gateway.shadow.results import Mismatch, ShadowResults
+
+log = structlog.get_logger("gateway.shadow")
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowPlan:
+    """One route's shadow settings, as the runner uses them."""
+
+    route: str
+    primary: str = "legacy"
+    sample_rate: float = 1.0
+    noise_sample_rate: float = 0.1
+    timeout: float = 5.0
+    max_body: int = 64 * 1024
+    side_effect_free: bool = False
+    rules: CompareRules = field(default_factory=CompareRules)
+
+
+class ShadowRunner:
+    def __init__(
+        self,
+        *,
+        results: ShadowResults,
+        max_concurrent: int = 16,
+        max_compare_body: int = 1024 * 1024,
+        chance: Callable[[], float] = random.random,
+    ) -> None:
+        self.results = results
+        self._max_concurrent = max_concurrent
+        self._max_compare_body = max_compare_body
+        self._chance = chance
+        self._tasks: set[asyncio.Task[None]] = set()
+        #: Copies running now (candidate calls and calibrations).
+        self.active = 0
+
+    async def serve(
+        self,
+        plan: ShadowPlan,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        *,
+        primary: ASGIApp,
+        candidate: ASGIApp,
+        names: tuple[str, str],
+    ) -> None:
+        """Answer with ``primary``; copy the request to ``candidate`` when it may be copied."""
+        facts = request_facts(scope)
+        body = await self._copyable_body(plan, scope, receive, facts)
+        if body is None:
+            await primary(scope, receive, send)
+            return
+        self.active += 1
+        loop = asyncio.get_running_loop()
+        primary_answer: asyncio.Future[Captured | None] = loop.create_future()
+        facts.extra["shadow"] = names[1]
+        # The copy gets its own facts: nothing it does shows on the client's access line.
+        copy_facts = replace(facts, extra={"shadow": "candidate"})
+        task = loop.create_task(
+            self._shadow(
+                plan,
+                copy_scope(scope, **{FACTS_KEY: copy_facts}),
+                body,
+                primary,
+                candidate,
+                primary_answer,
+                names,
+            )
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        recorder = ResponseRecorder(limit=self._max_compare_body, forward=send)
+        try:
+            await primary(scope, replay(body, receive), recorder)
+        finally:
+            primary_answer.set_result(recorder.captured() if recorder.complete else None)
+
+    async def _copyable_body(
+        self, plan: ShadowPlan, scope: Scope, receive: Receive, facts: RequestFacts
+    ) -> bytes | None:
+        route = plan.route
+        if facts.method not in SAFE_METHODS and not plan.side_effect_free:
+            self.results.skip(route, "unsafe-method")
+            return None
+        if plan.sample_rate < 1.0 and self._chance() >= plan.sample_rate:
+            return None
+        if self.active >= self._max_concurrent:
+            self.results.skip(route, "concurrency")
+            return None
+        declared = declared_body_size(scope)
+        if declared is None or declared > plan.max_body:
+            self.results.skip(route, "body-too-large")
+            return None
+        return await read_body(receive, declared)
+
+    async def _shadow(
+        self,
+        plan: ShadowPlan,
+        scope: Scope,
+        body: bytes,
+        primary: ASGIApp,
+        candidate: ASGIApp,
+        primary_answer: asyncio.Future[Captured | None],
+        names: tuple[str, str],
+    ) -> None:
+        route, results = plan.route, self.results
+        structlog.contextvars.bind_contextvars(shadow=names[1])
+        try:
+            results.count(route, "sampled")
+            started = time.perf_counter()
+            answer, error = await self._call(candidate, scope, body, plan.timeout)
+            candidate_ms = round((time.perf_counter() - started) * 1000, 1)
+            first = await primary_answer
+            if first is None:
+                results.skip(route, "primary-incomplete")
+                return
+            if answer is None:
+                results.count(route, "candidate_errors")
+                log.warning(
+                    "shadow.candidate_failed", route=route, error=error, duration_ms=candidate_ms
+                )
+                return
+            if plan.noise_sample_rate and self._chance() < plan.noise_sample_rate:
+                await self._calibrate(plan, primary, copy_scope(scope), body, first)
+            self._judge(plan, scope, first, answer, names)
+        finally:
+            self.active -= 1
+
+    async def _call(
+        self, app: ASGIApp, scope: Scope, body: bytes, limit: float
+    ) -> tuple[Captured | None, str | None]:
+        """Call ``app`` with a copy of the request, for at most ``limit`` seconds."""
+        recorder = ResponseRecorder(limit=self._max_compare_body)
+        try:
+            async with asyncio.timeout(limit):
+                await app(scope, replay(body), recorder)
+        except TimeoutError:
+            return None, f"timeout after {limit:g}s"
+        except Exception as exc:
+            return None, f"{type(exc).__name__}: {exc}"[:200]
+        if not recorder.complete:
+            return None, "incomplete response"
+        return recorder.captured(), None
+
+    async def _calibrate(
+        self, plan: ShadowPlan, primary: ASGIApp, scope: Scope, body: bytes, first: Captured
+    ) -> None:
+        second, _ = await self._call(primary, scope, body, plan.timeout)
+        if second is None:
+            return
+        self.results.count(plan.route, "calibrations")
+        noise = {difference.pattern for difference in compare(first, second, plan.rules)}
+        if noise:
+            self.results.learn_noise(plan.route, noise)
+
+    def _judge(
+        self,
+        plan: ShadowPlan,
+        scope: Scope,
+        first: Captured,
+        answer: Captured,
+        names: tuple[str, str],
+    ) -> None:
+        route, results = plan.route, self.results
+        differences = compare(first, answer, plan.rules)
+        if not differences:
+            results.count(route, "matches")
+            return
+        noise = results.noise(route)
+        real = [d for d in differences if not _is_noise(d, noise)]
+        if not real:
+            results.count(route, "matches")
+            results.count(route, "noisy")
+            return
+        facts = request_facts(scope)
+        mismatch = Mismatch.build(
+            real,
+            at=time.time(),
+            request_id=facts.request_id,
+            route=route,
+            method=facts.method,
+            # The path only: a query string can carry tokens.
+            path=facts.path,
+            primary=names[0],
+            candidate=names[1],
+            primary_status=first.status,
+            candidate_status=answer.status,
+        )
+        results.mismatch(mismatch)
+        log.warning(
+            "shadow.mismatch",
+            route=route,
+            primary=names[0],
+            candidate=names[1],
+            statuses=[first.status, answer.status],
+            differences=mismatch.differences[:10],
+        )
+
+    async def close(self) -> None:
+        """Cancel the copies still running (at shut-down)."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _is_noise(difference: Difference, noise: frozenset[str]) -> bool:
+    return any(matches_pattern(pattern, difference.pattern) for pattern in noise)
