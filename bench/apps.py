@@ -37,6 +37,12 @@ def create_flask() -> Flask:
     def hello() -> dict[str, Any]:
         return {"hello": "legacy", "n": 1}
 
+    @app.get("/shadow/on")
+    @app.get("/shadow/off")
+    def shadowed() -> dict[str, Any]:
+        # Legacy answers both in bench/shadow_bench.py; /shadow/on also sends a copy to FastAPI.
+        return {"hello": "shadow", "n": 1}
+
     return app
 
 
@@ -51,6 +57,12 @@ def create_fastapi() -> FastAPI:
     async def flagged() -> dict[str, Any]:
         # The same handler as /new/hello, behind a canary flag in bench/gateway.toml.
         return {"hello": "new", "n": 1}
+
+    @app.get("/shadow/on")
+    @app.get("/shadow/off")
+    async def shadowed() -> dict[str, Any]:
+        # The candidate of bench/shadow_bench.py: the same JSON as the legacy handler.
+        return {"hello": "shadow", "n": 1}
 
     @app.get("/new/plain", response_class=PlainTextResponse)
     async def plain() -> str:

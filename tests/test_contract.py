@@ -166,6 +166,13 @@ def test_both_sides_answer_alike(open_sides: OpenSides, case: Case) -> None:
 
     assert expected.status_code == case.status, expected.text
     assert actual.status_code == expected.status_code, actual.text
+    if case.path == "/api/me" and case.status == 200:
+        # The demo's one deliberate difference (the shadow report shows it): accounts adds a
+        # display name. Everything else stays the legacy contract.
+        body = actual.json()
+        assert body.pop("display_name") == body["username"].capitalize()
+        assert body == expected.json()
+        return
     assert actual.json() == expected.json()
     # Byte for byte, too: key order, escaping and the trailing newline match Flask's.
     assert actual.content == expected.content

@@ -286,6 +286,7 @@ def test_accounts_me_answers_the_gateway_identity(
         "username": "alice",
         "roles": ["admin", "user"],
         "auth_method": "jwt",
+        "display_name": "Alice",
     }
 
 

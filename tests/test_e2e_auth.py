@@ -227,7 +227,12 @@ def test_login_on_flask_then_the_migrated_route_knows_you(client: httpx.Client) 
     )
     me = client.get("/api/me")
     assert me.headers["x-gateway-backend"] == "accounts"
-    assert me.json() == {"username": "alice", "roles": ["admin"], "auth_method": "session"}
+    assert me.json() == {
+        "username": "alice",
+        "roles": ["admin"],
+        "auth_method": "session",
+        "display_name": "Alice",
+    }
     # Logging out on Flask logs you out of the new side too.
     client.post("/logout")
     assert_refused(client.get("/api/me"))
@@ -272,7 +277,12 @@ def test_token_beats_session_and_both_sides_see_one_user(client: httpx.Client) -
 
 def test_api_key(client: httpx.Client) -> None:
     me = client.get("/api/me", headers={"X-API-Key": API_KEY})
-    assert me.json() == {"username": "reporting-bot", "roles": ["user"], "auth_method": "api-key"}
+    assert me.json() == {
+        "username": "reporting-bot",
+        "roles": ["user"],
+        "auth_method": "api-key",
+        "display_name": "Reporting-bot",
+    }
     assert_refused(client.get("/api/me", headers={"X-API-Key": "wrong"}))
 
 

@@ -21,6 +21,9 @@ class Me(BaseModel):
     roles: list[str]
     #: How the gateway authenticated the caller: ``"session"``, ``"jwt"`` or ``"api-key"``.
     auth_method: str
+    #: New in the accounts service (the legacy handler has no such field): the one deliberate
+    #: difference the demo's shadow report shows at ``/display_name``.
+    display_name: str
 
 
 @router.get("/api/me")
@@ -28,7 +31,12 @@ async def me(identity: AuthenticatedIdentity) -> Me:
     # async: nothing here blocks, so there is no reason to take a thread-pool slot.
     assert identity.subject is not None  # AuthenticatedIdentity guarantees it
     log.info("accounts.me", username=identity.subject)
-    return Me(username=identity.subject, roles=sorted(identity.roles), auth_method=identity.method)
+    return Me(
+        username=identity.subject,
+        roles=sorted(identity.roles),
+        auth_method=identity.method,
+        display_name=identity.subject.capitalize(),
+    )
 
 
 class Preferences(BaseModel):
