@@ -345,3 +345,31 @@ def test_the_breaker_opens_and_later_closes(gateway: GatewayProcess) -> None:
     expected = ["breaker.opened", "breaker.half_open", "breaker.closed"]
     assert eventually(lambda: transitions()[-3:] == expected), transitions()
     assert get(gateway, "/fragile").headers["x-gateway-backend"] == "svc"
+
+
+def test_the_report_adds_up_every_worker(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text(CONFIG)
+    env = {"PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    with GatewayProcess(config, env=env, args=["--workers", "2"]) as gateway:
+        for thing_id in range(20):  # a new connection each: the kernel spreads them
+            assert httpx.get(f"{gateway.base_url}/stable/{thing_id}").status_code == 200
+
+        def report() -> dict[str, Any]:
+            result = run_cli(gateway, "shadow", "report", "--json")
+            assert result.returncode == 0, result.stderr
+            parsed: dict[str, Any] = json.loads(result.stdout)
+            return parsed
+
+        def all_counted() -> dict[str, Any] | None:
+            current = report()
+            counts = current["routes"].get("GET /stable/{thing_id:int}", {})
+            return current if counts.get("matches") == 20 else None
+
+        combined = eventually(all_counted)
+        assert combined is not None, report()
+        assert len(combined["workers"]) == 2
+        pids = {worker.rsplit(":", 1)[1] for worker in combined["workers"]}
+        assert len(pids) == 2
+    # Stopped workers take their reports with them.
+    assert report()["workers"] == []
