@@ -123,7 +123,14 @@ class Dispatcher:
             facts.backend = LEGACY
             primary, candidate, names = self._legacy, plan.service, (LEGACY, backend)
         await self._shadow.serve(
-            plan.shadow, scope, receive, send, primary=primary, candidate=candidate, names=names
+            plan.shadow,
+            scope,
+            receive,
+            send,
+            primary=primary,
+            candidate=candidate,
+            names=names,
+            calibrate_with=plan.service if plan.shadow.primary == "new" else None,
         )
 
     def _override(self, scope: Scope) -> bytes | None:

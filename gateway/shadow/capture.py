@@ -137,5 +137,7 @@ def copy_scope(scope: Scope, **changes: Any) -> Scope:
     other's changes (services set ``scope["state"]``, say)."""
     copied = dict(scope)
     copied["headers"] = list(scope["headers"])
+    if "state" in scope:
+        copied["state"] = dict(scope["state"])
     copied.update(changes)
     return copied

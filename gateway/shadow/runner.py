@@ -81,14 +81,19 @@ class ShadowRunner:
         primary: ASGIApp,
         candidate: ASGIApp,
         names: tuple[str, str],
+        calibrate_with: ASGIApp | None = None,
     ) -> None:
-        """Answer with ``primary``; copy the request to ``candidate`` when it may be copied."""
+        """Answer with ``primary``; copy the request to ``candidate`` when it may be copied.
+
+        ``calibrate_with`` asks the primary side a second time for noise calibration (default
+        ``primary``): the bare service when ``primary`` is guarded, so a calibration is never
+        answered by a fallback nor counted by a breaker.
+        """
         facts = request_facts(scope)
         body = await self._copyable_body(plan, scope, receive, facts)
         if body is None:
             await primary(scope, receive, send)
             return
-        self.active += 1
         loop = asyncio.get_running_loop()
         primary_answer: asyncio.Future[Captured | None] = loop.create_future()
         facts.extra["shadow"] = names[1]
@@ -99,7 +104,7 @@ class ShadowRunner:
                 plan,
                 copy_scope(scope, **{FACTS_KEY: copy_facts}),
                 body,
-                primary,
+                calibrate_with or primary,
                 candidate,
                 primary_answer,
                 names,
@@ -108,10 +113,14 @@ class ShadowRunner:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         recorder = ResponseRecorder(limit=self._max_compare_body, forward=send)
+        answered = False
         try:
             await primary(scope, replay(body, receive), recorder)
+            # A guarded primary may have handed the request to legacy (fallback, open breaker):
+            # then there is no primary answer to compare.
+            answered = recorder.complete and facts.backend == names[0]
         finally:
-            primary_answer.set_result(recorder.captured() if recorder.complete else None)
+            primary_answer.set_result(recorder.captured() if answered else None)
 
     async def _copyable_body(
         self, plan: ShadowPlan, scope: Scope, receive: Receive, facts: RequestFacts
@@ -129,7 +138,12 @@ class ShadowRunner:
         if declared is None or declared > plan.max_body:
             self.results.skip(route, "body-too-large")
             return None
-        return await read_body(receive, declared)
+        # Counted from here: a slow body must not let more copies past the cap meanwhile.
+        self.active += 1
+        body = await read_body(receive, declared)
+        if body is None:
+            self.active -= 1
+        return body
 
     async def _shadow(
         self,
@@ -184,7 +198,8 @@ class ShadowRunner:
         self, plan: ShadowPlan, primary: ASGIApp, scope: Scope, body: bytes, first: Captured
     ) -> None:
         second, _ = await self._call(primary, scope, body, plan.timeout)
-        if second is None:
+        if second is None or second.status != first.status:
+            # A failed or different second answer says nothing about which fields are volatile.
             return
         self.results.count(plan.route, "calibrations")
         noise = {difference.pattern for difference in compare(first, second, plan.rules)}
@@ -240,6 +255,8 @@ class ShadowRunner:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        # A task cancelled before it started never ran its ``finally``.
+        self.active = 0
 
 
 def _is_noise(difference: Difference, noise: frozenset[str]) -> bool:
