@@ -373,3 +373,24 @@ def test_the_report_adds_up_every_worker(tmp_path: Path) -> None:
         assert len(pids) == 2
     # Stopped workers take their reports with them.
     assert report()["workers"] == []
+
+
+def test_head_on_a_migrated_route_is_answered_like_flask_answers_it(
+    gateway: GatewayProcess,
+) -> None:
+    # FastAPI alone answers HEAD with 405; Flask runs the GET handler. So does the gateway.
+    get_response = get(gateway, "/guarded/ok")
+    head = get(gateway, "/guarded/ok", method="HEAD")
+    assert (head.status_code, head.headers["x-gateway-backend"]) == (200, "svc")
+    assert head.content == b""
+    assert head.headers["content-length"] == str(len(get_response.content))
+    # ...and a shadowed HEAD compares like for like instead of reporting 200 vs 405.
+    assert get(gateway, "/stable/9", method="HEAD").status_code == 200
+    counts = eventually(
+        lambda: (
+            (c := route_counts(gateway, "GET /stable/{thing_id:int}"))
+            and c["sampled"] == c["matches"]
+            and c
+        )
+    )
+    assert counts, route_counts(gateway, "GET /stable/{thing_id:int}")

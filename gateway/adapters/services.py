@@ -40,6 +40,12 @@ class Service:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # uvicorn gives each request a shallow copy of the lifespan state; so does the gateway.
         scope["state"] = self.state.copy()
+        if scope.get("method") == "HEAD":
+            # Flask (and Starlette's Route) answer HEAD with the GET handler; FastAPI's routes
+            # answer 405. The gateway routes HEAD with GET, so it runs the GET handler and drops
+            # the body: a migrated route keeps answering HEAD as it did on legacy.
+            await self._handler({**scope, "method": "GET"}, receive, _without_body(send))
+            return
         await self._handler(scope, receive, send)
 
     async def startup(self) -> None:
@@ -115,6 +121,15 @@ class _LifespanDriver:
             raise StartupError(_last_line(reply.get("message")) or "lifespan shut-down failed")
         if reply["type"] == "gateway.lifespan.crashed":
             raise StartupError(repr(reply["error"]))
+
+
+def _without_body(send: Send) -> Send:
+    async def send_head(message: Message) -> None:
+        if message["type"] == "http.response.body" and message.get("body"):
+            message = {**message, "body": b""}
+        await send(message)
+
+    return send_head
 
 
 def _last_line(message: str | None) -> str:
