@@ -4,6 +4,7 @@
 - ``GET /_gateway/ready``: every service lifespan has started (503 before and during shut-down),
   for load balancers and orchestrators.
 - ``GET /_gateway/routes``: the route inventory as JSON.
+- ``GET /_gateway/openapi.json``: these endpoints as OpenAPI 3.0 (``gateway.admin_openapi``).
 - ``/_gateway/api/...``: the admin API (an identity with one of ``server.admin_roles``, checked
   here whatever the access policies say):
 
@@ -31,6 +32,7 @@ from typing import Any
 from pydantic import ValidationError
 from starlette.types import Receive, Scope, Send
 
+from gateway.admin_openapi import ADMIN_OPENAPI
 from gateway.auth.policy import decide, requiring
 from gateway.context import RequestFacts, request_facts
 from gateway.errors import send_error, send_json
@@ -108,6 +110,9 @@ class AdminApp:
         if path == "/_gateway/routes":
             self._only(read_only, "GET, HEAD", facts, path)
             return 200, {"routes": [row.as_dict() for row in self._inventory.rows]}
+        if path == "/_gateway/openapi.json":
+            self._only(read_only, "GET, HEAD", facts, path)
+            return 200, ADMIN_OPENAPI
         if not path.startswith(_API):
             raise _Problem(404, "no such gateway endpoint")
         self._require_admin(facts)

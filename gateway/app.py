@@ -8,8 +8,9 @@
 
 Order: logging (before the Flask app exists, so Flask adopts it) → legacy app → authentication
 (backends, policies, the Flask session codec) → services → route table → inventory and route
-checks → middleware (request context → auth → dispatch) → lifespan. Building does no network I/O and
-starts no service: service lifespans run when the server sends the lifespan start-up event.
+checks → middleware (request context → request head → body limits → auth → dispatch) →
+lifespan. Building does no network I/O and starts no service: service lifespans run when the
+server sends the lifespan start-up event.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ from gateway.inventory import Inventory, build_inventory
 from gateway.loading import add_import_paths, load_app
 from gateway.log import configure_logging, flush_logs
 from gateway.middleware.auth import AuthMiddleware
+from gateway.middleware.limits import LimitsMiddleware, build_body_limits
 from gateway.middleware.request_context import RequestContextMiddleware
+from gateway.middleware.request_head import RequestHeadMiddleware
 from gateway.reports import ReportPublisher, create_report_store
 from gateway.routes import DuplicateRouteError, Route, RouteTable
 from gateway.settings import Settings
@@ -143,6 +146,7 @@ def create_app(settings: Settings, *, log_stream: TextIO | None = None) -> Gatew
         threads=settings.legacy.threads,
         buffer_body_limit=settings.legacy.buffer_body_limit,
         queue_timeout=settings.legacy.queue_timeout,
+        request_timeout=settings.legacy.request_timeout,
     )
 
     auth = build_auth(settings, wsgi_app)
@@ -204,8 +208,19 @@ def create_app(settings: Settings, *, log_stream: TextIO | None = None) -> Gatew
         policies=auth.policies,
         strip_headers=settings.auth.strip_headers,
     )
-    handler = RequestContextMiddleware(
+    limited = LimitsMiddleware(
         authenticated,
+        max_body_size=settings.limits.max_body_size,
+        body_timeout=settings.limits.body_timeout,
+        routes=build_body_limits(settings.limits, settings.source),
+    )
+    checked = RequestHeadMiddleware(
+        limited,
+        allowed_hosts=settings.server.allowed_hosts,
+        trusted_proxies=settings.server.trusted_proxies,
+    )
+    handler = RequestContextMiddleware(
+        checked,
         request_id_header=settings.server.request_id_header,
         backend_header=settings.server.backend_header,
         access_log=settings.logging.access_log,

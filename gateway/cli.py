@@ -145,6 +145,8 @@ def _load(args: argparse.Namespace) -> Settings:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from gateway.http_protocol import HttpProtocolFactory
+
     settings = _load(args)
     server = settings.server
     workers = args.workers or server.workers
@@ -166,8 +168,15 @@ def _serve(args: argparse.Namespace) -> int:
         lifespan="on",
         log_config=None,
         access_log=False,
-        proxy_headers=bool(server.trusted_proxies),
-        forwarded_allow_ips=list(server.trusted_proxies) or None,
+        # The gateway applies server.trusted_proxies itself (gateway.middleware.request_head);
+        # uvicorn's own proxy handling would trust 127.0.0.1 and rewrite the client first.
+        proxy_headers=False,
+        # httptools, deliberately (h11 costs a large share of the throughput), with the head
+        # size and time limits uvicorn's httptools protocol lacks (gateway.http_protocol).
+        http=HttpProtocolFactory(
+            max_head_size=settings.limits.max_head_size,
+            head_timeout=settings.limits.head_timeout,
+        ).as_uvicorn_http(),
         timeout_graceful_shutdown=int(server.graceful_shutdown),
     )
     return 0
@@ -178,8 +187,14 @@ def _routes(args: argparse.Namespace) -> int:
     gateway = create_app(settings, log_stream=sys.stderr)
     rows = gateway.inventory.rows
     breakers = _breaker_states(settings, asyncio.run(_read_reports(settings)))
+
+    def breaker(row: Any) -> str | None:
+        return next(
+            (breakers[(row.path, m)] for m in row.methods if (row.path, m) in breakers), None
+        )
+
     if args.json:
-        listing = [{**row.as_dict(), "breaker": breakers.get(row.path)} for row in rows]
+        listing = [{**row.as_dict(), "breaker": breaker(row)} for row in rows]
         print(json.dumps(listing, indent=2))
         return 0
     table = [
@@ -193,7 +208,7 @@ def _routes(args: argparse.Namespace) -> int:
                 row.served_by or "-",
                 row.flag or "-",
                 row.status,
-                breakers.get(row.path, "-"),
+                breaker(row) or "-",
                 row.legacy_endpoint or "-",
                 ",".join(row.services) or "-",
             )
@@ -215,17 +230,17 @@ async def _read_reports(settings: Settings) -> list[Report]:
         await store.close()
 
 
-def _breaker_states(settings: Settings, reports: list[Report]) -> dict[str, str]:
-    """Each guarded path's breaker state over the live workers, ``unknown`` with none."""
+def _breaker_states(settings: Settings, reports: list[Report]) -> dict[tuple[str, str], str]:
+    """Each guarded (path, method)'s breaker state over the live workers; ``unknown`` when no
+    worker reports (none is running)."""
     combined = combine_reports(reports)["breakers"]
-    states: dict[str, str] = {}
+    states: dict[tuple[str, str], str] = {}
     for route in settings.routes:
         if route.breaker is None:
             continue
         entry = combined.get(route_label(route))
-        state = "unknown" if entry is None else str(entry["state"])
-        previous = states.get(route.path)
-        states[route.path] = state if previous in (None, "closed", "unknown") else previous
+        for method in route.methods:
+            states[(route.path, method)] = "unknown" if entry is None else str(entry["state"])
     return states
 
 

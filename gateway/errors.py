@@ -6,6 +6,8 @@
     ├── ConfigError          an operator mistake found at start-up: names file, key and problem
     └── StartupError         an app or service failed while the gateway was starting
     BadRequest               a request the gateway refuses before any backend sees it (400)
+    └── BodyRejected         a request body over its size or time limit (413, 408), raised
+                             from ``receive`` while a backend reads it
 
 Config and start-up errors are caught by the CLI, printed as one line per problem and turned into
 a non-zero exit, never a traceback.
@@ -46,6 +48,11 @@ class BadRequest(GatewayError):
         self.reason = reason
         self.status = status
         super().__init__(reason)
+
+
+class BodyRejected(BadRequest):
+    """The request body broke its size (413) or time (408) limit while a backend was reading
+    it; the limits middleware answers in the backend's place (``gateway.middleware.limits``)."""
 
 
 def error_body(status: int, message: str, request_id: str | None) -> bytes:

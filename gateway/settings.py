@@ -31,12 +31,15 @@ from pydantic import (
 
 from gateway.errors import ConfigError
 from gateway.flags.model import FlagSpec, check_flag_names
+from gateway.middleware.request_head import host_pattern_problem, trusted_proxy_problem
 from gateway.path_template import parse_template
 
 ENV_PREFIX = "GATEWAY_"
 CONFIG_ENV = "GATEWAY_CONFIG"
 DEFAULT_CONFIG = "gateway.toml"
 LEGACY = "legacy"
+#: Joins the problems one cross-section check finds; ``_describe`` splits them again.
+PROBLEM_SEPARATOR = "\n"
 
 _METHOD = re.compile(r"^[A-Z]+$")
 _SERVICE_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
@@ -67,13 +70,45 @@ class ServerSettings(_Section):
     #: Say which side answered in ``X-Gateway-Backend``.
     backend_header: bool = True
     request_id_header: str = "X-Request-ID"
-    #: Addresses whose ``X-Forwarded-*`` headers are believed. Empty: believe nobody
-    #: (uvicorn would otherwise trust 127.0.0.1 by default).
+    #: Hosts the gateway answers for, matched on the ``Host`` header whatever its port: names,
+    #: addresses (``[::1]`` for IPv6), ``*.example.com`` for any subdomain, ``*`` for any host.
+    #: Any other ``Host``, two of them, or none on HTTP/1.1 gets a JSON 400 before a backend
+    #: runs, so absolute URLs and redirects either side builds from ``Host`` (Flask's
+    #: ``url_for(_external=True)``) never point at a host the client made up.
+    allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "[::1]")
+    #: Peers (addresses or networks, ``*`` for any) whose forwarding headers are believed.
+    #: Empty: believe nobody. The gateway decides this itself, the same under every ASGI server
+    #: (``gateway serve`` turns uvicorn's own ``proxy_headers`` off, which would otherwise trust
+    #: 127.0.0.1 by default and rewrite the client before the gateway could tell who sent it).
+    #: From a trusted peer, ``X-Forwarded-For`` sets the client address (right-most untrusted
+    #: entry) and ``X-Forwarded-Proto`` the scheme; ``X-Forwarded-Host`` must be an allowed host
+    #: (400 otherwise) and never replaces ``Host``; ``Forwarded`` is passed on uninterpreted.
+    #: From any other peer ``Forwarded``, ``X-Forwarded-*`` and ``X-Real-IP`` are **removed**
+    #: before authentication and both backends: a Flask app wrapped in ``ProxyFix`` would
+    #: otherwise believe a client's forged address, scheme or host.
     trusted_proxies: tuple[str, ...] = ()
     #: Roles that may use the admin API (``/_gateway/api/``), whatever the access policies say.
     admin_roles: tuple[str, ...] = ("admin",)
     #: Seconds that in-flight requests get to finish after SIGTERM.
     graceful_shutdown: Annotated[float, Field(gt=0)] = 10.0
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _valid_hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError('needs at least one host (["*"] allows any)')
+        problems = [p for p in map(host_pattern_problem, value) if p is not None]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_proxies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        problems = [p for p in map(trusted_proxy_problem, value) if p is not None]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
 
 
 class LoggingSettings(_Section):
@@ -95,6 +130,10 @@ class LegacySettings(_Section):
     buffer_body_limit: Annotated[int, Field(ge=0)] = 64 * 1024
     #: When every thread is busy, a request waits this many seconds for one, then gets 503.
     queue_timeout: Annotated[float, Field(ge=0)] = 5.0
+    #: Seconds a handler gets, once its thread starts, to start its response (status, headers
+    #: and first body bytes); then the client gets 504. The thread cannot be killed: it runs on,
+    #: its output is discarded, and it holds its place in ``threads`` until it returns.
+    request_timeout: Annotated[float, Field(gt=0)] = 30.0
 
     _check_app = field_validator("app")(_check_import_string)
 
@@ -381,6 +420,50 @@ class RouteSettings(_Section):
         return value
 
 
+class BodyLimitSettings(_Section):
+    """A route's own body limits (``[[limits.routes]]``); what it leaves out, ``[limits]`` sets."""
+
+    #: A path template, matched on the canonical path like ``[[auth.policies]]``.
+    path: str
+    #: Empty: every method.
+    methods: tuple[str, ...] = ()
+    max_body_size: Annotated[int, Field(ge=0)] | None = None
+    body_timeout: Annotated[float, Field(gt=0)] | None = None
+
+    _valid_path = field_validator("path")(lambda value: _valid_template(value))
+
+    @model_validator(mode="after")
+    def _something_set(self) -> BodyLimitSettings:
+        if self.max_body_size is None and self.body_timeout is None:
+            raise ValueError("give max_body_size, body_timeout or both")
+        for method in self.methods:
+            if not _METHOD.match(method):
+                raise ValueError(f"{method!r} is not an upper-case HTTP method")
+        return self
+
+
+class LimitsSettings(_Section):
+    """Size and time limits on requests (``[limits]``).
+
+    The head limits are enforced by the HTTP protocol ``gateway serve`` runs
+    (``gateway.http_protocol``; another ASGI server applies its own); the body limits by the
+    gateway itself (``gateway.middleware.limits``), under any server.
+    """
+
+    #: Bytes of request line and headers; more gets 431 and the connection is closed.
+    max_head_size: Annotated[int, Field(ge=1024)] = 32 * 1024
+    #: Seconds for a whole request head to arrive (from the connection's start, or from its
+    #: first byte on a kept-alive connection); then 408 and the connection is closed.
+    head_timeout: Annotated[float, Field(gt=0)] = 10.0
+    #: Bytes of request body, counted as they arrive (a ``Content-Length`` over it gets 413 at
+    #: once; a body that grows past it gets 413, or an aborted response if one had started).
+    max_body_size: Annotated[int, Field(ge=0)] = 10 * 1024 * 1024
+    #: Seconds for the whole body to arrive from the backend's first read; then 408.
+    body_timeout: Annotated[float, Field(gt=0)] = 60.0
+    #: Per-route overrides, e.g. a larger ``max_body_size`` for an upload route.
+    routes: tuple[BodyLimitSettings, ...] = ()
+
+
 class Settings(_Section):
     #: Where the settings came from, for messages; not a config key.
     source: str = Field(default="<defaults>", exclude=True)
@@ -392,6 +475,7 @@ class Settings(_Section):
     auth: AuthSettings = AuthSettings()
     flags: FlagsSettings = FlagsSettings()
     shadow: ShadowSettings = ShadowSettings()
+    limits: LimitsSettings = LimitsSettings()
 
     @field_validator("services")
     @classmethod
@@ -439,7 +523,7 @@ class Settings(_Section):
                     "mode is 'shadow')"
                 )
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ValueError(PROBLEM_SEPARATOR.join(problems))
         return self
 
 
@@ -545,7 +629,8 @@ def _describe(
         if key:
             problems.append(f"{where}: {key}: {message}")
         else:
-            problems.append(f"{where}: {message}")
+            # A whole-file check reports several problems at once, one per line.
+            problems.extend(f"{where}: {line}" for line in message.split(PROBLEM_SEPARATOR))
     return problems
 
 

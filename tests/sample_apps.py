@@ -102,3 +102,117 @@ def openfeature_provider() -> Any:
             "accounts-me": InMemoryFlag("new", variants),
         }
     )
+
+
+class _MethodOverride:
+    """The classic WSGI snippet many Flask apps carry: trusts X-HTTP-Method-Override."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        override = environ.get("HTTP_X_HTTP_METHOD_OVERRIDE")
+        if override:
+            environ["REQUEST_METHOD"] = override.upper()
+        return self.app(environ, start_response)
+
+
+def create_hardening_flask() -> Flask:
+    """A legacy app the way real ones are wrapped (ProxyFix, a method-override middleware), with
+    handlers that are slow, stuck, endless or read their body as a stream."""
+    import hashlib
+    import time
+
+    from flask import Response, redirect, request, url_for
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    app = Flask("hardening_legacy")
+
+    @app.route("/echo", methods=["GET", "POST"])
+    def echo() -> dict[str, Any]:
+        return {
+            "method": request.method,
+            "remote_addr": request.remote_addr,
+            "scheme": request.scheme,
+            "host": request.host,
+            "url": url_for("echo", _external=True),
+            "headers": {name.lower(): value for name, value in request.headers.items()},
+        }
+
+    @app.get("/redirect")
+    def go() -> Any:
+        return redirect(url_for("echo", _external=True))
+
+    @app.route("/admin/items/<int:item_id>", methods=["POST", "DELETE"])
+    def admin_item(item_id: int) -> dict[str, Any]:
+        return {"id": item_id, "method": request.method}
+
+    @app.post("/upload")
+    @app.post("/upload-big")
+    def upload() -> dict[str, Any]:
+        digest = hashlib.sha256()
+        size = 0
+        while chunk := request.stream.read(4096):
+            digest.update(chunk)
+            size += len(chunk)
+        return {"size": size, "sha256": digest.hexdigest()}
+
+    @app.get("/slow")
+    def slow() -> dict[str, Any]:
+        seconds = float(request.args.get("seconds", "1"))
+        time.sleep(seconds)
+        log.info("sample.slow_finished", seconds=seconds)
+        return {"slept": seconds, "marker": "slow-handler-output"}
+
+    @app.get("/stream")
+    def stream() -> Response:
+        def forever() -> Any:
+            while True:
+                yield b"tick\n"
+                time.sleep(0.05)
+
+        return Response(forever(), mimetype="text/plain")
+
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
+    app.wsgi_app = _MethodOverride(app.wsgi_app)  # type: ignore[method-assign]
+    return app
+
+
+def create_hardening_service(name: str = "svc") -> FastAPI:
+    """A new service with a recorded lifespan, a redirect and a streamed body reader."""
+    import hashlib
+
+    from fastapi.responses import RedirectResponse
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        _record(f"{name}:startup")
+        log.info("sample.service_started", service=name)
+        yield
+        _record(f"{name}:shutdown")
+        log.info("sample.service_stopped", service=name)
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.get("/svc/echo")
+    def echo(request: Request) -> dict[str, Any]:
+        return {
+            "client": request.client.host if request.client else None,
+            "scheme": request.url.scheme,
+            "url": str(request.url_for("echo")),
+        }
+
+    @app.get("/svc/redirect")
+    def go(request: Request) -> RedirectResponse:
+        return RedirectResponse(str(request.url_for("echo")))
+
+    @app.post("/svc/upload")
+    async def upload(request: Request) -> dict[str, Any]:
+        digest = hashlib.sha256()
+        size = 0
+        async for chunk in request.stream():
+            digest.update(chunk)
+            size += len(chunk)
+        return {"size": size, "sha256": digest.hexdigest()}
+
+    return app

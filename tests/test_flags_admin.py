@@ -19,7 +19,7 @@ from gateway.settings import load_settings
 def client(tmp_path: Path) -> Iterator[TestClient]:
     config = demo_config(tmp_path, flags=None)
     app = create_app(load_settings(config, {"GATEWAY_FLAGS__STORE": "memory"}))
-    with TestClient(app, client=("127.0.0.1", 50000)) as test_client:
+    with TestClient(app, base_url="http://localhost", client=("127.0.0.1", 50000)) as test_client:
         yield test_client
 
 

@@ -23,7 +23,7 @@ PROVIDER = {"GATEWAY_FLAGS__OPENFEATURE_PROVIDER": "sample_apps:openfeature_prov
 def client(tmp_path: Path) -> Iterator[TestClient]:
     env = {**PROVIDER, "GATEWAY_FLAGS__STORE": "memory"}
     app = create_app(load_settings(demo_config(tmp_path, flags=None), env))
-    with TestClient(app) as test_client:
+    with TestClient(app, base_url="http://localhost") as test_client:
         yield test_client
 
 

@@ -39,7 +39,7 @@ def build(
     config = tmp_path / "gateway.toml"
     config.write_text(CONFIG.format(second=second, second_options=options))
     app = create_app(load_settings(config, {}))
-    return TestClient(app), events
+    return TestClient(app, base_url="http://localhost"), events
 
 
 def test_lifespans_run_in_order_and_state_reaches_requests(

@@ -2,7 +2,8 @@
 
 ::
 
-    legacy = LegacyApp(flask_app, threads=16, buffer_body_limit=65536, queue_timeout=5.0)
+    legacy = LegacyApp(flask_app, threads=16, buffer_body_limit=65536, queue_timeout=5.0,
+                       request_timeout=30.0)
     await legacy(scope, receive, send)      # an ASGI app
     legacy.close()                          # at shut-down
 
@@ -29,6 +30,14 @@ A client that disconnects during a streamed response makes the thread's next han
 ``ClientDisconnected`` inside the WSGI iteration, which stops the generator and calls its
 ``close()``, so the thread is freed. Admission to the thread pool is bounded: when every thread is
 busy a request waits at most ``queue_timeout`` seconds, then gets 503 with ``Retry-After``.
+
+A request whose WSGI app has not handed over the start of its response (status, headers and
+its first body bytes) ``request_timeout`` seconds after its thread started gets a JSON 504.
+Python cannot kill a thread: the handler keeps running until it returns on its own. Whatever
+it produces later is discarded (its next hand-over raises ``ClientDisconnected`` inside the
+WSGI iteration, which also calls the iterable's ``close()``), and its admission slot is
+released only when the thread really finishes, so ``threads`` stays an honest bound on the
+threads in use: a pool full of stuck handlers answers 503, not an unbounded queue.
 """
 
 from __future__ import annotations
@@ -48,9 +57,10 @@ from typing import Any, TypeAlias
 import structlog
 from a2wsgi.wsgi import Body, build_environ
 from starlette.types import Receive, Scope, Send
+from werkzeug.exceptions import ClientDisconnected as WerkzeugClientDisconnected
 
 from gateway.context import request_facts
-from gateway.errors import send_error
+from gateway.errors import BodyRejected, send_error
 
 ExcInfo: TypeAlias = tuple[type[BaseException], BaseException, TracebackType | None]
 StartResponse: TypeAlias = Callable[..., Callable[[bytes], None]]
@@ -75,6 +85,7 @@ class LegacyApp:
         threads: int,
         buffer_body_limit: int = 64 * 1024,
         queue_timeout: float = 5.0,
+        request_timeout: float | None = None,
         retry_after: int = 5,
         max_pending_bytes: int = 256 * 1024,
     ) -> None:
@@ -82,6 +93,7 @@ class LegacyApp:
         self.threads = threads
         self._buffer_body_limit = buffer_body_limit
         self._queue_timeout = queue_timeout
+        self._request_timeout = request_timeout
         self._retry_after = str(retry_after).encode()
         self._max_pending_bytes = max_pending_bytes
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="legacy")
@@ -119,7 +131,14 @@ class LegacyApp:
         except BaseException:
             self._admission.release()
             raise
-        await channel.relay(send, receive if watch_disconnect else None)
+        timed_out = await channel.relay(
+            send, receive if watch_disconnect else None, self._request_timeout
+        )
+        if timed_out:
+            log.warning("legacy.request_timeout", timeout=self._request_timeout)
+            await send_error(
+                send, 504, "the legacy application did not answer in time", _request_id(scope)
+            )
 
     async def _request_body(
         self, scope: Scope, receive: Receive, loop: asyncio.AbstractEventLoop
@@ -144,11 +163,24 @@ class LegacyApp:
                 parts.append(message.get("body", b""))
                 more = message.get("more_body", False)
             return io.BytesIO(b"".join(parts)), True
-        return Body(loop, receive), False  # type: ignore[arg-type]
+        return _Body(loop, receive), False  # type: ignore[arg-type]
 
     def close(self) -> None:
         """Stop taking work; threads finish what they run."""
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class _Body(Body):
+    """a2wsgi's streaming ``wsgi.input``; a body cut by the limits middleware reaches Flask as
+    Werkzeug's ``ClientDisconnected`` (an HTTP error it answers without logging a traceback;
+    the limits middleware sends its own 413 or 408 in place of that answer)."""
+
+    def _receive_more_data(self) -> bytes:
+        try:
+            data: bytes = super()._receive_more_data()
+        except BodyRejected as exc:
+            raise WerkzeugClientDisconnected(exc.reason) from exc
+        return data
 
 
 def _request_id(scope: Scope) -> str | None:
@@ -219,6 +251,7 @@ class _ResponseChannel:
         self._done = False
         self._error: BaseException | None = None
         self._client_gone = False
+        self._timed_out = False
         # Thread-side state.
         self._start: tuple[int, list[tuple[bytes, bytes]]] | None = None
         self._headers_sent = False
@@ -297,14 +330,20 @@ class _ResponseChannel:
 
     # -- event loop ----------------------------------------------------------------------------
 
-    async def relay(self, send: Send, receive: Receive | None) -> None:
-        """Send what the thread hands over until the response ends or the client goes."""
+    async def relay(self, send: Send, receive: Receive | None, start_within: float | None) -> bool:
+        """Send what the thread hands over until the response ends or the client goes; True
+        (nothing sent) when the response did not start within ``start_within`` seconds."""
         watcher: asyncio.Task[None] | None = None
+        timer = None
+        if start_within is not None:
+            timer = self._loop.call_later(start_within, self._expire)
         try:
             while True:
                 with self._lock:
                     batch, self._messages = self._messages, []
                     done, error = self._done, self._error
+                    if self._timed_out:
+                        return True
                     waiter: asyncio.Future[None] | None = None
                     if not batch and not done and not self._client_gone:
                         waiter = self._waiter = self._loop.create_future()
@@ -317,15 +356,31 @@ class _ResponseChannel:
                 if error is not None:
                     raise error
                 if done or waiter is None:
-                    return
+                    return False
                 if watcher is None and receive is not None and self._headers_sent:
                     # A streamed response: watch for the client leaving, so the thread stops.
                     watcher = asyncio.create_task(self._watch_disconnect(receive))
                 await waiter
         finally:
+            if timer is not None:
+                timer.cancel()
             if watcher is not None:
                 watcher.cancel()
             self._hang_up()
+
+    def _expire(self) -> None:
+        """The request timeout: if the thread has not started its response, abandon it."""
+        with self._lock:
+            if self._headers_sent or self._done or self._client_gone:
+                return
+            # The thread's next hand-over raises ClientDisconnected: its output is discarded.
+            self._timed_out = True
+            self._client_gone = True
+            self._room.notify_all()
+            waiter = self._waiter
+            self._waiter = None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def _watch_disconnect(self, receive: Receive) -> None:
         while True:

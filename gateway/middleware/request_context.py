@@ -76,7 +76,6 @@ class RequestContextMiddleware:
         raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
         status: int | None = None
         facts = RequestFacts(request_id=request_id, path=scope["path"], method=method)
-        https = scope.get("scheme") in ("https", "wss")
         try:
             try:
                 facts.path = canonical_path(raw_path.split(b"?", 1)[0])
@@ -98,7 +97,9 @@ class RequestContextMiddleware:
                 elif message["type"] == "http.response.start":
                     status = message["status"]
                     headers = [*message.get("headers", ()), request_id_header]
-                    if https:
+                    # Read now, not on arrival: a trusted proxy's X-Forwarded-Proto is applied
+                    # further in (gateway.middleware.request_head).
+                    if scope.get("scheme") in ("https", "wss"):
                         headers = [_secure_cookie(header) for header in headers]
                     if self._backend_header:
                         headers.append((_BACKEND_HEADER, facts.backend.encode("latin-1")))

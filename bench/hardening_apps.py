@@ -1,0 +1,155 @@
+"""Apps and a server helper for the hardening benchmarks (``soak.py``, ``saturation.py``).
+
+``create_flask`` has a fast, a slow, an endless streamed and an upload handler; ``create_fastapi``
+a fast and an upload handler. ``serving(config)`` runs ``gateway serve`` on a free loopback port
+with that config (written to a temporary folder; this repository is importable) and stops it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request
+from flask import Flask, Response, request
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def create_flask() -> Flask:
+    app = Flask("bench_hardening_legacy")
+
+    @app.get("/legacy/hello")
+    def hello() -> dict[str, Any]:
+        return {"hello": "legacy"}
+
+    @app.get("/legacy/slow")
+    def slow() -> dict[str, Any]:
+        time.sleep(float(request.args.get("seconds", "0.2")))
+        return {"slow": True}
+
+    @app.get("/legacy/stream")
+    def stream() -> Response:
+        def forever() -> Iterator[bytes]:
+            while True:
+                yield b"tick\n"
+                time.sleep(0.01)
+
+        return Response(forever(), mimetype="text/plain")
+
+    @app.post("/legacy/upload")
+    def upload() -> dict[str, Any]:
+        return {"size": len(request.get_data())}
+
+    return app
+
+
+def create_fastapi() -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/new/hello")
+    async def hello() -> dict[str, Any]:
+        await asyncio.sleep(0)
+        return {"hello": "new"}
+
+    @app.post("/new/upload")
+    async def upload(request: Request) -> dict[str, Any]:
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+        return {"size": size}
+
+    return app
+
+
+BASE_CONFIG = """
+[logging]
+format = "json"
+level = "warning"
+access_log = true
+
+[limits]
+max_body_size = 4096
+
+[legacy]
+app = "bench.hardening_apps:create_flask"
+threads = {threads}
+queue_timeout = {queue_timeout}
+
+[services.fast]
+app = "bench.hardening_apps:create_fastapi"
+
+[[routes]]
+path = "/new/hello"
+methods = ["GET"]
+backend = "fast"
+
+[[routes]]
+path = "/new/upload"
+methods = ["POST"]
+backend = "fast"
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def serving(*, threads: int = 8, queue_timeout: float = 5.0) -> Iterator[tuple[int, int]]:
+    """``gateway serve`` with ``BASE_CONFIG``; yields (port, pid)."""
+    port = free_port()
+    with tempfile.TemporaryDirectory() as folder:
+        config = Path(folder) / "gateway.toml"
+        config.write_text(BASE_CONFIG.format(threads=threads, queue_timeout=queue_timeout))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+        env["PYTHONPATH"] = f"{REPO}{os.pathsep}{env.get('PYTHONPATH', '')}"
+        with (Path(folder) / "gateway.log").open("wb") as log:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "gateway.cli",
+                    "serve",
+                    "-c",
+                    str(config),
+                    "--port",
+                    str(port),
+                ],
+                cwd=REPO,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/_gateway/ready").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError((Path(folder) / "gateway.log").read_text())
+                time.sleep(0.1)
+            yield port, process.pid
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

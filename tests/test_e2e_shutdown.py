@@ -1,0 +1,77 @@
+"""SIGTERM with a stuck legacy handler and an endless stream open: drain, cut, stop, exit."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from hardening import hardening_config, read_all, sample_env, wait_for
+from support import GatewayProcess
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+GRACE = 3  # server.graceful_shutdown in the hardening config
+
+
+def test_sigterm_drains_in_flight_requests_cuts_the_rest_and_stops_every_lifespan_once(
+    tmp_path: Path,
+) -> None:
+    env = sample_env(tmp_path, GATEWAY_LEGACY__THREADS="4")
+    gateway = GatewayProcess(hardening_config(tmp_path), env=env).start()
+    assert gateway.process is not None
+    results: dict[str, object] = {}
+
+    def stuck() -> None:  # sleeps 60 s in its Flask thread
+        try:
+            results["stuck"] = httpx.get(f"{gateway.base_url}/slow?seconds=60", timeout=30)
+        except httpx.HTTPError as exc:
+            results["stuck"] = exc
+
+    def short() -> None:  # finishes 1.5 s after it starts, well within the grace period
+        results["short"] = httpx.get(f"{gateway.base_url}/slow?seconds=1.5", timeout=30)
+
+    stream = socket.create_connection(("127.0.0.1", gateway.port), timeout=30)
+    stream.sendall(b"GET /stream HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    assert b"tick" in stream.recv(65536)  # the endless stream is flowing
+
+    workers = [threading.Thread(target=stuck), threading.Thread(target=short)]
+    for worker in workers:
+        worker.start()
+    assert wait_for(lambda: len(gateway.log_events()) > 0)
+    time.sleep(0.5)  # both requests are inside their Flask handlers
+
+    started = time.monotonic()
+    gateway.process.send_signal(signal.SIGTERM)
+    code = gateway.process.wait(GRACE + 10)
+    elapsed = time.monotonic() - started
+    for worker in workers:
+        worker.join(10)
+    rest = read_all(stream, timeout=5)
+    stream.close()
+
+    assert elapsed < GRACE + 5, f"exited after {elapsed:.1f}s"
+    assert code in (0, -signal.SIGTERM)
+
+    short_response = results["short"]
+    assert isinstance(short_response, httpx.Response)
+    assert short_response.status_code == 200
+    assert short_response.json()["slept"] == 1.5
+
+    # The stuck request and the endless stream were cut, never completed as if whole.
+    assert not (
+        isinstance(results["stuck"], httpx.Response) and results["stuck"].status_code == 200
+    )
+    assert not rest.endswith(b"0\r\n\r\n")
+
+    recorded = (tmp_path / "events.txt").read_text().splitlines()
+    for name in ("svc", "other"):
+        assert recorded.count(f"{name}:startup") == 1
+        assert recorded.count(f"{name}:shutdown") == 1
+    events = [event["event"] for event in gateway.log_events()]
+    assert events.count("sample.service_stopped") == 2
+    assert "gateway.stopped" in events
