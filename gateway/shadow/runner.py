@@ -94,24 +94,10 @@ class ShadowRunner:
         if body is None:
             await primary(scope, receive, send)
             return
-        loop = asyncio.get_running_loop()
-        primary_answer: asyncio.Future[Captured | None] = loop.create_future()
         facts.extra["shadow"] = names[1]
-        # The copy gets its own facts: nothing it does shows on the client's access line.
-        copy_facts = replace(facts, extra={"shadow": "candidate"})
-        task = loop.create_task(
-            self._shadow(
-                plan,
-                copy_scope(scope, **{FACTS_KEY: copy_facts}),
-                body,
-                calibrate_with or primary,
-                candidate,
-                primary_answer,
-                names,
-            )
-        )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        # The copy gets its own scope and facts, taken before the primary runs: nothing it does
+        # shows on the client's access line, and nothing the primary does changes the copy.
+        copy = copy_scope(scope, **{FACTS_KEY: replace(facts, extra={"shadow": "candidate"})})
         recorder = ResponseRecorder(limit=self._max_compare_body, forward=send)
         answered = False
         try:
@@ -120,7 +106,26 @@ class ShadowRunner:
             # then there is no primary answer to compare.
             answered = recorder.complete and facts.backend == names[0]
         finally:
-            primary_answer.set_result(recorder.captured() if answered else None)
+            if answered:
+                # The candidate starts once the client has its answer. Run alongside, it would
+                # compete with the primary for the event loop and the GIL (a legacy primary
+                # runs on a thread): that is latency the client would pay.
+                task = asyncio.get_running_loop().create_task(
+                    self._shadow(
+                        plan,
+                        copy,
+                        body,
+                        calibrate_with or primary,
+                        candidate,
+                        recorder.captured(),
+                        names,
+                    )
+                )
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            else:
+                self.active -= 1
+                self.results.skip(plan.route, "primary-incomplete")
 
     async def _copyable_body(
         self, plan: ShadowPlan, scope: Scope, receive: Receive, facts: RequestFacts
@@ -152,7 +157,7 @@ class ShadowRunner:
         body: bytes,
         primary: ASGIApp,
         candidate: ASGIApp,
-        primary_answer: asyncio.Future[Captured | None],
+        first: Captured,
         names: tuple[str, str],
     ) -> None:
         route, results = plan.route, self.results
@@ -162,10 +167,6 @@ class ShadowRunner:
             started = time.perf_counter()
             answer, error = await self._call(candidate, scope, body, plan.timeout)
             candidate_ms = round((time.perf_counter() - started) * 1000, 1)
-            first = await primary_answer
-            if first is None:
-                results.skip(route, "primary-incomplete")
-                return
             if answer is None:
                 results.count(route, "candidate_errors")
                 log.warning(
