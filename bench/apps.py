@@ -71,6 +71,18 @@ def create_fastapi() -> FastAPI:
     return app
 
 
+def create_single_route_app(path: str) -> FastAPI:
+    """A FastAPI app with one route at ``path``: the canary benchmark serves /canary/flagged and
+    /canary/plain from two of these, so they differ only in the gateway's flag decision."""
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+
+    @app.get(path)
+    async def hello() -> dict[str, Any]:
+        return {"hello": "new", "n": 1}
+
+    return app
+
+
 async def trivial_asgi(scope: Scope, receive: Receive, send: Send) -> None:
     """200 with a 2-byte body at any path: the floor of what an ASGI server can serve."""
     if scope["type"] == "lifespan":

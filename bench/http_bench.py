@@ -125,7 +125,8 @@ CASES = (
     Case("new.gateway", NEW, "gateway  /new/hello", GATEWAY, "/new/hello"),
     Case("new.direct", NEW, "uvicorn + FastAPI, direct", UVICORN_FASTAPI, "/new/hello"),
     Case("new.logged", NEW, "  the same, access log on", UVICORN_FASTAPI_LOGGED, "/new/hello"),
-    Case("new.canary", NEW, "gateway  /new/flagged, canary", GATEWAY, "/new/flagged"),
+    Case("new.canary", NEW, "gateway  /canary/flagged", GATEWAY, "/canary/flagged"),
+    Case("new.unflagged", NEW, "gateway  /canary/plain", GATEWAY, "/canary/plain"),
     Case("legacy.gateway", LEGACY, "gateway  /legacy/hello", GATEWAY, "/legacy/hello"),
     Case("legacy.gunicorn", LEGACY, "gunicorn sync, 1 worker", GUNICORN, "/legacy/hello"),
     Case("legacy.a2wsgi", LEGACY, "uvicorn + plain a2wsgi", UVICORN_A2WSGI, "/legacy/hello"),
@@ -136,7 +137,7 @@ CASES = (
 RATIOS = (
     Ratio("new route / direct, both logging", "new.gateway", "new.logged", 0.90),
     Ratio("new route / direct, no log", "new.gateway", "new.direct", None),
-    Ratio("canary route / unflagged", "new.canary", "new.gateway", 0.97),
+    Ratio("canary route / unflagged", "new.canary", "new.unflagged", 0.97),
     Ratio("legacy route / gunicorn", "legacy.gateway", "legacy.gunicorn", 0.90),
     Ratio("legacy route / plain a2wsgi", "legacy.gateway", "legacy.a2wsgi", None),
 )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from typing import Any, Literal, TextIO
 
 import orjson
@@ -68,6 +69,60 @@ def _drop_color_message(
 _current_sink: LineSink | None = None
 
 
+class _DirectJSON:
+    """The gateway's JSON pipeline, while structlog still runs it (see ``write_access``)."""
+
+    __slots__ = ("processors", "sink")
+
+    def __init__(self, processors: list[Processor], sink: LineSink) -> None:
+        # A copy: structlog.testing.capture_logs swaps the contents of the configured list,
+        # keeping the list itself.
+        self.processors = list(processors)
+        self.sink = sink
+
+    def active(self) -> bool:
+        configured: list[Processor] = structlog.get_config()["processors"]
+        return configured == self.processors
+
+
+_direct_json: _DirectJSON | None = None
+_second = -1
+_second_text = ""
+
+
+def _utc_timestamp() -> str:
+    """What ``TimeStamper(fmt="iso", utc=True)`` writes, with the date formatted once a second."""
+    global _second, _second_text
+    now = time.time()
+    second = int(now)
+    if second != _second:
+        _second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _second = second
+    micro = int((now - second) * 1_000_000)
+    return f"{_second_text}.{micro:06d}Z" if micro else f"{_second_text}Z"
+
+
+def write_access(logger: structlog.typing.FilteringBoundLogger, fields: dict[str, Any]) -> None:
+    """Write the access line: ``logger.info("request", **fields)``, in fewer microseconds.
+
+    One line per request makes the processor chain a measurable share of the gateway's own cost.
+    While structlog runs the JSON pipeline ``configure_logging`` set up (not, say, inside
+    ``structlog.testing.capture_logs``), the line is rendered here with the same keys in the
+    same order as the chain would give: the fields, ``event``, any bound context variables not
+    already given, ``level``, ``timestamp``.
+    """
+    direct = _direct_json
+    if direct is None or not direct.active():
+        logger.info("request", **fields)
+        return
+    fields["event"] = "request"
+    for key, value in structlog.contextvars.get_contextvars().items():
+        fields.setdefault(key, value)
+    fields["level"] = "info"
+    fields["timestamp"] = _utc_timestamp()
+    direct.sink.write(_dumps(fields), urgent=False)
+
+
 def flush_logs() -> None:
     """Write out buffered lines now (the gateway calls it at the end of its lifespan)."""
     if _current_sink is not None:
@@ -107,8 +162,12 @@ def configure_logging(*, format: LogFormat, level: str, stream: TextIO | None = 
     global _current_sink
     _current_sink = sink
 
+    processors: list[Processor] = [*shared, structlog.processors.StackInfoRenderer(), *renderer]
+    global _direct_json
+    direct = format == "json" and numeric_level <= logging.INFO
+    _direct_json = _DirectJSON(processors, sink) if direct else None
     structlog.configure(
-        processors=[*shared, structlog.processors.StackInfoRenderer(), *renderer],
+        processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
         logger_factory=SinkLoggerFactory(sink),
         # Not cached: tests reconfigure (and capture_logs) freely. The hot path (the access

@@ -33,6 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.canonical import canonical_path
 from gateway.context import FACTS_KEY, RequestFacts
 from gateway.errors import BadRequest, send_error
+from gateway.log import write_access
 
 _VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:@+=-]{1,128}$")
 #: Request ids correlate log lines; they are not secrets, so a PRNG seeded from the OS (per
@@ -159,17 +160,19 @@ def _log_access(
 ) -> None:
     client = scope.get("client")
     identity = facts.identity
-    access.info(
-        "request",
-        request_id=facts.request_id,
-        method=facts.method,
-        path=facts.path,
-        route=facts.route,
-        backend=facts.backend,
-        status=status,
-        duration_ms=round((time.perf_counter() - started) * 1000, 2),
-        client=f"{client[0]}:{client[1]}" if client else None,
-        user=identity.subject if identity.is_authenticated else "anonymous",
-        auth=identity.method,
-        **facts.extra,
+    write_access(
+        access,
+        {
+            "request_id": facts.request_id,
+            "method": facts.method,
+            "path": facts.path,
+            "route": facts.route,
+            "backend": facts.backend,
+            "status": status,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            "client": f"{client[0]}:{client[1]}" if client else None,
+            "user": identity.subject if identity.is_authenticated else "anonymous",
+            "auth": identity.method,
+            **facts.extra,
+        },
     )
