@@ -326,3 +326,54 @@ async def test_cookies_sent_as_separate_headers_all_reach_flask() -> None:
     headers = [(b"cookie", b"a=1"), (b"cookie", b"session=xyz"), (b"accept", b"*/*")]
     exchange = await call(LegacyApp(flask_app, threads=1), http_scope("/", headers=headers))
     assert exchange.body == b'{"a":"1","session":"xyz"}\n'
+
+
+@pytest.mark.parametrize(
+    ("declared", "buffer_limit"), [(100, 64 * 1024), (100, 10)], ids=["buffered", "streamed"]
+)
+async def test_an_upload_cut_by_a_disconnect_never_reaches_flask_as_whole(
+    declared: int, buffer_limit: int
+) -> None:
+    seen: list[int] = []
+    failures: list[str] = []
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        try:
+            seen.append(len(environ["wsgi.input"].read()))
+        except Exception as exc:  # Werkzeug's ClientDisconnected, in a real Flask app
+            failures.append(type(exc).__name__)
+            raise
+        start_response("200 OK", [])
+        return [b"stored"]
+
+    messages = [
+        {"type": "http.request", "body": b"x" * 40, "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop(0)
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    legacy = LegacyApp(app, threads=1, buffer_body_limit=buffer_limit)
+    scope = http_scope("/upload", "POST", [(b"content-length", str(declared).encode())])
+    outcome = "returned"
+    try:
+        await asyncio.wait_for(legacy(scope, receive, send), 5)
+    except Exception as exc:  # the app's own error, as a server would see it
+        outcome = type(exc).__name__
+    assert seen == []  # the 40 of 100 bytes were never handed over as a whole body
+    if buffer_limit < declared:  # streamed: the app's read fails as Werkzeug's error
+        assert failures == ["ClientDisconnected"]
+        assert outcome == "ClientDisconnected"
+    else:  # buffered: the app never runs
+        assert (failures, outcome) == ([], "returned")
+    assert not any(m.get("body") == b"stored" for m in sent)
+    assert legacy.busy_threads == 0  # the thread (or its slot) is free again

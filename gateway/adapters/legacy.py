@@ -56,7 +56,7 @@ from typing import Any, TypeAlias
 
 import structlog
 from a2wsgi.wsgi import Body, build_environ
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 from werkzeug.exceptions import ClientDisconnected as WerkzeugClientDisconnected
 
 from gateway.context import request_facts
@@ -121,7 +121,13 @@ class LegacyApp:
             return
         try:
             loop = asyncio.get_running_loop()
-            body, watch_disconnect = await self._request_body(scope, receive, loop)
+            try:
+                body, watch_disconnect = await self._request_body(scope, receive, loop)
+            except ClientDisconnected:
+                # Gone before its body was whole: Flask never sees half a body as a whole one.
+                self._admission.release()
+                log.info("legacy.client_disconnected", during="request body")
+                return
             environ = _build_environ(scope, body)
             channel = _ResponseChannel(loop, self._max_pending_bytes)
             context = contextvars.copy_context()
@@ -159,15 +165,28 @@ class LegacyApp:
             while more:
                 message = await receive()
                 if message["type"] == "http.disconnect":
-                    break
+                    raise ClientDisconnected
                 parts.append(message.get("body", b""))
                 more = message.get("more_body", False)
             return io.BytesIO(b"".join(parts)), True
-        return _Body(loop, receive), False  # type: ignore[arg-type]
+        return _Body(loop, _refuse_disconnect(receive)), False  # type: ignore[arg-type]
 
     def close(self) -> None:
         """Stop taking work; threads finish what they run."""
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _refuse_disconnect(receive: Receive) -> Receive:
+    """a2wsgi reads a disconnect as the end of the body, so Flask would take a cut upload for
+    a whole one; this ``receive`` turns it into the error Flask gets for a broken body."""
+
+    async def receive_body() -> Message:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise BodyRejected("the client disconnected during the request body", 400)
+        return message
+
+    return receive_body
 
 
 class _Body(Body):
