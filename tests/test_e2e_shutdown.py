@@ -23,6 +23,13 @@ def test_sigterm_drains_in_flight_requests_cuts_the_rest_and_stops_every_lifespa
 ) -> None:
     env = sample_env(tmp_path, GATEWAY_LEGACY__THREADS="4")
     gateway = GatewayProcess(hardening_config(tmp_path), env=env).start()
+    try:
+        _drain_and_stop(gateway, tmp_path)
+    finally:
+        gateway.stop()  # a no-op once the test has stopped it; never leaves a server behind
+
+
+def _drain_and_stop(gateway: GatewayProcess, tmp_path: Path) -> None:
     assert gateway.process is not None
     results: dict[str, object] = {}
 
@@ -37,7 +44,12 @@ def test_sigterm_drains_in_flight_requests_cuts_the_rest_and_stops_every_lifespa
 
     stream = socket.create_connection(("127.0.0.1", gateway.port), timeout=30)
     stream.sendall(b"GET /stream HTTP/1.1\r\nHost: localhost\r\n\r\n")
-    assert b"tick" in stream.recv(65536)  # the endless stream is flowing
+    # The endless stream is flowing (its head and first chunk may come in separate reads).
+    received = b""
+    deadline = time.monotonic() + 10
+    while b"tick" not in received and time.monotonic() < deadline:
+        received += stream.recv(65536)
+    assert b"tick" in received, received
 
     workers = [threading.Thread(target=stuck), threading.Thread(target=short)]
     for worker in workers:
