@@ -301,7 +301,17 @@ def test_a_fallback_replays_a_kept_body_and_never_a_post(gateway: GatewayProcess
     post = get(gateway, "/guarded/raise", method="POST", content=b"once only")
     assert post.status_code == 500
     assert post.headers["x-gateway-backend"] == "svc"
-    assert "legacy" not in post.text
+    # The gateway's JSON 500 with the request id, not FastAPI's plain-text one.
+    assert post.json() == {
+        "error": {"status": 500, "message": "internal server error"},
+        "request_id": post.headers["x-request-id"],
+    }
+    [failed] = [
+        e
+        for e in gateway.events_for(post.headers["x-request-id"])
+        if e["event"] == "request.failed"
+    ]
+    assert failed["exception"][0]["exc_value"] == "new side exploded"
     assert candidate_calls(gateway).count("guarded raise") == calls + 1
 
 

@@ -44,9 +44,11 @@ class Service:
             # Flask (and Starlette's Route) answer HEAD with the GET handler; FastAPI's routes
             # answer 405. The gateway routes HEAD with GET, so it runs the GET handler and drops
             # the body: a migrated route keeps answering HEAD as it did on legacy.
-            await self._handler({**scope, "method": "GET"}, receive, _without_body(send))
-            return
-        await self._handler(scope, receive, send)
+            scope = {**scope, "method": "GET"}
+            send = _without_body(send)
+        guard = _ServerErrorGuard(send)
+        await self._handler(scope, receive, guard)
+        await guard.release()
 
     async def startup(self) -> None:
         driver = _LifespanDriver(self.app, self.state)
@@ -121,6 +123,32 @@ class _LifespanDriver:
             raise StartupError(_last_line(reply.get("message")) or "lifespan shut-down failed")
         if reply["type"] == "gateway.lifespan.crashed":
             raise StartupError(repr(reply["error"]))
+
+
+class _ServerErrorGuard:
+    """Holds back a 500 until the app returns. Starlette's error middleware answers an unhandled
+    exception with its own plain-text 500 and then re-raises: the held answer is dropped, and
+    the gateway's JSON 500 with the request id (and one error event) takes its place. A 500 the
+    app returns on purpose goes out unchanged."""
+
+    __slots__ = ("_held", "_send")
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self._held: list[Message] | None = None
+
+    async def __call__(self, message: Message) -> None:
+        if self._held is not None:
+            self._held.append(message)
+        elif message["type"] == "http.response.start" and message["status"] == 500:
+            self._held = [message]
+        else:
+            await self._send(message)
+
+    async def release(self) -> None:
+        held, self._held = self._held, None
+        for message in held or ():
+            await self._send(message)
 
 
 def _without_body(send: Send) -> Send:
