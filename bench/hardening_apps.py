@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,9 +19,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 from fastapi import FastAPI, Request
 from flask import Flask, Response, request
+
+from bench.servers import free_port, wait_until_ready
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -102,12 +102,6 @@ backend = "fast"
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def serving(*, threads: int = 8, queue_timeout: float = 5.0) -> Iterator[tuple[int, int]]:
     """``gateway serve`` with ``BASE_CONFIG``; yields (port, pid)."""
@@ -135,16 +129,8 @@ def serving(*, threads: int = 8, queue_timeout: float = 5.0) -> Iterator[tuple[i
                 stderr=subprocess.STDOUT,
             )
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/_gateway/ready").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError((Path(folder) / "gateway.log").read_text())
-                time.sleep(0.1)
+            log_path = Path(folder) / "gateway.log"
+            wait_until_ready(process, port, "/_gateway/ready", log_path, timeout=30)
             yield port, process.pid
         finally:
             process.send_signal(signal.SIGTERM)

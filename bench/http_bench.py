@@ -26,14 +26,12 @@ Raw numbers go to ``bench/results/http-<timestamp>.json``.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import platform
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -46,10 +44,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.servers import HOST, ServerNotReady, free_port, wait_until_ready
+
 REPO = Path(__file__).resolve().parent.parent
 BENCH_CONFIG = "bench/gateway.toml"
 RESULTS = REPO / "bench" / "results"
-HOST = "127.0.0.1"
 BIN = Path(sys.executable).parent
 
 WARMUP_SECONDS = 1
@@ -272,11 +273,14 @@ def _measure_all(
 def _measure(
     case: Case, mode: PinMode, args: argparse.Namespace, wrk: str, scratch: Path
 ) -> WrkResult:
-    port = _free_port()
+    port = free_port()
     url = f"http://{HOST}:{port}{case.path}"
     log_path = scratch / f"{case.server.name}-{port}.log"
     with _serving(case.server, port, mode.server_cpus, log_path) as process:
-        _wait_until_ready(process, port, case.path, log_path)
+        try:
+            wait_until_ready(process, port, case.path, log_path, timeout=START_TIMEOUT)
+        except ServerNotReady as exc:
+            raise BenchError(str(exc)) from None
         _wrk(wrk, url, WARMUP_SECONDS, args.connections, mode.wrk_cpus)
         output = _wrk(wrk, url, args.duration, args.connections, mode.wrk_cpus)
     log_path.unlink(missing_ok=True)  # the gateway's access log: megabytes per run
@@ -323,37 +327,6 @@ def _signal_group(process: subprocess.Popen[bytes], signum: signal.Signals) -> N
     # start_new_session made the server the leader of its own group, whose id is its pid.
     with suppress(ProcessLookupError):
         os.killpg(process.pid, signum)
-
-
-def _wait_until_ready(
-    process: subprocess.Popen[bytes], port: int, path: str, log_path: Path
-) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    last_error = "no answer"
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            last_error = f"the server exited with status {process.returncode}"
-            break
-        connection = http.client.HTTPConnection(HOST, port, timeout=2)
-        try:
-            connection.request("GET", path)
-            response = connection.getresponse()
-            response.read()
-            if response.status == 200:
-                return
-            last_error = f"HTTP {response.status}"
-        except OSError as exc:
-            last_error = str(exc)
-        finally:
-            connection.close()
-        time.sleep(0.05)
-    command = " ".join(str(part) for part in process.args)  # type: ignore[union-attr]
-    log = log_path.read_text(errors="replace").splitlines()
-    shown = "\n".join(f"    {line}" for line in log[-40:]) or "    (empty)"
-    raise BenchError(
-        f"{command} never answered 200 at {path} ({last_error}; waited at most "
-        f"{START_TIMEOUT:.0f} s); its log ends with:\n{shown}"
-    )
 
 
 def _wrk(wrk: str, url: str, seconds: int, connections: int, cpus: str | None) -> str:
@@ -537,12 +510,6 @@ def _git(*args: str) -> str:
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return ""
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 if __name__ == "__main__":

@@ -33,7 +33,10 @@ from pathlib import Path
 import httpx
 
 REPO = Path(__file__).resolve().parent.parent
-HOST = "127.0.0.1"
+sys.path.insert(0, str(REPO))
+
+from bench.servers import HOST, ServerNotReady, free_port, wait_until_ready  # noqa: E402
+
 TARGET = 1.10
 ROUTES = ("/shadow/off", "/shadow/on")
 
@@ -47,12 +50,15 @@ def main() -> int:
     args = parser.parse_args()
     os.sched_setaffinity(0, {1})
 
-    port = _free_port()
+    port = free_port()
     with tempfile.TemporaryDirectory(prefix="shadow_bench-") as scratch:
         log_path = Path(scratch) / "gateway.log"
         server = _start(port, log_path)
         try:
-            _wait_ready(port, server, log_path)
+            try:
+                wait_until_ready(server, port, "/_gateway/ready", log_path)
+            except ServerNotReady as exc:
+                raise SystemExit(f"shadow_bench: {exc}") from None
             base = f"http://{HOST}:{port}"
             for route in ROUTES:  # warm-up
                 asyncio.run(_load(base + route, args.rate, 1.0, args.connections))
@@ -165,28 +171,6 @@ def _start(port: int, log_path: Path) -> subprocess.Popen[bytes]:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-
-
-def _wait_ready(port: int, server: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"gateway exited:\n{log_path.read_text()}")
-        try:
-            if httpx.get(f"http://{HOST}:{port}/_gateway/ready", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"gateway not ready:\n{log_path.read_text()}")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 if __name__ == "__main__":
