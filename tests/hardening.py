@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import os
 import socket
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from support import eventually
 
 TESTS = Path(__file__).resolve().parent
 
@@ -150,9 +151,4 @@ def get(port: int, target: str, host: str = "127.0.0.1", headers: str = "") -> R
 
 
 def wait_for(predicate: Any, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
+    return bool(eventually(predicate, timeout))

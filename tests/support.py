@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,6 +103,17 @@ async def call(
 
     await app(scope, receive, send)
     return exchange
+
+
+def eventually(check: Callable[[], Any], limit: float = 10.0, interval: float = 0.05) -> Any:
+    """Poll ``check`` until it returns something truthy or ``limit`` seconds pass; return its
+    last result (work that runs after a response, or a log line flushed a moment later)."""
+    deadline = time.monotonic() + limit
+    while True:
+        result = check()
+        if result or time.monotonic() >= deadline:
+            return result
+        time.sleep(interval)
 
 
 def free_port() -> int:

@@ -13,13 +13,13 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from support import REPO, GatewayProcess
+from support import REPO, GatewayProcess, eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -131,16 +131,6 @@ def get(gateway: GatewayProcess, path: str, **kwargs: Any) -> httpx.Response:
     headers = {"X-Request-ID": request_id, **kwargs.pop("headers", {})}
     method = kwargs.pop("method", "GET")
     return httpx.request(method, f"{gateway.base_url}{path}", headers=headers, timeout=20, **kwargs)
-
-
-def eventually(check: Callable[[], Any], limit: float = 10.0) -> Any:
-    """Poll until ``check`` returns something truthy (the shadow copy runs after the answer)."""
-    deadline = time.monotonic() + limit
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(0.1)
 
 
 def shadow_report(gateway: GatewayProcess) -> dict[str, Any]:
