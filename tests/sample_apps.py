@@ -15,9 +15,10 @@ from flask import Flask, current_app
 log = structlog.get_logger("sample_apps")
 
 
-def _record(event: str) -> None:
-    """Append to $SAMPLE_EVENTS, so a test (or another process) can count lifespan runs."""
-    target = os.environ.get("SAMPLE_EVENTS")
+def record_event(event: str, variable: str = "SAMPLE_EVENTS") -> None:
+    """Append a line to the file ``$variable`` names (when set), so a test in another process
+    can see what happened: lifespan runs, calls that reached a service."""
+    target = os.environ.get(variable)
     if target:
         with Path(target).open("a") as events:
             events.write(event + "\n")
@@ -46,9 +47,9 @@ def create_flask() -> Flask:
 def create_service(name: str = "svc") -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        _record(f"{name}:startup")
+        record_event(f"{name}:startup")
         yield {"greeting": f"hello from {name}"}
-        _record(f"{name}:shutdown")
+        record_event(f"{name}:shutdown")
 
     app = FastAPI(lifespan=lifespan)
 
@@ -67,7 +68,7 @@ def create_service(name: str = "svc") -> FastAPI:
 def create_failing_service() -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        _record("failing:startup")
+        record_event("failing:startup")
         raise RuntimeError("database unreachable")
         yield
 
@@ -186,10 +187,10 @@ def create_hardening_service(name: str = "svc") -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        _record(f"{name}:startup")
+        record_event(f"{name}:startup")
         log.info("sample.service_started", service=name)
         yield
-        _record(f"{name}:shutdown")
+        record_event(f"{name}:shutdown")
         log.info("sample.service_stopped", service=name)
 
     app = FastAPI(lifespan=lifespan)

@@ -8,20 +8,16 @@ see what reached it.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Response
 from flask import Flask
+from sample_apps import record_event
 
 
 def _record(event: str) -> None:
-    target = os.environ.get("SHADOW_EVENTS")
-    if target:
-        with Path(target).open("a") as events:
-            events.write(event + "\n")
+    record_event(event, "SHADOW_EVENTS")
 
 
 def create_legacy() -> Flask:
