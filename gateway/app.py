@@ -189,7 +189,6 @@ def create_app(settings: Settings, *, log_stream: TextIO | None = None) -> Gatew
         table=table,
         legacy_rules=RouteTable(inventory.legacy_routes),
         legacy=legacy,
-        services=services,
         gateway_app=AdminApp(
             state=state,
             inventory=inventory,

@@ -7,8 +7,9 @@ service sees the same path the client sent, with no prefix stripped.
 
 ::
 
+    plans = build_route_plans(settings, services, legacy_app)   # one per [[routes]] entry
     dispatcher = Dispatcher(table=table, legacy_rules=labels, legacy=legacy_app,
-                            services={"catalog": catalog}, gateway_app=admin)
+                            plans=plans, shadow=runner, gateway_app=admin, flags=flags)
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from gateway.resilience import Breaker, GuardedService
 from gateway.routes import Route, RouteTable
 from gateway.settings import LEGACY, RouteSettings, Settings, ShadowRouteSettings
 from gateway.shadow.compare import CompareRules
-from gateway.shadow.results import ShadowResults
 from gateway.shadow.runner import ShadowPlan, ShadowRunner
 
 GATEWAY_PREFIX = "/_gateway/"
@@ -48,19 +48,18 @@ class Dispatcher:
         table: RouteTable[Route],
         legacy_rules: RouteTable[Route],
         legacy: ASGIApp,
-        services: Mapping[str, ASGIApp],
+        plans: Sequence[RoutePlan],
+        shadow: ShadowRunner,
         gateway_app: ASGIApp,
         flags: FlagRuntime,
-        plans: Sequence[RoutePlan] = (),
-        shadow: ShadowRunner | None = None,
         override_header: str = "X-Gateway-Override",
     ) -> None:
         self._table = table
         self._legacy_rules = legacy_rules
         self._legacy = legacy
-        self._services = dict(services)
+        #: Indexed by ``Route.index``: the routes' order in ``[[routes]]``.
         self._plans = tuple(plans)
-        self._shadow = shadow or ShadowRunner(results=_no_results())
+        self._shadow = shadow
         self._gateway_app = gateway_app
         self._flags = flags
         self._override_header = override_header.lower().encode("latin-1")
@@ -95,9 +94,7 @@ class Dispatcher:
                     backend = LEGACY
             if backend != LEGACY:
                 facts.backend = backend
-                plan = self._plans[route.index] if route.index >= 0 else None
-                app = plan.app if plan is not None else self._services[backend]
-                await app(scope, receive, send)
+                await self._plans[route.index].app(scope, receive, send)
                 return
         else:
             # Not configured: the legacy catch-all. Label the line with the Flask rule it hits.
@@ -111,26 +108,27 @@ class Dispatcher:
         self, route: Route, backend: str, scope: Scope, receive: Receive, send: Send
     ) -> None:
         facts = request_facts(scope)
-        plan = self._plans[route.index] if route.index >= 0 else None
-        if plan is None or plan.shadow is None:
+        plan = self._plans[route.index]
+        shadow = plan.shadow
+        if shadow is None:  # not built for this route: legacy answers, as in legacy mode
             facts.backend = LEGACY
             await self._legacy(scope, receive, send)
             return
-        if plan.shadow.primary == "new":
-            facts.backend = backend
+        if shadow.primary == "new":
             primary, candidate, names = plan.app, self._legacy, (backend, LEGACY)
         else:
-            facts.backend = LEGACY
             primary, candidate, names = self._legacy, plan.service, (LEGACY, backend)
+        facts.backend = names[0]
         await self._shadow.serve(
-            plan.shadow,
+            shadow,
             scope,
             receive,
             send,
             primary=primary,
             candidate=candidate,
             names=names,
-            calibrate_with=plan.service if plan.shadow.primary == "new" else None,
+            # A guarded primary is calibrated with the bare service: never with a fallback.
+            calibrate_with=plan.service if shadow.primary == "new" else None,
         )
 
     def _override(self, scope: Scope) -> bytes | None:
@@ -206,7 +204,3 @@ def breakers_of(plans: Sequence[RoutePlan]) -> list[Breaker]:
         for plan in plans
         if isinstance(plan.app, GuardedService) and plan.app.breaker is not None
     ]
-
-
-def _no_results() -> ShadowResults:
-    return ShadowResults(keep=0)

@@ -155,7 +155,7 @@ class ShadowRunner:
         plan: ShadowPlan,
         scope: Scope,
         body: bytes,
-        primary: ASGIApp,
+        calibrate_with: ASGIApp,
         candidate: ASGIApp,
         first: Captured,
         names: tuple[str, str],
@@ -174,7 +174,7 @@ class ShadowRunner:
                 )
                 return
             if plan.noise_sample_rate and self._chance() < plan.noise_sample_rate:
-                await self._calibrate(plan, primary, copy_scope(scope), body, first)
+                await self._calibrate(plan, calibrate_with, copy_scope(scope), body, first)
             self._judge(plan, scope, first, answer, names)
         finally:
             self.active -= 1
