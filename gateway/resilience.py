@@ -31,8 +31,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.context import request_facts
 from gateway.errors import send_error
+from gateway.request_body import declared_body_size, read_body
 from gateway.settings import LEGACY
-from gateway.shadow.capture import IDEMPOTENT_METHODS, declared_body_size, read_body, replay
+from gateway.shadow.capture import IDEMPOTENT_METHODS, replay
 
 log = structlog.get_logger("gateway.resilience")
 

@@ -61,6 +61,7 @@ from werkzeug.exceptions import ClientDisconnected as WerkzeugClientDisconnected
 
 from gateway.context import request_facts
 from gateway.errors import BodyRejected, send_error
+from gateway.request_body import declared_body_size, read_body
 
 ExcInfo: TypeAlias = tuple[type[BaseException], BaseException, TracebackType | None]
 StartResponse: TypeAlias = Callable[..., Callable[[bytes], None]]
@@ -150,25 +151,14 @@ class LegacyApp:
         self, scope: Scope, receive: Receive, loop: asyncio.AbstractEventLoop
     ) -> tuple[Any, bool]:
         """The ``wsgi.input`` stream, and whether the request body is already fully read."""
-        content_length: int | None = None
-        chunked = False
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                content_length = int(value) if value.isdigit() else None
-            elif name == b"transfer-encoding":
-                chunked = True
-        if content_length == 0 or (content_length is None and not chunked):
+        declared = declared_body_size(scope)
+        if declared == 0:
             return io.BytesIO(b""), True
-        if not chunked and content_length is not None and content_length <= self._buffer_body_limit:
-            parts = []
-            more = True
-            while more:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    raise ClientDisconnected
-                parts.append(message.get("body", b""))
-                more = message.get("more_body", False)
-            return io.BytesIO(b"".join(parts)), True
+        if declared is not None and declared <= self._buffer_body_limit:
+            body = await read_body(receive, declared)
+            if body is None:
+                raise ClientDisconnected
+            return io.BytesIO(body), True
         return _Body(loop, _refuse_disconnect(receive)), False  # type: ignore[arg-type]
 
     def close(self) -> None:

@@ -37,6 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.context import RequestFacts, request_facts
 from gateway.errors import BodyRejected, ConfigError, send_error
+from gateway.request_body import declared_body_size
 from gateway.routes import DuplicateRouteError, RouteTable
 from gateway.settings import LimitsSettings
 
@@ -79,16 +80,8 @@ class LimitsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = -1
-        has_body = False
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                has_body = True
-                # The server has checked the framing; a value it let through is digits.
-                declared = int(value) if value.isdigit() else -1
-            elif name == b"transfer-encoding":
-                has_body = True
-        if not has_body or declared == 0:
+        declared = declared_body_size(scope)
+        if declared == 0:
             await self.app(scope, receive, send)
             return
 
@@ -98,7 +91,7 @@ class LimitsMiddleware:
             match = self._routes.match(facts.method, facts.path)
             if match is not None:
                 max_size, timeout = match.route.max_body_size, match.route.body_timeout
-        if declared > max_size:
+        if declared is not None and declared > max_size:
             reason = f"the request body is larger than {max_size} bytes"
             facts.backend = "gateway"
             facts.extra["rejected"] = reason

@@ -27,35 +27,6 @@ SAFE_METHODS = frozenset({"GET", "HEAD"})
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 
 
-def declared_body_size(scope: Scope) -> int | None:
-    """The body size a request declares: 0 without a body, ``None`` when unknown (chunked)."""
-    size = 0
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            try:
-                size = int(value)
-            except ValueError:
-                return None
-        elif name == b"transfer-encoding":
-            return None
-    return size
-
-
-async def read_body(receive: Receive, declared: int) -> bytes | None:
-    """Read a declared-size body whole; ``None`` when the client went away first."""
-    if declared == 0:
-        return b""
-    chunks: list[bytes] = []
-    more = True
-    while more:
-        message = await receive()
-        if message["type"] != "http.request":
-            return None
-        chunks.append(message.get("body", b""))
-        more = message.get("more_body", False)
-    return b"".join(chunks)
-
-
 def replay(body: bytes, then: Receive | None = None) -> Receive:
     """A ``receive`` that hands over ``body`` in one message, then defers to ``then`` (the
     client's own ``receive``, so disconnects still reach the app) or waits until cancelled."""

@@ -26,12 +26,11 @@ import structlog
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.context import FACTS_KEY, RequestFacts, request_facts
+from gateway.request_body import declared_body_size, read_body
 from gateway.shadow.capture import (
     SAFE_METHODS,
     ResponseRecorder,
     copy_scope,
-    declared_body_size,
-    read_body,
     replay,
 )
 from gateway.shadow.compare import Captured, CompareRules, Difference, compare, matches_pattern
