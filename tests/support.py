@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -114,6 +115,19 @@ def eventually(check: Callable[[], Any], limit: float = 10.0, interval: float = 
         if result or time.monotonic() >= deadline:
             return result
         time.sleep(interval)
+
+
+def redis_reachable(port: int = 6379) -> bool:
+    """Whether something accepts connections on the Redis port on 127.0.0.1."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+#: Redis tests use the local server and skip cleanly without one.
+needs_redis = pytest.mark.skipif(not redis_reachable(), reason="no Redis on 127.0.0.1:6379")
 
 
 def free_port() -> int:

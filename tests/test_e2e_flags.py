@@ -19,22 +19,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support import REPO, GatewayProcess, demo_config, free_port
+from support import REPO, GatewayProcess, demo_config, free_port, needs_redis, redis_reachable
 
 pytestmark = pytest.mark.e2e
 
 API_KEY = {"X-API-Key": "demo-reporting-key-not-a-secret"}  # reporting-bot
-
-
-def redis_available(port: int = 6379) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-needs_redis = pytest.mark.skipif(not redis_available(), reason="no Redis on 127.0.0.1:6379")
 
 
 def run_flags(
@@ -242,7 +231,7 @@ def test_redis_dies_and_returns_while_requests_flow(tmp_path: Path) -> None:
     }
     config = demo_config(tmp_path, flags=None)
     try:
-        assert seconds_until(lambda: redis_available(port), 5) < 5
+        assert seconds_until(lambda: redis_reachable(port), 5) < 5
         with GatewayProcess(config, env=env) as gateway:
             assert run_flags(config, "set", "accounts-me", "--mode", "new", env=env).returncode == 0
             assert seconds_until(lambda: backend_of(gateway) == "accounts", 3) <= 1.0
@@ -252,7 +241,7 @@ def test_redis_dies_and_returns_while_requests_flow(tmp_path: Path) -> None:
             for _ in range(20):
                 assert backend_of(gateway) == "accounts"
             redis_process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-            assert seconds_until(lambda: redis_available(port), 5) < 5
+            assert seconds_until(lambda: redis_reachable(port), 5) < 5
             # A fresh Redis holds nothing: the next change written there is picked up again.
             assert run_flags(config, "kill", env=env).returncode == 0
             assert seconds_until(lambda: backend_of(gateway) == "legacy", 10) < 10

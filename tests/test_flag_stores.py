@@ -22,6 +22,7 @@ import anyio
 import pytest
 import redis
 from structlog.testing import capture_logs
+from support import free_port, needs_redis, redis_reachable
 
 from gateway.flags.model import FlagSpec, FlagState
 from gateway.flags.stores import FlagStore, StoreUnavailable
@@ -32,23 +33,6 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 REPO = Path(__file__).resolve().parent.parent
 #: The functional requirement: every process applies a change within one second.
 DELIVERY_BOUND = 1.0
-
-
-def redis_reachable() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-needs_redis = pytest.mark.skipif(not redis_reachable(), reason="no Redis on 127.0.0.1:6379")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def unique_key() -> str:

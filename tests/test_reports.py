@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -18,6 +17,7 @@ from typing import Any
 import pytest
 import redis
 from structlog.testing import capture_logs
+from support import needs_redis
 
 from gateway.reports import (
     STALE_AFTER,
@@ -32,17 +32,6 @@ from gateway.reports import (
 pytestmark = pytest.mark.anyio
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-def redis_reachable() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-needs_redis = pytest.mark.skipif(not redis_reachable(), reason="no Redis on 127.0.0.1:6379")
 
 
 def report(worker: str, *, age: float = 0.0, **fields: Any) -> dict[str, Any]:
