@@ -17,6 +17,9 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from gateway.context import FACTS_KEY, Identity, RequestFacts
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -128,6 +131,20 @@ def redis_reachable(port: int = 6379) -> bool:
 
 #: Redis tests use the local server and skip cleanly without one.
 needs_redis = pytest.mark.skipif(not redis_reachable(), reason="no Redis on 127.0.0.1:6379")
+
+
+def through_gateway(app: ASGIApp, identity: Identity, request_id: str = "req-123") -> ASGIApp:
+    """``app`` as the gateway calls it: with its facts (and verified identity) in the scope."""
+
+    async def gateway(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            facts = RequestFacts(
+                request_id=request_id, path=scope["path"], method=scope["method"], identity=identity
+            )
+            scope = {**scope, FACTS_KEY: facts}
+        await app(scope, receive, send)
+
+    return gateway
 
 
 def free_port() -> int:

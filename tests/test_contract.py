@@ -16,9 +16,10 @@ from typing import Any, Literal, cast
 import pytest
 from a2wsgi import WSGIMiddleware
 from starlette.testclient import TestClient
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp
+from support import through_gateway
 
-from gateway.context import ANONYMOUS, FACTS_KEY, Identity, RequestFacts
+from gateway.context import ANONYMOUS, Identity
 from legacy_flask import create_app as create_legacy_app
 from new_services import accounts, catalog
 
@@ -32,20 +33,6 @@ REQUEST_ID = "req-contract"
 BOB_BY_SESSION = Identity("bob", frozenset({"user"}), method="session")
 ALICE_BY_JWT = Identity("alice", frozenset({"admin"}), method="jwt")
 CAROL_BY_API_KEY = Identity("carol", frozenset({"user", "auditor"}), method="api-key")
-
-
-def through_gateway(app: ASGIApp, identity: Identity) -> ASGIApp:
-    """``app`` as the gateway calls it: with its facts (and verified identity) in the scope."""
-
-    async def gateway(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            facts = RequestFacts(
-                request_id=REQUEST_ID, path=scope["path"], method=scope["method"], identity=identity
-            )
-            scope = {**scope, FACTS_KEY: facts}
-        await app(scope, receive, send)
-
-    return gateway
 
 
 @pytest.fixture
@@ -64,7 +51,8 @@ def open_sides(tmp_path: Path) -> Iterator[OpenSides]:
             legacy: ASGIApp = legacy_app
             new: ASGIApp = services[service]
             if identity is not None:
-                legacy, new = through_gateway(legacy, identity), through_gateway(new, identity)
+                legacy = through_gateway(legacy, identity, REQUEST_ID)
+                new = through_gateway(new, identity, REQUEST_ID)
             return (
                 stack.enter_context(TestClient(legacy)),
                 stack.enter_context(TestClient(new)),

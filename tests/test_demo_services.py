@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from starlette.testclient import TestClient
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp
 from structlog.testing import capture_logs
+from support import through_gateway
 
-from gateway.context import FACTS_KEY, Identity, RequestFacts
+from gateway.context import Identity
 from new_services import accounts, catalog
 from new_services.catalog.models import NewBook
 from new_services.catalog.store import BookStore
@@ -25,20 +26,6 @@ NOT_AN_OBJECT = "request body must be a JSON object"
 
 def error_body(status: int, message: str, request_id: str | None = None) -> dict[str, Any]:
     return {"error": {"status": status, "message": message}, "request_id": request_id}
-
-
-def through_gateway(app: ASGIApp, identity: Identity, request_id: str = "req-123") -> ASGIApp:
-    """``app`` as the gateway calls it: with its facts (and verified identity) in the scope."""
-
-    async def gateway(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            facts = RequestFacts(
-                request_id=request_id, path=scope["path"], method=scope["method"], identity=identity
-            )
-            scope = {**scope, FACTS_KEY: facts}
-        await app(scope, receive, send)
-
-    return gateway
 
 
 @pytest.fixture
