@@ -2,7 +2,7 @@
 
     python bench/flags_micro.py
 
-Times ``FlagRuntime.decide`` (the call the dispatcher makes) for a sticky canary with an
+Times ``FlagRuntime.evaluate`` (the call the dispatcher makes) for a sticky canary with an
 authenticated user, an anonymous caller bucketed by address, targeting, and a QA override, next
 to a dictionary lookup for scale. Median of 7 repeats of 100,000 calls each.
 """
@@ -48,13 +48,13 @@ async def main() -> None:
     lookup = {"canary": 1}
     cases = {
         "dict lookup (scale)": lambda: lookup.get("canary"),
-        "mode new (no hashing)": lambda: runtime.decide("plain", alice, "10.0.0.1"),
-        "canary, signed-in user": lambda: runtime.decide("canary", alice, "10.0.0.1"),
-        "canary, anonymous by address": lambda: runtime.decide("canary", ANONYMOUS, "10.0.0.1"),
-        "targeting by role": lambda: runtime.decide("targeted", alice, "10.0.0.1"),
-        "QA override": lambda: runtime.decide("canary", qa, "10.0.0.1", b"new"),
+        "mode new (no hashing)": lambda: runtime.evaluate("plain", alice, "10.0.0.1"),
+        "canary, signed-in user": lambda: runtime.evaluate("canary", alice, "10.0.0.1"),
+        "canary, anonymous by address": lambda: runtime.evaluate("canary", ANONYMOUS, "10.0.0.1"),
+        "targeting by role": lambda: runtime.evaluate("targeted", alice, "10.0.0.1"),
+        "QA override": lambda: runtime.evaluate("canary", qa, "10.0.0.1", b"new"),
     }
-    print(f"FlagRuntime.decide, {CALLS:,} calls x {REPEATS} repeats, median µs per call")
+    print(f"FlagRuntime.evaluate, {CALLS:,} calls x {REPEATS} repeats, median µs per call")
     for label, call in cases.items():
         print(f"  {label:<32}{per_call_us(call):>7.2f}")
     await runtime.stop()

@@ -33,7 +33,7 @@ from pydantic import ValidationError
 from starlette.types import Receive, Scope, Send
 
 from gateway.admin_openapi import ADMIN_OPENAPI
-from gateway.auth.policy import decide, requiring
+from gateway.auth.policy import authorize, requiring
 from gateway.context import RequestFacts, request_facts
 from gateway.errors import send_error, send_json
 from gateway.flags.model import FlagSpec, FlagState
@@ -149,7 +149,7 @@ class AdminApp:
             raise _Problem(405, "method not allowed", [(b"allow", allow.encode())])
 
     def _require_admin(self, facts: RequestFacts) -> None:
-        decision = decide(self._admin_policy, facts.identity)
+        decision = authorize(self._admin_policy, facts.identity)
         if decision.status == 401:
             challenge = [(b"www-authenticate", b'Bearer realm="gateway"')]
             raise _Problem(401, decision.reason, challenge)

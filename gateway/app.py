@@ -7,16 +7,21 @@
     uvicorn.run(app, lifespan="on")
 
 Order: logging (before the Flask app exists, so Flask adopts it) → legacy app → authentication
-(backends, policies, the Flask session codec) → services → route table → inventory and route
-checks → middleware (request context → request head → body limits → auth → dispatch) →
-lifespan. Building does no network I/O and starts no service: service lifespans run when the
-server sends the lifespan start-up event.
+(backends, policies, the Flask session codec) → services → flags → route plans and their table
+→ inventory and route checks → the admin endpoints and the dispatcher → the middleware stack
+(``gateway.build.build_middleware``, listed in the order a request passes through it) →
+lifespan. Building does no network I/O and starts no service: the components with a lifetime
+(the legacy pool, the flag runtime, each service, the report publisher, the shadow runner) are
+async context managers, entered in that order when the server sends the lifespan start-up event
+and left in reverse at shut-down.
 """
 
 from __future__ import annotations
 
 import gc
 import os
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import Any, TextIO
 
 import structlog
@@ -25,22 +30,27 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway.adapters.legacy import LegacyApp
 from gateway.adapters.services import Service
 from gateway.admin import AdminApp, GatewayState
-from gateway.auth.build import build_auth
-from gateway.dispatch import Dispatcher, breakers_of, build_route_plans
-from gateway.errors import ConfigError, StartupError
+from gateway.build import (
+    build_auth,
+    build_legacy,
+    build_middleware,
+    build_route_plans,
+    build_route_table,
+    build_services,
+    build_shadow_runner,
+    wrap,
+)
+from gateway.dispatch import Dispatcher
+from gateway.errors import ConfigError, GatewayError
 from gateway.flags.build import create_runtime
 from gateway.flags.runtime import FlagRuntime
 from gateway.inventory import Inventory, build_inventory
-from gateway.loading import add_import_paths, load_app
+from gateway.loading import add_import_paths
 from gateway.log import configure_logging, flush_logs
-from gateway.middleware.auth import AuthMiddleware
-from gateway.middleware.limits import LimitsMiddleware, build_body_limits
-from gateway.middleware.request_context import RequestContextMiddleware
-from gateway.middleware.request_head import RequestHeadMiddleware
 from gateway.reports import ReportPublisher, create_report_store
-from gateway.routes import DuplicateRouteError, Route, RouteTable
+from gateway.route_plan import RoutePlan
+from gateway.routes import RouteTable
 from gateway.settings import Settings
-from gateway.shadow.results import ShadowResults
 from gateway.shadow.runner import ShadowRunner
 
 log = structlog.get_logger("gateway")
@@ -56,7 +66,7 @@ class GatewayApp:
         handler: ASGIApp,
         legacy: LegacyApp,
         services: dict[str, Service],
-        table: RouteTable[Route],
+        table: RouteTable[RoutePlan],
         inventory: Inventory,
         state: GatewayState,
         flags: FlagRuntime,
@@ -74,6 +84,13 @@ class GatewayApp:
         self.reports = reports
         self._handler = handler
 
+    @property
+    def components(self) -> Sequence[AbstractAsyncContextManager[Any]]:
+        """What has a lifetime, in start-up order: shut-down runs it backwards. Flags come before
+        the services (the snapshot must be there for the first request); the shadow runner is
+        left first, so copies still running are cancelled before the services stop."""
+        return [self.legacy, self.flags, *self.services.values(), self.reports, self.shadow]
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
@@ -82,52 +99,43 @@ class GatewayApp:
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         await receive()  # lifespan.startup
-        # Flags first: the snapshot must be there before the first request is dispatched.
-        await self.flags.start()
-        started: list[Service] = []
-        try:
-            for service in self.services.values():
-                await service.startup()
-                started.append(service)
-        except StartupError as exc:
-            log.error("gateway.startup_failed", error=str(exc))
-            for service in reversed(started):
-                await service.shutdown()
-            await self.flags.stop()
-            await self.reports.stop()
-            self.legacy.close()
-            await send({"type": "lifespan.startup.failed", "message": str(exc)})
-            # As Starlette does: servers (uvicorn, TestClient) expect the app to raise after
-            # reporting the failure; uvicorn then exits without a second traceback.
-            raise
-        # Everything built so far lives as long as the process: keep the cyclic collector from
-        # scanning it again and again (long gen-2 pauses show up in p99 otherwise).
-        gc.collect()
-        gc.freeze()
-        await self.reports.start()
-        self.state.ready = True
-        log.info(
-            "gateway.started",
-            pid=os.getpid(),
-            routes=len(self.table),
-            services=list(self.services),
-            legacy_threads=self.legacy.threads,
-        )
-        await send({"type": "lifespan.startup.complete"})
+        async with AsyncExitStack() as running:
+            try:
+                for component in self.components:
+                    await running.enter_async_context(component)
+            except Exception as exc:
+                # Undo exactly what started, in reverse, before saying so.
+                await running.aclose()
+                message = str(exc) if isinstance(exc, GatewayError) else _describe(exc)
+                log.error("gateway.startup_failed", error=message)
+                await send({"type": "lifespan.startup.failed", "message": message})
+                # As Starlette does: servers (uvicorn, TestClient) expect the app to raise after
+                # reporting the failure; uvicorn then exits non-zero without a second traceback.
+                raise
+            # Everything built so far lives as long as the process: keep the cyclic collector
+            # from scanning it again and again (long gen-2 pauses show up in p99 otherwise).
+            gc.collect()
+            gc.freeze()
+            self.state.ready = True
+            log.info(
+                "gateway.started",
+                pid=os.getpid(),
+                routes=len(self.table),
+                services=list(self.services),
+                legacy_threads=self.legacy.threads,
+            )
+            await send({"type": "lifespan.startup.complete"})
 
-        await receive()  # lifespan.shutdown
-        self.state.shutting_down = True
-        # Shadow copies are extra work nobody waits for: cancel them before the services stop.
-        await self.shadow.close()
-        await self.reports.stop()
-        for service in reversed(started):
-            await service.shutdown()
-        await self.flags.stop()
-        self.legacy.close()
+            await receive()  # lifespan.shutdown
+            self.state.shutting_down = True
         log.info("gateway.stopped")
         # uvicorn ends by re-raising SIGTERM, which skips atexit: flush what is buffered now.
         flush_logs()
         await send({"type": "lifespan.shutdown.complete"})
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def create_app(settings: Settings, *, log_stream: TextIO | None = None) -> GatewayApp:
@@ -135,48 +143,22 @@ def create_app(settings: Settings, *, log_stream: TextIO | None = None) -> Gatew
     configure_logging(
         format=settings.logging.format, level=settings.logging.level, stream=log_stream
     )
-    source = settings.source
-    add_import_paths(source)
+    add_import_paths(settings.source)
 
-    wsgi_app = load_app(settings.legacy.app, settings.legacy.options, source, "legacy")
-    if not callable(wsgi_app):
-        raise ConfigError.at(source, "legacy.app", f"{settings.legacy.app!r} is not a WSGI app")
-    legacy = LegacyApp(
-        wsgi_app,
-        threads=settings.legacy.threads,
-        buffer_body_limit=settings.legacy.buffer_body_limit,
-        queue_timeout=settings.legacy.queue_timeout,
-        request_timeout=settings.legacy.request_timeout,
-    )
-
+    wsgi_app, legacy = build_legacy(settings)
     auth = build_auth(settings, wsgi_app)
-
-    services: dict[str, Service] = {}
-    for name, service_settings in settings.services.items():
-        key = f"services.{name}"
-        app: Any = load_app(service_settings.app, service_settings.options, source, key)
-        if not callable(app):
-            raise ConfigError.at(
-                source, f"{key}.app", f"{service_settings.app!r} is not an ASGI app"
-            )
-        services[name] = Service(name, app, bridge=auth.codec)
-
-    table = build_route_table(settings)
+    services = build_services(settings, auth.codec)
+    flags = create_runtime(settings.flags, source=settings.source)
+    shadow = build_shadow_runner(settings)
+    plans = build_route_plans(settings, services, legacy, shadow)
+    table = build_route_table(settings, plans)
     inventory = build_inventory(wsgi_app, {n: s.app for n, s in services.items()}, table)
-    problems = inventory.route_problems(settings)
+    problems = inventory.route_problems(settings.source)
     if problems:
         raise ConfigError(problems)
 
-    state = GatewayState()
-    flags = create_runtime(settings.flags, source=source)
-    plans = build_route_plans(settings, services, legacy)
-    breakers = breakers_of(plans)
-    results = ShadowResults(keep=settings.shadow.recent_mismatches)
-    shadow = ShadowRunner(
-        results=results,
-        max_concurrent=settings.shadow.max_concurrent,
-        max_compare_body=settings.shadow.max_compare_body,
-    )
+    breakers = [plan.breaker for plan in plans if plan.breaker is not None]
+    results = shadow.results
     reports = ReportPublisher(
         create_report_store(settings.flags),
         build=lambda: {
@@ -185,6 +167,7 @@ def create_app(settings: Settings, *, log_stream: TextIO | None = None) -> Gatew
         },
         version=lambda: results.version + sum(breaker.changes for breaker in breakers),
     )
+    state = GatewayState()
     dispatcher = Dispatcher(
         table=table,
         legacy_rules=RouteTable(inventory.legacy_routes),
@@ -197,36 +180,11 @@ def create_app(settings: Settings, *, log_stream: TextIO | None = None) -> Gatew
             admin_roles=settings.server.admin_roles,
         ),
         flags=flags,
-        plans=plans,
-        shadow=shadow,
         override_header=settings.flags.override_header,
-    )
-    authenticated = AuthMiddleware(
-        dispatcher,
-        backends=auth.backends,
-        policies=auth.policies,
-        strip_headers=settings.auth.strip_headers,
-    )
-    limited = LimitsMiddleware(
-        authenticated,
-        max_body_size=settings.limits.max_body_size,
-        body_timeout=settings.limits.body_timeout,
-        routes=build_body_limits(settings.limits, settings.source),
-    )
-    checked = RequestHeadMiddleware(
-        limited,
-        allowed_hosts=settings.server.allowed_hosts,
-        trusted_proxies=settings.server.trusted_proxies,
-    )
-    handler = RequestContextMiddleware(
-        checked,
-        request_id_header=settings.server.request_id_header,
-        backend_header=settings.server.backend_header,
-        access_log=settings.logging.access_log,
     )
     return GatewayApp(
         settings=settings,
-        handler=handler,
+        handler=wrap(dispatcher, build_middleware(settings, auth)),
         legacy=legacy,
         services=services,
         table=table,
@@ -236,14 +194,3 @@ def create_app(settings: Settings, *, log_stream: TextIO | None = None) -> Gatew
         shadow=shadow,
         reports=reports,
     )
-
-
-def build_route_table(settings: Settings) -> RouteTable[Route]:
-    routes = [
-        Route(route.path, frozenset(route.methods), route.backend, route.flag, index)
-        for index, route in enumerate(settings.routes)
-    ]
-    try:
-        return RouteTable(routes)
-    except DuplicateRouteError as exc:
-        raise ConfigError.at(settings.source, "routes", str(exc)) from None

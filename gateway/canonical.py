@@ -15,6 +15,13 @@ before any backend sees it. Rejected, on the raw bytes of the request target:
 
 Percent-decoding happens exactly once: ``%252F`` arrives at the backend as the three characters
 ``%2F``, never as a separator.
+
+    >>> canonical_path(b"/api/books/%31")
+    '/api/books/1'
+    >>> canonical_path(b"/api/%2e%2e/admin")
+    Traceback (most recent call last):
+    ...
+    gateway.errors.BadRequest: the request path contains an empty or dot segment
 """
 
 from __future__ import annotations

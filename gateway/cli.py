@@ -29,13 +29,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from gateway.app import GatewayApp, create_app
-from gateway.dispatch import route_label
 from gateway.errors import ConfigError, StartupError
 from gateway.flags.build import create_runtime
 from gateway.flags.model import FlagSpec
 from gateway.flags.stores import StoreUnavailable
 from gateway.log import configure_logging
 from gateway.reports import Report, combine_reports, create_report_store
+from gateway.route_plan import route_label
 from gateway.settings import CONFIG_ENV, DEFAULT_CONFIG, Settings, load_settings
 from gateway.shadow.report import render_report, render_table
 
@@ -238,7 +238,7 @@ def _breaker_states(settings: Settings, reports: list[Report]) -> dict[tuple[str
     for route in settings.routes:
         if route.breaker is None:
             continue
-        entry = combined.get(route_label(route))
+        entry = combined.get(route_label(route.methods, route.path))
         for method in route.methods:
             states[(route.path, method)] = "unknown" if entry is None else str(entry["state"])
     return states

@@ -4,9 +4,11 @@
 
     GatewayError
     ├── ConfigError          an operator mistake found at start-up: names file, key and problem
-    └── StartupError         an app or service failed while the gateway was starting
-    BadRequest               a request the gateway refuses before any backend sees it (400)
-    └── BodyRejected         a request body over its size or time limit (413, 408), raised
+    ├── StartupError         an app or service failed while the gateway was starting
+    ├── DuplicateRouteError  two routes (or policies, or limits) claim one method and path
+    ├── InvalidCredentials   a credential is present but not valid (an auth backend's answer)
+    └── BadRequest           a request the gateway refuses before any backend sees it (400)
+        └── BodyRejected     a request body over its size or time limit (413, 408), raised
                              from ``receive`` while a backend reads it
 
 Config and start-up errors are caught by the CLI, printed as one line per problem and turned into
@@ -18,7 +20,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from starlette.types import Send
+from starlette.types import Scope, Send
+
+from gateway.context import GATEWAY, request_facts
 
 
 class GatewayError(Exception):
@@ -41,6 +45,18 @@ class StartupError(GatewayError):
     """A legacy app or service could not be built or started."""
 
 
+class DuplicateRouteError(GatewayError, ValueError):
+    """Two entries of one route table claim the same method on the same path shape."""
+
+
+class InvalidCredentials(GatewayError):
+    """A credential is present but not valid; the reason is logged, never sent to the client."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
 class BadRequest(GatewayError):
     """A request the gateway refuses itself, with the reason the client is told."""
 
@@ -55,8 +71,39 @@ class BodyRejected(BadRequest):
     it; the limits middleware answers in the backend's place (``gateway.middleware.limits``)."""
 
 
+async def refuse(
+    scope: Scope,
+    send: Send,
+    status: int,
+    reason: str,
+    headers: Iterable[tuple[bytes, bytes]] = (),
+    *,
+    denied: bool = False,
+) -> None:
+    """Refuse a request in the gateway's own name, before (or instead of) any backend.
+
+    The access line records the reason (as ``denied`` for an access policy's 401/403, as
+    ``rejected`` otherwise) and ``backend=gateway``; an HTTP client gets the JSON error with the
+    request id, a websocket handshake is closed with 1008 (policy violation).
+    """
+    facts = request_facts(scope)
+    facts.backend = GATEWAY
+    if denied:
+        facts.denied = reason
+    else:
+        facts.rejected = reason
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    await send_error(send, status, reason, facts.request_id, headers)
+
+
 def error_body(status: int, message: str, request_id: str | None) -> bytes:
-    """The JSON error shape shared with the demo apps: ``{"error": {...}, "request_id": ...}``."""
+    """The JSON error shape shared with the demo apps.
+
+    >>> error_body(404, "no such book", "4bf92f35")
+    b'{"error":{"status":404,"message":"no such book"},"request_id":"4bf92f35"}'
+    """
     payload = {"error": {"status": status, "message": message}, "request_id": request_id}
     return json.dumps(payload, separators=(",", ":")).encode()
 

@@ -25,7 +25,7 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection
 
-from gateway.auth.policy import decide, requiring
+from gateway.auth.policy import authorize, requiring
 from gateway.auth.shared_session import session_from_scope
 from gateway.context import ANONYMOUS, Identity, RequestFacts, request_facts
 
@@ -68,7 +68,7 @@ def require_roles(*roles: str) -> Callable[[HTTPConnection], Identity]:
 
     def dependency(connection: HTTPConnection) -> Identity:
         identity = current_identity(connection)
-        decision = decide(policy, identity)
+        decision = authorize(policy, identity)
         if decision.status == 401:
             raise HTTPException(401, decision.reason, {"WWW-Authenticate": "Bearer"})
         if decision.status == 403:

@@ -5,7 +5,7 @@ is new-only, which new route is unreachable) and checks that every configured ro
 service that really implements it::
 
     inventory = build_inventory(flask_app, services, table)
-    problems = inventory.route_problems(settings)     # [] when the config is consistent
+    problems = inventory.route_problems(source)       # [] when the config is consistent
     for row in inventory.rows: print(row.path, row.methods, row.served_by, row.status)
 
 Who serves a path is found by asking the live route table with a sample path built from the
@@ -16,13 +16,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from starlette.routing import BaseRoute, Mount
 
+from gateway.context import LEGACY
 from gateway.path_template import Param, from_flask_rule, parse_template, shape
-from gateway.routes import Route, RouteTable
-from gateway.settings import LEGACY, Settings
+from gateway.routes import RouteTable, Rule
+
+if TYPE_CHECKING:
+    from gateway.route_plan import RoutePlan
 
 Status = Literal["migrated", "legacy", "new-only", "unrouted"]
 #: Methods every framework answers on its own; listing them would only add noise.
@@ -65,7 +68,9 @@ class _Entry:
 class Inventory:
     rows: tuple[InventoryRow, ...]
     #: The legacy app's rules as gateway routes, used to label legacy requests in the logs.
-    legacy_routes: tuple[Route, ...]
+    legacy_routes: tuple[Rule, ...]
+    #: The configured routes, as the dispatcher serves them.
+    plans: tuple[RoutePlan, ...]
     #: (shape, method) pairs each service implements; ``None`` for an app that does not list
     #: its routes (a raw ASGI callable), which the gateway cannot check.
     service_methods: Mapping[str, frozenset[tuple[str, str]] | None]
@@ -74,20 +79,22 @@ class Inventory:
         """Services whose routes cannot be listed, so their routes were not verified."""
         return [name for name, methods in self.service_methods.items() if methods is None]
 
-    def route_problems(self, settings: Settings) -> list[str]:
+    def route_problems(self, source: str) -> list[str]:
         """Configured routes whose service does not implement that method and path."""
         problems = []
-        for index, route in enumerate(settings.routes):
-            if route.backend == LEGACY:
+        for plan in self.plans:
+            if plan.backend == LEGACY:
                 continue
-            implemented = self.service_methods.get(route.backend, frozenset())
+            implemented = self.service_methods.get(plan.backend, frozenset())
             if implemented is None:
                 continue
-            missing = [m for m in route.methods if (shape(route.path), m) not in implemented]
+            missing = [
+                m for m in sorted(plan.methods) if (shape(plan.template), m) not in implemented
+            ]
             if missing:
                 problems.append(
-                    f"{settings.source}: routes[{index}]: service {route.backend!r} does not "
-                    f"implement {', '.join(missing)} {route.path}"
+                    f"{source}: {plan.config_key}: service {plan.backend!r} does not "
+                    f"implement {', '.join(missing)} {plan.template}"
                 )
         return problems
 
@@ -144,15 +151,15 @@ def _effective_routes(routes: Iterable[BaseRoute]) -> Iterable[Any]:
 
 
 def build_inventory(
-    wsgi_app: Any, services: Mapping[str, Any], table: RouteTable[Route]
+    wsgi_app: Any, services: Mapping[str, Any], table: RouteTable[RoutePlan]
 ) -> Inventory:
     entries: dict[tuple[str, str], _Entry] = {}
-    legacy_routes: list[Route] = []
+    legacy_routes: list[Rule] = []
     seen_legacy: set[tuple[str, str]] = set()
     for template, methods, endpoint in flask_rules(wsgi_app):
         fresh = frozenset(m for m in methods if (shape(template), m) not in seen_legacy)
         if fresh:
-            legacy_routes.append(Route(template, fresh, LEGACY))
+            legacy_routes.append(Rule(template, fresh))
         for method in methods:
             seen_legacy.add((shape(template), method))
             entry = entries.setdefault((shape(template), method), _Entry(template))
@@ -199,7 +206,7 @@ def build_inventory(
         for (path, served_by, status, endpoint, services_, flag), methods in grouped.items()
     ]
     rows.sort(key=lambda row: (row.path, row.methods))
-    return Inventory(tuple(rows), tuple(legacy_routes), service_methods)
+    return Inventory(tuple(rows), tuple(legacy_routes), table.routes, service_methods)
 
 
 def _status(served_by: str, entry: _Entry) -> Status:

@@ -8,7 +8,7 @@ Converters: ``str`` (one non-empty segment, the default), ``int`` (ASCII digits)
 route with what a Flask rule or a FastAPI route declares.
 
     >>> parse_template("/api/books/{book_id:int}")
-    (Static('api'), Static('books'), Param('book_id', 'int'))
+    (Static(text='api'), Static(text='books'), Param(name='book_id', converter='int'))
     >>> shape("/api/books/{book_id:int}") == shape("/api/books/{id}")
     True
 """

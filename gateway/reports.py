@@ -190,6 +190,13 @@ class ReportPublisher:
         """This worker's report, now."""
         return {"worker": self.worker, "updated": time.time(), **self._build()}
 
+    async def __aenter__(self) -> ReportPublisher:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
     async def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
 

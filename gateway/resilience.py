@@ -29,10 +29,9 @@ from typing import Any, Literal
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.context import request_facts
+from gateway.context import LEGACY, request_facts
 from gateway.errors import send_error
 from gateway.request_body import declared_body_size, read_body
-from gateway.settings import LEGACY
 from gateway.shadow.capture import IDEMPOTENT_METHODS, replay
 
 log = structlog.get_logger("gateway.resilience")
@@ -151,12 +150,12 @@ class GuardedService:
         if breaker is not None:
             admission = breaker.admit()
             if admission is None:
-                facts.extra["breaker"] = "open"
+                facts.breaker = "open"
                 facts.backend = LEGACY
                 await self._legacy(scope, receive, send)
                 return
             if admission == "trial":
-                facts.extra["breaker"] = "trial"
+                facts.breaker = "trial"
 
         body: bytes | None = None
         if self._fallback and facts.method in IDEMPOTENT_METHODS:
@@ -193,9 +192,9 @@ class GuardedService:
         failure = guard.failure
         if failure is None:
             return
-        facts.extra["failure"] = failure
+        facts.failure = failure
         if body is not None and not guard.sent:
-            facts.extra["fallback"] = failure
+            facts.fallback = failure
             facts.backend = LEGACY
             await self._legacy(scope, replay(body, receive), send)
         elif failure == "timeout" and not guard.sent:

@@ -1,9 +1,11 @@
-"""The route table: which backend serves a (method, canonical path).
+"""The route table: which entry (a route plan, an access policy, a body limit) a (method,
+canonical path) matches.
 
-Configured routes are matched first; the legacy app is the catch-all. Matching walks a segment
-trie, so its cost grows with the path's depth, not with the number of routes. At each segment a
-static name wins over an ``int`` parameter, which wins over a ``str`` one, which wins over a
-``path`` tail, whatever the order in the config (the same precedence Werkzeug uses).
+The dispatcher's table holds one ``RoutePlan`` per ``[[routes]]`` entry; the legacy app is the
+catch-all. Matching walks a segment trie, so its cost grows with the path's depth, not with the
+number of routes. At each segment a static name wins over an ``int`` parameter, which wins over
+a ``str`` one, which wins over a ``path`` tail, whatever the order in the config (the same
+precedence Werkzeug uses).
 
 Trailing slashes are significant: ``/api/books`` and ``/api/books/`` are different templates. A
 request that matches no configured route goes to the legacy app, which applies Flask's own
@@ -11,9 +13,11 @@ request that matches no configured route goes to the legacy app, which applies F
 
 ::
 
-    table = build_route_table([Route("/api/books/{book_id:int}", frozenset({"GET"}), "catalog")])
-    table.match("GET", "/api/books/7")   # RouteMatch(route=..., params={"book_id": "7"})
-    table.match("PUT", "/api/books/7")   # None: legacy serves it
+    >>> table = RouteTable([Rule("/api/books/{book_id:int}", frozenset({"GET"}))])
+    >>> table.match("GET", "/api/books/7").params
+    {'book_id': '7'}
+    >>> table.match("PUT", "/api/books/7") is None   # legacy serves it
+    True
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
+from gateway.errors import DuplicateRouteError
 from gateway.path_template import Param, Static, parse_template
 
 #: A route with no methods listed answers every method (access policies use this).
@@ -29,7 +34,7 @@ ANY_METHOD = "*"
 
 
 class Routable(Protocol):
-    """Anything the trie can hold: a route, an access policy."""
+    """Anything the trie can hold: a route plan, an access policy, a body limit, a rule."""
 
     @property
     def template(self) -> str: ...
@@ -42,14 +47,11 @@ R = TypeVar("R", bound=Routable)
 
 
 @dataclass(frozen=True, slots=True)
-class Route:
+class Rule:
+    """The plainest routable thing: a template and its methods (a Flask rule, for labels)."""
+
     template: str
     methods: frozenset[str]
-    backend: str
-    #: A flag that decides per request between ``backend`` and legacy; ``None``: always backend.
-    flag: str | None = None
-    #: The route's position in ``[[routes]]``, which the dispatcher's per-route plans follow.
-    index: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,10 +68,6 @@ class _Node(Generic[R]):
     path_param: tuple[str, dict[str, R]] | None = None
     #: Routes that end at this node, by method (or ANY_METHOD).
     routes: dict[str, R] = field(default_factory=dict)
-
-
-class DuplicateRouteError(ValueError):
-    """Two routes claim the same method on the same path shape."""
 
 
 class RouteTable(Generic[R]):
@@ -141,14 +139,14 @@ def _signature(template: str) -> str:
 
 
 def _walk(
-    node: _Node[R], segments: list[str], index: int, method: str, params: dict[str, str]
+    node: _Node[R], segments: list[str], depth: int, method: str, params: dict[str, str]
 ) -> R | None:
-    if index == len(segments):
+    if depth == len(segments):
         return node.routes.get(method) or node.routes.get(ANY_METHOD)
-    segment = segments[index]
+    segment = segments[depth]
     child = node.static.get(segment)
     if child is not None:
-        found = _walk(child, segments, index + 1, method, params)
+        found = _walk(child, segments, depth + 1, method, params)
         if found is not None:
             return found
     if segment:
@@ -156,7 +154,7 @@ def _walk(
         for slot in (node.int_param if is_int else None, node.str_param):
             if slot is not None:
                 name, child = slot
-                found = _walk(child, segments, index + 1, method, params)
+                found = _walk(child, segments, depth + 1, method, params)
                 if found is not None:
                     params[name] = segment
                     return found
@@ -164,6 +162,6 @@ def _walk(
             name, by_method = node.path_param
             found = by_method.get(method) or by_method.get(ANY_METHOD)
             if found is not None:
-                params[name] = "/".join(segments[index:])
+                params[name] = "/".join(segments[depth:])
                 return found
     return None

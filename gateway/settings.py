@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -29,19 +30,19 @@ from pydantic import (
     model_validator,
 )
 
+# A leaf: only value modules, never the runtime (``gateway.build`` turns settings into objects).
+from gateway.context import LEGACY
 from gateway.errors import ConfigError
 from gateway.flags.model import FlagSpec, check_flag_names
-from gateway.middleware.request_head import host_pattern_problem, trusted_proxy_problem
+from gateway.http_tokens import host_pattern_problem, is_method, trusted_proxy_problem
 from gateway.path_template import parse_template
 
 ENV_PREFIX = "GATEWAY_"
 CONFIG_ENV = "GATEWAY_CONFIG"
 DEFAULT_CONFIG = "gateway.toml"
-LEGACY = "legacy"
 #: Joins the problems one cross-section check finds; ``_describe`` splits them again.
 PROBLEM_SEPARATOR = "\n"
 
-_METHOD = re.compile(r"^[A-Z]+$")
 _SERVICE_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 _IMPORT_STRING = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
@@ -53,6 +54,18 @@ class _Section(BaseModel):
 def _valid_template(value: str) -> str:
     parse_template(value)
     return value
+
+
+def _valid_method(value: str) -> str:
+    if not is_method(value):
+        raise ValueError(f"{value!r} is not an upper-case HTTP method")
+    return value
+
+
+#: An HTTP method as a config key names it: ``GET``, ``PUT``.
+Method = Annotated[str, AfterValidator(_valid_method)]
+#: A path template: ``/api/books/{book_id:int}``.
+Template = Annotated[str, AfterValidator(_valid_template)]
 
 
 def _check_import_string(value: str) -> str:
@@ -239,21 +252,16 @@ class PolicySettings(_Section):
     """Who may call a path. ``access`` is ``public`` or ``authenticated``; ``roles`` (any of)
     implies ``authenticated``."""
 
-    path: str
+    path: Template
     #: Empty: every method.
-    methods: tuple[str, ...] = ()
+    methods: tuple[Method, ...] = ()
     access: Literal["public", "authenticated"] | None = None
     roles: tuple[str, ...] = ()
-
-    _valid_path = field_validator("path")(lambda value: _valid_template(value))
 
     @model_validator(mode="after")
     def _access_or_roles(self) -> PolicySettings:
         if (self.access is None) == (not self.roles):
             raise ValueError("give exactly one of access or roles")
-        for method in self.methods:
-            if not _METHOD.match(method):
-                raise ValueError(f"{method!r} is not an upper-case HTTP method")
         return self
 
 
@@ -386,8 +394,8 @@ class ShadowSettings(_Section):
 
 class RouteSettings(_Section):
     #: A path template: ``/api/books/{book_id:int}``.
-    path: str
-    methods: tuple[str, ...]
+    path: Template
+    methods: tuple[Method, ...]
     #: ``"legacy"`` or the name of a service.
     backend: str
     #: A flag from ``[flags.defaults]`` that decides, per request, whether ``backend`` or the
@@ -405,16 +413,11 @@ class RouteSettings(_Section):
     #: Comparison settings for when the route's flag is in ``shadow`` mode.
     shadow: ShadowRouteSettings | None = None
 
-    _valid_path = field_validator("path")(lambda value: _valid_template(value))
-
     @field_validator("methods")
     @classmethod
     def _valid_methods(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         if not value:
             raise ValueError("needs at least one method")
-        for method in value:
-            if not _METHOD.match(method):
-                raise ValueError(f"{method!r} is not an upper-case HTTP method")
         if len(set(value)) != len(value):
             raise ValueError("lists a method twice")
         return value
@@ -424,21 +427,16 @@ class BodyLimitSettings(_Section):
     """A route's own body limits (``[[limits.routes]]``); what it leaves out, ``[limits]`` sets."""
 
     #: A path template, matched on the canonical path like ``[[auth.policies]]``.
-    path: str
+    path: Template
     #: Empty: every method.
-    methods: tuple[str, ...] = ()
+    methods: tuple[Method, ...] = ()
     max_body_size: Annotated[int, Field(ge=0)] | None = None
     body_timeout: Annotated[float, Field(gt=0)] | None = None
-
-    _valid_path = field_validator("path")(lambda value: _valid_template(value))
 
     @model_validator(mode="after")
     def _something_set(self) -> BodyLimitSettings:
         if self.max_body_size is None and self.body_timeout is None:
             raise ValueError("give max_body_size, body_timeout or both")
-        for method in self.methods:
-            if not _METHOD.match(method):
-                raise ValueError(f"{method!r} is not an upper-case HTTP method")
         return self
 
 

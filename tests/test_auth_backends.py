@@ -28,7 +28,6 @@ from itsdangerous import TimestampSigner
 from starlette.datastructures import Headers
 
 import legacy_flask
-from gateway.auth import InvalidCredentials
 from gateway.auth.api_keys import APIKeyBackend, hash_api_key
 from gateway.auth.flask_session import (
     FlaskSessionBackend,
@@ -37,8 +36,9 @@ from gateway.auth.flask_session import (
     with_app_context,
 )
 from gateway.auth.jwt import JWTBackend
+from gateway.build import build_api_key_backend, build_jwt_backend
 from gateway.context import Identity
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, InvalidCredentials
 from gateway.settings import APIKeysSettings, JWTSettings, SessionSettings
 from legacy_flask import create_app
 from legacy_flask.auth import roles_for
@@ -145,7 +145,7 @@ VALID_TOKENS = [
 async def test_valid_tokens(
     overrides: dict[str, Any], authorization: Callable[[], str], expected: Identity
 ) -> None:
-    backend = JWTBackend(jwt_settings(**overrides), source=SOURCE)
+    backend = build_jwt_backend(jwt_settings(**overrides), source=SOURCE)
     assert await authenticate_with(backend, "authorization", authorization()) == expected
 
 
@@ -235,7 +235,7 @@ INVALID_TOKENS = [
 async def test_invalid_tokens(
     overrides: dict[str, Any], make_token: Callable[[], str], reason: str
 ) -> None:
-    backend = JWTBackend(jwt_settings(**overrides), source=SOURCE)
+    backend = build_jwt_backend(jwt_settings(**overrides), source=SOURCE)
     value = make_token()
 
     with pytest.raises(InvalidCredentials) as caught:
@@ -257,7 +257,7 @@ async def test_invalid_tokens(
     ],
 )
 async def test_malformed_authorization_values(value: bytes, reason: str) -> None:
-    backend = JWTBackend(jwt_settings(), source=SOURCE)
+    backend = build_jwt_backend(jwt_settings(), source=SOURCE)
     with pytest.raises(InvalidCredentials, match=f"^{reason}$"):
         await authenticate_with(backend, "authorization", value)
 
@@ -275,13 +275,13 @@ async def test_malformed_authorization_values(value: bytes, reason: str) -> None
 async def test_no_bearer_token_is_not_this_backends_business(
     raw: list[tuple[bytes, bytes]],
 ) -> None:
-    backend = JWTBackend(jwt_settings(), source=SOURCE)
+    backend = build_jwt_backend(jwt_settings(), source=SOURCE)
     assert await backend.authenticate(Headers(raw=raw)) is None
 
 
 @pytest.mark.anyio
 async def test_two_authorization_headers_are_refused() -> None:
-    backend = JWTBackend(jwt_settings(), source=SOURCE)
+    backend = build_jwt_backend(jwt_settings(), source=SOURCE)
     headers = Headers(raw=[(b"authorization", f"Bearer {token()}".encode())] * 2)
     with pytest.raises(InvalidCredentials, match="more than one Authorization header"):
         await backend.authenticate(headers)
@@ -291,7 +291,7 @@ async def test_two_authorization_headers_are_refused() -> None:
 async def test_tokens_from_the_demo_legacy_app_verify(tmp_path: Path) -> None:
     secret = legacy_flask.DEMO_JWT_SECRET
     settings = jwt_settings(keys=[{"kid": "legacy", "algorithm": "HS256", "secret": secret}])
-    backend = JWTBackend(settings, source=SOURCE)
+    backend = build_jwt_backend(settings, source=SOURCE)
     app = create_app(database=tmp_path / "bookstore.sqlite3", jwt_secret=secret)
     response = app.test_client().post(
         "/api/token", json={"username": "alice", "password": "wonderland"}
@@ -342,7 +342,7 @@ def rsa_backend(keys: RSAKeys) -> JWTBackend:
     settings = jwt_settings(
         keys=[{"kid": "rsa", "algorithm": "RS256", "key_file": str(keys.public_file)}]
     )
-    return JWTBackend(settings, source=SOURCE)
+    return build_jwt_backend(settings, source=SOURCE)
 
 
 @pytest.mark.anyio
@@ -387,7 +387,7 @@ def test_missing_key_file_names_the_key(tmp_path: Path) -> None:
         ]
     )
     with pytest.raises(ConfigError) as caught:
-        JWTBackend(settings, source=SOURCE)
+        build_jwt_backend(settings, source=SOURCE)
     assert caught.value.problems == [
         f"gateway.toml: auth.jwt.keys[1].key_file: file not found: {missing}"
     ]
@@ -418,7 +418,7 @@ def test_missing_key_file_names_the_key(tmp_path: Path) -> None:
 def test_weak_hmac_secrets_stop_start_up(key: dict[str, Any], problem: str) -> None:
     settings = jwt_settings(keys=[{"kid": "k", **key}])
     with pytest.raises(ConfigError) as caught:
-        JWTBackend(settings, source=SOURCE)
+        build_jwt_backend(settings, source=SOURCE)
     [message] = caught.value.problems
     assert message.startswith(f"gateway.toml: {problem}")
 
@@ -455,7 +455,7 @@ def test_unusable_key_files_stop_start_up(
         path.write_bytes(content)
     settings = jwt_settings(keys=[{"kid": "k", "algorithm": algorithm, "key_file": str(path)}])
     with pytest.raises(ConfigError) as caught:
-        JWTBackend(settings, source=SOURCE)
+        build_jwt_backend(settings, source=SOURCE)
     assert caught.value.problems == [f"gateway.toml: auth.jwt.keys[0].key_file: {problem}"]
 
 
@@ -464,7 +464,7 @@ async def test_hmac_secret_file_ignores_its_trailing_newline(tmp_path: Path) -> 
     path = tmp_path / "jwt-secret"
     path.write_text(SECRET + "\n")
     settings = jwt_settings(keys=[{"kid": "k", "algorithm": "HS256", "key_file": str(path)}])
-    backend = JWTBackend(settings, source=SOURCE)
+    backend = build_jwt_backend(settings, source=SOURCE)
     assert await authenticate_with(backend, "authorization", f"Bearer {token()}") == bob()
 
 
@@ -497,8 +497,13 @@ def session_backend(
     clock: Callable[[], float] = time.monotonic,
     **settings: Any,
 ) -> FlaskSessionBackend:
+    session = SessionSettings.model_validate(settings)
     return FlaskSessionBackend(
-        codec, SessionSettings.model_validate(settings), roles_loader=loader, clock=clock
+        codec,
+        loader,
+        subject_key=session.subject_key,
+        roles_cache_seconds=session.roles_cache_seconds,
+        clock=clock,
     )
 
 
@@ -871,7 +876,7 @@ def api_keys() -> APIKeyBackend:
             ]
         }
     )
-    return APIKeyBackend(settings)
+    return build_api_key_backend(settings, source=SOURCE)
 
 
 @pytest.mark.anyio
@@ -927,7 +932,7 @@ async def test_api_key_header_name_comes_from_settings() -> None:
     settings = APIKeysSettings.model_validate(
         {"header": "X-Service-Key", "keys": [{"name": "svc", "sha256": hash_api_key("k" * 40)}]}
     )
-    backend = APIKeyBackend(settings)
+    backend = build_api_key_backend(settings, source=SOURCE)
     assert await authenticate_with(backend, "x-api-key", "k" * 40) is None
     assert await authenticate_with(backend, "x-service-key", "k" * 40) == Identity(
         "svc", frozenset(), "api-key"
@@ -946,5 +951,5 @@ def test_two_names_for_one_api_key_stop_start_up() -> None:
         {"keys": [{"name": "a", "sha256": digest}, {"name": "b", "sha256": digest}]}
     )
     with pytest.raises(ConfigError) as caught:
-        APIKeyBackend(settings, source=SOURCE)
+        build_api_key_backend(settings, source=SOURCE)
     assert caught.value.problems == ["gateway.toml: auth.api_keys.keys[1].sha256: same key as 'a'"]

@@ -10,9 +10,9 @@ from starlette.datastructures import Headers
 from structlog.testing import capture_logs
 from support import call, http_scope
 
-from gateway.auth import InvalidCredentials
-from gateway.auth.policy import build_policies, decide
+from gateway.auth.policy import authorize, build_policies
 from gateway.context import ANONYMOUS, Identity, request_facts
+from gateway.errors import InvalidCredentials
 from gateway.middleware.auth import AuthMiddleware
 from gateway.middleware.request_context import RequestContextMiddleware
 
@@ -198,4 +198,4 @@ async def test_websocket_without_credentials_is_closed() -> None:
 )
 def test_decide_roles(identity: Identity, status: int) -> None:
     policy = POLICIES.lookup("GET", "/admin/users")
-    assert decide(policy, identity).status == status
+    assert authorize(policy, identity).status == status

@@ -250,7 +250,7 @@ async def test_a_failing_new_side_falls_back_to_legacy_for_idempotent_methods(
     assert (exchange.status, exchange.body) == (200, b"legacy:")
     assert exchange.complete
     facts = request_facts(scope)
-    assert facts.extra == {"failure": fallback, "fallback": fallback}
+    assert facts.log_fields() == {"failure": fallback, "fallback": fallback}
     assert facts.backend == "legacy"
     assert len(legacy.calls) == 1
 
@@ -272,7 +272,7 @@ async def test_a_put_body_is_replayed_intact_to_legacy() -> None:
     assert (exchange.status, exchange.body) == (200, b"legacy:hello world")
     assert [m["type"] for m in exchange.messages] == ["http.response.start", "http.response.body"]
     assert legacy.calls[0].method == "PUT"
-    assert request_facts(scope).extra == {"failure": "status-503", "fallback": "status-503"}
+    assert request_facts(scope).log_fields() == {"failure": "status-503", "fallback": "status-503"}
 
 
 NO_FALLBACK = [
@@ -296,7 +296,7 @@ async def test_without_a_possible_fallback_the_5xx_reaches_the_client(
     assert (exchange.status, exchange.body) == (500, b'{"error":"broken"}')
     assert legacy.calls == []
     facts = request_facts(scope)
-    assert facts.extra == {"failure": "status-500"}
+    assert facts.log_fields() == {"failure": "status-500"}
     assert facts.backend == "legacy"  # untouched: the dispatcher sets it, not the guard
 
 
@@ -327,7 +327,7 @@ async def test_a_timeout_without_fallback_answers_504_with_the_request_id() -> N
         "error": {"status": 504, "message": "the service did not answer in time"},
         "request_id": "req-504",
     }
-    assert request_facts(scope).extra == {"failure": "timeout"}
+    assert request_facts(scope).log_fields() == {"failure": "timeout"}
     assert legacy.calls == []
 
 
@@ -355,7 +355,7 @@ async def test_a_stream_that_breaks_after_its_first_chunk_is_not_retried() -> No
     assert [m.get("body") for m in exchange_messages] == [None, b"half"]
     assert exchange_messages[0]["status"] == 200
     assert legacy.calls == []
-    assert "fallback" not in request_facts(scope).extra
+    assert "fallback" not in request_facts(scope).log_fields()
 
 
 @pytest.mark.parametrize("fallback", [True, False])
@@ -373,7 +373,7 @@ async def test_the_timeout_runs_only_until_the_first_byte(fallback: bool) -> Non
     exchange = await call(guard(slow_stream, legacy, timeout=0.05, fallback=fallback), scope)
     assert (exchange.status, exchange.body) == (200, b"first second")
     assert exchange.complete
-    assert request_facts(scope).extra == {}
+    assert request_facts(scope).log_fields() == {}
     assert legacy.calls == []
 
 
@@ -383,7 +383,7 @@ async def test_a_healthy_new_side_is_passed_through() -> None:
     scope = gateway_scope()
     exchange = await call(guard(ok, legacy, timeout=1.0, fallback=True), scope)
     assert (exchange.status, exchange.body) == (200, b"new")
-    assert request_facts(scope).extra == {}
+    assert request_facts(scope).log_fields() == {}
     assert legacy.calls == []
 
 
@@ -406,13 +406,16 @@ async def test_an_open_breaker_sends_the_route_to_legacy_and_a_trial_closes_it()
         scope = gateway_scope()
         exchange = await call(service, scope)
         assert exchange.body == b"legacy:"
-        assert request_facts(scope).extra == {"failure": "status-502", "fallback": "status-502"}
+        assert request_facts(scope).log_fields() == {
+            "failure": "status-502",
+            "fallback": "status-502",
+        }
     assert breaker.state == "open"
 
     scope = gateway_scope()
     exchange = await call(service, scope, [b""])  # legacy reads the client's own receive
     assert (exchange.status, exchange.body) == (200, b"legacy:")
-    assert request_facts(scope).extra == {"breaker": "open"}
+    assert request_facts(scope).log_fields() == {"breaker": "open"}
     assert request_facts(scope).backend == "legacy"
     assert len(calls) == 2  # the new side was not asked
 
@@ -420,7 +423,7 @@ async def test_an_open_breaker_sends_the_route_to_legacy_and_a_trial_closes_it()
     scope = gateway_scope()
     exchange = await call(service, scope)
     assert (exchange.status, exchange.body) == (200, b"new")
-    assert request_facts(scope).extra == {"breaker": "trial"}
+    assert request_facts(scope).log_fields() == {"breaker": "trial"}
     assert breaker.state == "closed"
 
 

@@ -313,7 +313,12 @@ def test_service_startup_failure_stops_the_gateway(tmp_path: Path) -> None:
     code = gateway.process.wait(30)
     assert code != 0
     log = gateway.log_text()
-    assert "service 'broken' failed to start: RuntimeError: database unreachable" in log
+    failures = [e for e in gateway.log_events() if e["event"] == "gateway.startup_failed"]
+    # One clear line, no traceback.
+    assert [e["error"] for e in failures] == [
+        "service 'broken' failed to start: RuntimeError: database unreachable"
+    ]
+    assert "Traceback" not in log
     assert "Uvicorn running" not in log  # it never accepted traffic
 
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from gateway.context import ANONYMOUS, Identity
-from gateway.flags.evaluate import FlagInput, bucket, decide
+from gateway.flags.evaluate import FlagInput, bucket, evaluate
 from gateway.flags.model import FlagSpec, FlagState
 from gateway.flags.runtime import FlagRuntime
 from gateway.flags.stores.memory import MemoryFlagStore
@@ -53,32 +53,32 @@ def canary(percentage: int, **targeting: frozenset[str]) -> FlagSpec:
 def test_raising_the_percentage_never_moves_anyone_back(subject: str, low: int, high: int) -> None:
     low, high = min(low, high), max(low, high)
     identity = Identity(subject, frozenset(), "jwt")
-    before = decide(FlagInput("f", canary(low), identity), kill_switch=False)
-    after = decide(FlagInput("f", canary(high), identity), kill_switch=False)
+    before = evaluate(FlagInput("f", canary(low), identity), kill_switch=False)
+    after = evaluate(FlagInput("f", canary(high), identity), kill_switch=False)
     if before.side == "new":
         assert after.side == "new"
     # Sticky: the same inputs always give the same answer.
-    assert decide(FlagInput("f", canary(low), identity), kill_switch=False) == before
+    assert evaluate(FlagInput("f", canary(low), identity), kill_switch=False) == before
 
 
 def test_percentage_splits_the_population() -> None:
     sides = [
-        decide(FlagInput("catalog-books", canary(30), Identity(f"user-{i}")), kill_switch=False)
+        evaluate(FlagInput("catalog-books", canary(30), Identity(f"user-{i}")), kill_switch=False)
         for i in range(10_000)
     ]
     share = sum(decision.side == "new" for decision in sides) / len(sides)
     assert 0.28 < share < 0.32
     assert {decision.reason for decision in sides} == {"split"}
-    assert decide(FlagInput("f", canary(0), ALICE), kill_switch=False).side == "legacy"
-    assert decide(FlagInput("f", canary(100), ALICE), kill_switch=False).side == "new"
+    assert evaluate(FlagInput("f", canary(0), ALICE), kill_switch=False).side == "legacy"
+    assert evaluate(FlagInput("f", canary(100), ALICE), kill_switch=False).side == "new"
 
 
 def test_anonymous_callers_bucket_by_fallback_key_or_stay_on_legacy() -> None:
     spec = canary(100)
-    by_address = decide(FlagInput("f", spec, ANONYMOUS, "10.0.0.7"), kill_switch=False)
+    by_address = evaluate(FlagInput("f", spec, ANONYMOUS, "10.0.0.7"), kill_switch=False)
     assert (by_address.side, by_address.reason) == ("new", "split")
     assert by_address.bucket == bucket("f", "10.0.0.7")
-    nobody = decide(FlagInput("f", spec, ANONYMOUS, None), kill_switch=False)
+    nobody = evaluate(FlagInput("f", spec, ANONYMOUS, None), kill_switch=False)
     assert (nobody.side, nobody.reason) == ("legacy", "no-bucket-key")
 
 
@@ -142,7 +142,7 @@ def test_anonymous_callers_bucket_by_fallback_key_or_stay_on_legacy() -> None:
 def test_precedence(
     spec: FlagSpec, identity: Identity, override: str | None, kill: bool, side: str, reason: str
 ) -> None:
-    decision = decide(FlagInput("f", spec, identity, "10.0.0.1", override), kill_switch=kill)  # type: ignore[arg-type]
+    decision = evaluate(FlagInput("f", spec, identity, "10.0.0.1", override), kill_switch=kill)  # type: ignore[arg-type]
     assert (decision.side, decision.reason) == (side, reason)
 
 
@@ -167,7 +167,7 @@ async def test_only_qa_can_override(
     flags = runtime({"f": FlagSpec(mode="legacy")})
     await flags.start()
     with capture_logs() as logs:
-        decision = flags.decide("f", identity, "10.0.0.1", header)
+        decision = flags.evaluate("f", identity, "10.0.0.1", header)
     await flags.stop()
     assert (decision.side, decision.reason) == (side, reason)
     assert ("flags.override_ignored" in [log["event"] for log in logs]) is ignored
@@ -180,14 +180,14 @@ async def test_store_state_wins_over_defaults_and_changes_apply_at_once() -> Non
     )
     flags = runtime({"f": FlagSpec(mode="legacy"), "g": FlagSpec(mode="new")}, store)
     await flags.start()
-    assert flags.decide("f", ALICE, None).side == "new"
+    assert flags.evaluate("f", ALICE, None).side == "new"
     assert flags.view()["flags"]["f"]["source"] == "store"
     assert flags.view()["flags"]["g"]["source"] == "default"
     with capture_logs() as logs:
         await flags.update(
             lambda state: state.model_copy(update={"kill_switch": True}), actor="alice"
         )
-    assert flags.decide("f", ALICE, None).reason == "kill-switch"
+    assert flags.evaluate("f", ALICE, None).reason == "kill-switch"
     changes = [log for log in logs if log["event"] == "flags.changed"]
     assert changes == [
         {
@@ -213,7 +213,7 @@ async def test_a_stale_read_right_after_a_local_write_is_ignored() -> None:
         lambda s: s.model_copy(update={"flags": {"f": FlagSpec(mode="new")}}), actor="t"
     )
     flags.apply(FlagState(version=4, flags={"f": FlagSpec(mode="legacy")}))  # read before the write
-    assert flags.decide("f", ALICE, None).side == "new"
+    assert flags.evaluate("f", ALICE, None).side == "new"
     assert flags.view()["version"] == 6
     await flags.stop()
 
@@ -223,7 +223,7 @@ async def test_a_reset_store_is_believed() -> None:
     flags = runtime({"f": FlagSpec()})
     flags.apply(FlagState(version=7, flags={"f": FlagSpec(mode="new")}))
     flags.apply(FlagState(version=1, kill_switch=True))
-    assert flags.decide("f", ALICE, None).reason == "kill-switch"
+    assert flags.evaluate("f", ALICE, None).reason == "kill-switch"
 
 
 class UnreachableStore(MemoryFlagStore):
@@ -239,10 +239,10 @@ async def test_unreachable_store_serves_defaults_and_says_so() -> None:
     flags = runtime({"f": canary(100)}, UnreachableStore())
     with capture_logs() as logs:
         await flags.start()
-    decision = flags.decide("f", ALICE, None)
+    decision = flags.evaluate("f", ALICE, None)
     assert (decision.side, decision.reason) == ("new", "store-unavailable")
     assert [log["event"] for log in logs] == ["flags.store_unavailable"]
     # Once the store answers (its watcher delivers a state), decisions are normal again.
     flags.apply(FlagState(version=1))
-    assert flags.decide("f", ALICE, None).reason == "split"
+    assert flags.evaluate("f", ALICE, None).reason == "split"
     await flags.stop()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
+from structlog.testing import capture_logs
 
-from gateway.app import create_app
+from gateway.app import GatewayApp, create_app
 from gateway.errors import StartupError
 from gateway.settings import load_settings
 
@@ -99,3 +101,56 @@ def test_not_ready_before_startup_and_health_always(
     assert missing.status_code == 404
     assert missing.json()["request_id"] == missing.headers["x-request-id"]
     assert client.post("/_gateway/health").status_code == 405
+
+
+def test_any_failure_during_startup_undoes_exactly_what_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not only a service's StartupError: whatever fails, every component entered before it is
+    left again (in reverse), and the server is told ``lifespan.startup.failed``."""
+    events = tmp_path / "events"
+    monkeypatch.setenv("SAMPLE_EVENTS", str(events))
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        CONFIG.format(
+            second="sample_apps:create_service", second_options='options = { name = "b" }'
+        )
+    )
+    app = create_app(load_settings(config, {}))
+
+    async def broken_start() -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(app.reports, "start", broken_start)
+    sent: list[dict[str, object]] = []
+    with capture_logs() as logs, pytest.raises(RuntimeError, match="disk on fire"):
+        asyncio.run(run_lifespan(app, sent))
+    assert sent == [{"type": "lifespan.startup.failed", "message": "RuntimeError: disk on fire"}]
+    assert events.read_text().split() == [
+        "first:startup",
+        "b:startup",
+        "b:shutdown",
+        "first:shutdown",
+    ]
+    assert [e for e in logs if e["event"] == "gateway.startup_failed"] == [
+        {
+            "event": "gateway.startup_failed",
+            "error": "RuntimeError: disk on fire",
+            "log_level": "error",
+        }
+    ]
+    assert app.state.ready is False
+    with pytest.raises(RuntimeError, match="after shutdown"):  # the legacy pool was closed
+        app.legacy._executor.submit(print)
+
+
+async def run_lifespan(app: GatewayApp, sent: list[dict[str, object]]) -> None:
+    messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+
+    async def receive() -> dict[str, object]:
+        return next(messages)
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send)

@@ -9,11 +9,8 @@ import pytest
 from support import call, http_scope
 
 from gateway.context import FACTS_KEY, RequestFacts
-from gateway.middleware.request_head import (
-    RequestHeadMiddleware,
-    host_pattern_problem,
-    trusted_proxy_problem,
-)
+from gateway.http_tokens import host_pattern_problem, trusted_proxy_problem
+from gateway.middleware.request_head import RequestHeadMiddleware
 
 pytestmark = pytest.mark.anyio
 

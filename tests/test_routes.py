@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 
-from gateway.routes import DuplicateRouteError, Route, RouteTable
+from gateway.errors import DuplicateRouteError
+from gateway.routes import RouteTable
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """What the table holds for these tests: a template, methods, and who serves it."""
+
+    template: str
+    methods: frozenset[str]
+    backend: str
 
 
 def route(template: str, *methods: str, backend: str = "catalog") -> Route:

@@ -70,7 +70,7 @@ def test_config_path_from_environment(tmp_path: Path) -> None:
         (
             MINIMAL.replace('methods = ["GET"]', 'methods = ["get"]'),
             {},
-            "routes[0].methods: 'get' is not an upper-case HTTP method",
+            "routes[0].methods[0]: 'get' is not an upper-case HTTP method",
         ),
         (
             MINIMAL.replace('methods = ["GET"]', "methods = []"),

@@ -20,6 +20,7 @@ from structlog.testing import capture_logs
 from support import Exchange, call
 
 from gateway.context import FACTS_KEY, request_facts
+from gateway.flags.model import FlagDecision
 from gateway.resilience import GuardedService
 from gateway.shadow.results import ShadowResults
 from gateway.shadow.runner import ShadowPlan, ShadowRunner
@@ -110,17 +111,22 @@ async def test_the_candidate_changes_nothing_the_client_request_shows() -> None:
 
     async def meddling(scope: dict[str, Any], receive: Any, send: Any) -> None:
         facts = request_facts(scope)
-        facts.extra["user"] = "candidate"
+        facts.rejected = "by the candidate"
         facts.backend = "svc"
         scope["headers"].append((b"x-added", b"1"))
         await answer(send, 200, b"candidate")
 
     scope = gateway_scope()
-    request_facts(scope).extra["flag"] = "things"
+    request_facts(scope).decision = FlagDecision("things", "legacy", "shadow")
     await serve(runner, plan(), scope, EchoApp("legacy"), meddling)
     await settled(runner)
     facts = request_facts(scope)
-    assert facts.extra == {"flag": "things", "shadow": "svc"}
+    assert facts.log_fields() == {
+        "flag": "things",
+        "decision": "legacy",
+        "reason": "shadow",
+        "shadow": "svc",
+    }
     assert facts.backend == "legacy"
     assert (b"x-added", b"1") not in scope["headers"]
 
@@ -148,7 +154,7 @@ async def test_an_unsafe_method_is_skipped_and_the_candidate_never_called() -> N
     assert candidate.calls == []
     assert route_results(runner)["skipped"] == {"unsafe-method": 1}
     assert route_results(runner)["sampled"] == 0
-    assert "shadow" not in request_facts(scope).extra
+    assert request_facts(scope).shadow is None
 
 
 @pytest.mark.parametrize(
@@ -174,7 +180,7 @@ async def test_sampling(sample_rate: float, chance: float, sampled: bool) -> Non
     else:
         # Not sampled is not skipped: nothing is counted at all.
         assert runner.results.snapshot()["routes"] == {}
-        assert "shadow" not in request_facts(scope).extra
+        assert request_facts(scope).shadow is None
 
 
 async def test_past_the_concurrency_cap_a_sample_is_skipped_not_queued() -> None:

@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
-from gateway.dispatch import build_route_plans, route_label
+from gateway.build import build_route_plans
 from gateway.errors import ConfigError
 from gateway.resilience import GuardedService
+from gateway.route_plan import route_label
 from gateway.settings import RouteSettings, Settings, load_settings
 from gateway.shadow.compare import CompareRules
 from gateway.shadow.runner import ShadowPlan
@@ -267,6 +268,7 @@ def test_a_guarded_route_is_served_through_a_guarded_service(
         for _ in range(2):
             guarded.app.breaker.record("closed", False)
         assert guarded.app.breaker.view() == {"state": "open", "trips": 1, "retry_in": 7.0}
+    assert guarded.breaker is guarded.app.breaker  # the plan carries its breaker
     assert plain.app is legacy_app
     assert plain.shadow is None
 
@@ -280,4 +282,4 @@ def test_a_guarded_route_is_served_through_a_guarded_service(
 )
 def test_route_label(methods: tuple[str, ...], path: str, label: str) -> None:
     route = RouteSettings(path=path, methods=methods, backend="svc")
-    assert route_label(route) == label
+    assert route_label(route.methods, route.path) == label

@@ -165,6 +165,12 @@ class LegacyApp:
         """Stop taking work; threads finish what they run."""
         self._executor.shutdown(wait=False, cancel_futures=True)
 
+    async def __aenter__(self) -> LegacyApp:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+
 
 def _refuse_disconnect(receive: Receive) -> Receive:
     """a2wsgi reads a disconnect as the end of the body, so Flask would take a cut upload for

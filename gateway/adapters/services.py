@@ -50,6 +50,13 @@ class Service:
         await self._handler(scope, receive, guard)
         await guard.release()
 
+    async def __aenter__(self) -> Service:
+        await self.startup()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.shutdown()
+
     async def startup(self) -> None:
         driver = _LifespanDriver(self.app, self.state)
         self._lifespan = driver

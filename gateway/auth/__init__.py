@@ -21,14 +21,9 @@ from typing import Protocol
 from starlette.datastructures import Headers
 
 from gateway.context import Identity
+from gateway.errors import InvalidCredentials
 
-
-class InvalidCredentials(Exception):
-    """A credential is present but not valid; the reason is logged, never sent to the client."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(reason)
+__all__ = ["AuthBackend", "InvalidCredentials"]
 
 
 class AuthBackend(Protocol):

@@ -3,7 +3,7 @@
 ::
 
     codec = FlaskSessionCodec(legacy_app)            # raises SessionCodecError if it cannot
-    backend = FlaskSessionBackend(codec, settings.auth.session, roles_loader=roles_for)
+    backend = FlaskSessionBackend(codec, roles_for, subject_key="user", roles_cache_seconds=30)
     identity = await backend.authenticate(Headers({"cookie": "session=eyJ1c2VyIjoiYm9iIn0..."}))
 
     # A new service writing into the same session (what the app's views would do):
@@ -41,9 +41,8 @@ from itsdangerous import BadData, SignatureExpired
 from starlette.datastructures import Headers
 from werkzeug.http import dump_cookie, parse_cookie
 
-from gateway.auth import InvalidCredentials
 from gateway.context import Identity
-from gateway.settings import SessionSettings
+from gateway.errors import InvalidCredentials
 
 #: Takes a subject, returns its roles, or ``None`` when the user no longer exists.
 RolesLoader = Callable[[str], Iterable[str] | None]
@@ -159,15 +158,16 @@ class FlaskSessionBackend:
     def __init__(
         self,
         codec: FlaskSessionCodec,
-        settings: SessionSettings,
-        roles_loader: RolesLoader | None,
+        roles_loader: RolesLoader | None = None,
         *,
+        subject_key: str = "user",
+        roles_cache_seconds: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._codec = codec
-        self._subject_key = settings.subject_key
+        self._subject_key = subject_key
         self._loader = roles_loader
-        self._ttl = settings.roles_cache_seconds
+        self._ttl = roles_cache_seconds
         self._clock = clock
         # Touched only on the event loop, so no lock. Insertion order is expiry order (one TTL).
         self._cache: dict[str, _Cached] = {}

@@ -2,7 +2,8 @@
 
 ::
 
-    backend = JWTBackend(settings.auth.jwt, source="gateway.toml")
+    key = load_key("k1", "HS256", secret, source="gateway.toml", where="auth.jwt.keys[0].secret")
+    backend = JWTBackend([key], audience="bookstore")      # gateway.build does this from [auth.jwt]
     identity = await backend.authenticate(Headers({"authorization": "Bearer eyJ..."}))
     identity.subject, identity.roles      # "bob", frozenset({"user"})
 
@@ -24,19 +25,16 @@ Security caveats, bluntly:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import jwt
 from jwt.types import Options
 from starlette.datastructures import Headers
 
-from gateway.auth import InvalidCredentials
 from gateway.context import Identity
-from gateway.errors import ConfigError
-from gateway.settings import JWTKeySettings, JWTSettings
+from gateway.errors import ConfigError, InvalidCredentials
 
 # Checked in this order: InvalidSignatureError is a DecodeError, so it comes first. The reasons are
 # fixed strings: PyJWT's own messages are safe today, but nothing from the token may be logged.
@@ -51,7 +49,9 @@ _REASONS: tuple[tuple[type[jwt.InvalidTokenError], str], ...] = (
 
 
 @dataclass(frozen=True, slots=True)
-class _Key:
+class JWTKey:
+    """One verification key, parsed (``load_key``)."""
+
     kid: str
     algorithm: str
     #: HMAC: the secret as bytes. Otherwise a ``cryptography`` public-key object.
@@ -63,18 +63,30 @@ class JWTBackend:
 
     name = "jwt"
 
-    def __init__(self, settings: JWTSettings, *, source: str) -> None:
-        keys = [_load_key(key, index, source) for index, key in enumerate(settings.keys)]
+    def __init__(
+        self,
+        keys: Sequence[JWTKey],
+        *,
+        audience: str | None = None,
+        issuer: str | None = None,
+        leeway: float = 30.0,
+        subject_claim: str = "sub",
+        roles_claim: str = "roles",
+        keep_claims: Iterable[str] = (),
+    ) -> None:
+        if not keys:
+            raise ValueError("a JWT backend needs at least one key")
         self._keys = {key.kid: key for key in keys}
+        #: A token without ``kid`` is checked against the first key.
         self._current = keys[0]
-        self._audience = settings.audience
-        self._issuer = settings.issuer
-        self._leeway = settings.leeway
-        self._subject_claim = settings.subject_claim
-        self._roles_claim = settings.roles_claim
-        self._keep_claims = settings.keep_claims
+        self._audience = audience
+        self._issuer = issuer
+        self._leeway = leeway
+        self._subject_claim = subject_claim
+        self._roles_claim = roles_claim
+        self._keep_claims = tuple(keep_claims)
         self._options: Options = {
-            "require": ["exp", settings.subject_claim],
+            "require": ["exp", subject_claim],
             # Short keys were refused at start-up; this turns a regression into an error rather
             # than a warning per request.
             "enforce_minimum_key_length": True,
@@ -157,26 +169,17 @@ def _reason(exc: jwt.InvalidTokenError) -> str:
     return f"invalid token ({type(exc).__name__})"
 
 
-def _load_key(settings: JWTKeySettings, index: int, source: str) -> _Key:
-    """Read and parse one key now, so a bad secret or PEM stops start-up, not a request."""
-    prefix = f"auth.jwt.keys[{index}]"
-    if settings.key_file is not None:
-        where = f"{prefix}.key_file"
-        material = _read_key_file(settings.key_file, source, where)
-    else:
-        where = f"{prefix}.secret_env" if settings.secret_env is not None else f"{prefix}.secret"
-        # The model guarantees one source; load_settings has resolved secret_env into secret.
-        if settings.secret is None:
-            raise ConfigError.at(source, where, "no secret (was secret_env resolved?)")
-        material = settings.secret.get_secret_value().encode()
-
+def load_key(kid: str, algorithm_name: str, material: bytes, *, source: str, where: str) -> JWTKey:
+    """Parse one key now, so a bad secret or PEM stops start-up, not a request; problems are
+    ``ConfigError``s naming ``source`` and the config key ``where`` the material came from."""
+    algorithm_key = where.rsplit(".", 1)[0] + ".algorithm"
     try:
-        algorithm = jwt.get_algorithm_by_name(settings.algorithm)
+        algorithm = jwt.get_algorithm_by_name(algorithm_name)
     except NotImplementedError:
-        problem = f"{settings.algorithm} needs the 'cryptography' package, which is not installed"
-        raise ConfigError.at(source, f"{prefix}.algorithm", problem) from None
+        problem = f"{algorithm_name} needs the 'cryptography' package, which is not installed"
+        raise ConfigError.at(source, algorithm_key, problem) from None
 
-    hmac = settings.algorithm.startswith("HS")
+    hmac = algorithm_name.startswith("HS")
     try:
         key = algorithm.prepare_key(material)
     except (jwt.InvalidKeyError, ValueError, TypeError) as exc:
@@ -185,7 +188,7 @@ def _load_key(settings: JWTKeySettings, index: int, source: str) -> _Key:
         problem = (
             f"not usable as an HMAC secret: {exc}"
             if hmac
-            else f"not a PEM public key usable with {settings.algorithm}"
+            else f"not a PEM public key usable with {algorithm_name}"
         )
         raise ConfigError.at(source, where, problem) from None
     if not hmac and hasattr(key, "private_bytes"):
@@ -196,15 +199,4 @@ def _load_key(settings: JWTKeySettings, index: int, source: str) -> _Key:
     too_short = algorithm.check_key_length(key)
     if too_short:
         raise ConfigError.at(source, where, too_short)
-    return _Key(kid=settings.kid, algorithm=settings.algorithm, key=key)
-
-
-def _read_key_file(path: Path, source: str, where: str) -> bytes:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError.at(source, where, f"file not found: {path}") from None
-    except OSError as exc:
-        raise ConfigError.at(source, where, f"cannot read {path}: {exc.strerror}") from None
-    # Secret files usually end with a newline the issuer did not sign with; PEM parsing ignores it.
-    return data.removesuffix(b"\n").removesuffix(b"\r")
+    return JWTKey(kid=kid, algorithm=algorithm_name, key=key)

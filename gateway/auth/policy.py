@@ -3,11 +3,17 @@ side serves it.
 
 A policy is ``public``, ``authenticated``, or a set of roles (any one of them grants access).
 Policies are matched with the route table's trie and its precedence (static beats parameters);
-paths no policy names get the configured default::
+paths no policy names get the configured default (200 allowed, 401 no valid identity, 403 an
+identity without the role):
 
-    policies = build_policies(settings.auth)
-    decision = decide(policies.lookup("PUT", "/api/books/7"), identity)
-    decision.status   # 200 allowed, 401 no (valid) identity, 403 identity without the role
+    >>> policies = build_policies(
+    ...     [("/api/books/{book_id:int}", ["PUT"], None, ["admin"])], default_access="public"
+    ... )
+    >>> bob = Identity("bob", frozenset({"user"}), "jwt")
+    >>> authorize(policies.lookup("PUT", "/api/books/7"), bob)
+    AccessDecision(status=403, reason='missing required role: admin')
+    >>> authorize(policies.lookup("GET", "/api/books/7"), bob).status
+    200
 """
 
 from __future__ import annotations
@@ -77,7 +83,7 @@ def requiring(roles: Iterable[str]) -> Policy:
     return Policy("*", frozenset(), "roles" if wanted else "authenticated", wanted)
 
 
-def decide(policy: Policy, identity: Identity) -> AccessDecision:
+def authorize(policy: Policy, identity: Identity) -> AccessDecision:
     """Pure: may this identity call a route under this policy?"""
     if policy.access == "public":
         return AccessDecision(200, "public")

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.auth import InvalidCredentials
+from gateway.errors import InvalidCredentials
 
 #: Where the session lives in the scope of a service request.
 SESSION_KEY = "gateway.session"

@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from gateway.flags.openfeature import OpenFeatureDecider
+from gateway.flags.openfeature import OpenFeatureEvaluator
 from gateway.flags.runtime import FlagRuntime
 from gateway.flags.stores import FlagStore
 from gateway.flags.stores.memory import MemoryFlagStore
@@ -31,7 +31,7 @@ def create_runtime(settings: FlagsSettings, *, source: str = "<config>") -> Flag
     provider = None
     if settings.openfeature_provider is not None:
         key = "flags.openfeature_provider"
-        provider = OpenFeatureDecider(load_app(settings.openfeature_provider, {}, source, key))
+        provider = OpenFeatureEvaluator(load_app(settings.openfeature_provider, {}, source, key))
     return FlagRuntime(
         defaults=settings.defaults,
         store=create_store(settings),

@@ -3,10 +3,15 @@
 Sticky percentage rollouts bucket the way Unleash does, so a flag behaves the same if a team
 later moves it to Unleash: murmur3 (32-bit, seed 0, unsigned) of ``"{flag}:{key}"``, modulo 100,
 plus 1. A key goes to the new side when its bucket is at most the percentage, so raising the
-percentage only ever adds keys: nobody who saw the new side is moved back while it grows::
+percentage only ever adds keys: nobody who saw the new side is moved back while it grows:
 
-    decide(FlagInput("catalog-books", spec, identity=alice), kill_switch=False)
-    # FlagDecision(flag='catalog-books', side='new', reason='split', bucket=37)
+    >>> bucket("catalog-books", "alice"), bucket("catalog-books", "bob")
+    (50, 85)
+    >>> half = FlagSpec(mode="canary", percentage=50)
+    >>> evaluate(FlagInput("catalog-books", half, Identity("alice")), kill_switch=False)
+    FlagDecision(flag='catalog-books', side='new', reason='split', bucket=50, detail=None)
+    >>> evaluate(FlagInput("catalog-books", half, Identity("bob")), kill_switch=False).side
+    'legacy'
 
 Order of precedence: kill switch, QA override, deny lists, allow lists, then the mode
 (``canary`` splits by bucket).
@@ -38,7 +43,7 @@ class FlagInput:
     override: Side | None = None
 
 
-def decide(flag: FlagInput, *, kill_switch: bool) -> FlagDecision:
+def evaluate(flag: FlagInput, *, kill_switch: bool) -> FlagDecision:
     name, spec, identity = flag.name, flag.spec, flag.identity
     if kill_switch:
         return FlagDecision(name, "legacy", "kill-switch")

@@ -33,14 +33,14 @@ log = structlog.get_logger("gateway.flags")
 _DOMAIN = "migration-gateway"
 
 
-class OpenFeatureDecider:
+class OpenFeatureEvaluator:
     def __init__(self, provider: FeatureProvider) -> None:
         self.provider = provider
         api.set_provider(provider, domain=_DOMAIN)
         self._client = api.get_client(domain=_DOMAIN)
         self.description = f"openfeature:{provider.get_metadata().name}"
 
-    def decide(
+    def evaluate(
         self, flag: str, identity: Identity, client_address: str | None, default: Side
     ) -> tuple[Side, str]:
         """The side, and the provider's reason (``TARGETING_MATCH``, ``DEFAULT``, ``ERROR``...)."""

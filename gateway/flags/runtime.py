@@ -1,12 +1,12 @@
 """The flag runtime: the in-memory snapshot every request reads, kept fresh by the store.
 
-The request path calls ``decide`` and nothing else: a dictionary lookup and a hash, no I/O. The
+The request path calls ``evaluate`` and nothing else: a dictionary lookup and a hash, no I/O. The
 store is read once at start-up (bounded by a timeout) and then watched in the background; a store
 that is down leaves the last snapshot (or the config's defaults) serving::
 
     runtime = FlagRuntime(defaults=settings.flags.defaults, store=store, ...)
     await runtime.start()                          # in the gateway's lifespan
-    decision = runtime.decide("catalog-books", identity, client_address, override_header_value)
+    decision = runtime.evaluate("catalog-books", identity, client_address, override_header_value)
     await runtime.update(lambda state: ..., actor="alice")   # admin API and CLI
 """
 
@@ -21,9 +21,9 @@ from typing import Any, Literal
 import structlog
 
 from gateway.context import Identity
-from gateway.flags.evaluate import FlagInput, decide
+from gateway.flags.evaluate import FlagInput, evaluate
 from gateway.flags.model import FlagDecision, FlagSpec, FlagState, Side
-from gateway.flags.openfeature import OpenFeatureDecider
+from gateway.flags.openfeature import OpenFeatureEvaluator
 from gateway.flags.stores import FlagStore, StoreUnavailable
 
 log = structlog.get_logger("gateway.flags")
@@ -43,7 +43,7 @@ class FlagRuntime:
         anonymous_key: Literal["client-address", "none"] = "client-address",
         override_roles: Sequence[str] = ("qa",),
         startup_timeout: float = 1.5,
-        provider: OpenFeatureDecider | None = None,
+        provider: OpenFeatureEvaluator | None = None,
     ) -> None:
         self.store = store
         self.provider = provider
@@ -61,6 +61,13 @@ class FlagRuntime:
         self._watcher: asyncio.Task[None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> FlagRuntime:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
 
     async def start(self) -> None:
         try:
@@ -110,7 +117,7 @@ class FlagRuntime:
 
     # -- the request path ----------------------------------------------------------------------
 
-    def decide(
+    def evaluate(
         self,
         flag: str,
         identity: Identity,
@@ -132,9 +139,9 @@ class FlagRuntime:
         spec = self._specs.get(flag) or FlagSpec()
         if self.provider is not None and not self._kill_switch and forced is None:
             default: Side = "new" if spec.mode == "new" else "legacy"
-            side, detail = self.provider.decide(flag, identity, client_address, default)
+            side, detail = self.provider.evaluate(flag, identity, client_address, default)
             return FlagDecision(flag, side, "provider", detail=detail)
-        decision = decide(
+        decision = evaluate(
             FlagInput(
                 flag,
                 spec,

@@ -29,10 +29,10 @@ import structlog
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.auth import AuthBackend, InvalidCredentials
-from gateway.auth.policy import PolicyTable, decide
+from gateway.auth import AuthBackend
+from gateway.auth.policy import PolicyTable, authorize
 from gateway.context import ANONYMOUS, Identity, request_facts
-from gateway.errors import send_error
+from gateway.errors import InvalidCredentials, refuse
 
 _PROBES = frozenset({"/_gateway/health", "/_gateway/ready"})
 
@@ -77,7 +77,7 @@ class AuthMiddleware:
             self._log.warning("auth.identity_headers_removed", headers=sorted(set(stripped)))
             scope["headers"] = kept
         if authorization_count > 1:
-            await self._refuse(scope, send, 400, "more than one Authorization header")
+            await refuse(scope, send, 400, "more than one Authorization header")
             return
 
         try:
@@ -87,7 +87,7 @@ class AuthMiddleware:
                 identity, invalid = ANONYMOUS, []
         except Exception:
             self._log.exception("auth.backend_failed", path=facts.path)
-            await self._refuse(scope, send, 503, "authentication is unavailable")
+            await refuse(scope, send, 503, "authentication is unavailable")
             return
         facts.identity = identity
 
@@ -95,19 +95,18 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         policy = self._policies.lookup(facts.method, facts.path)
-        decision = decide(policy, identity)
+        decision = authorize(policy, identity)
         if decision.status == 200:
             await self.app(scope, receive, send)
             return
-        facts.extra["denied"] = decision.reason
         headers = []
         if decision.status == 401:
             challenge = self._challenge
             if invalid:
-                facts.extra["invalid_credentials"] = invalid
+                facts.invalid_credentials = tuple(invalid)
                 challenge += b', error="invalid_token"'
             headers.append((b"www-authenticate", challenge))
-        await self._refuse(scope, send, decision.status, decision.reason, headers)
+        await refuse(scope, send, decision.status, decision.reason, headers, denied=True)
 
     async def _authenticate(self, headers: Headers) -> tuple[Identity, list[str]]:
         """The winning identity (or anonymous) and the backends whose credential was invalid."""
@@ -133,19 +132,3 @@ class AuthMiddleware:
                 ignored=[identity.method for identity in found[1:]],
             )
         return winner, invalid
-
-    async def _refuse(
-        self,
-        scope: Scope,
-        send: Send,
-        status: int,
-        message: str,
-        headers: list[tuple[bytes, bytes]] | None = None,
-    ) -> None:
-        facts = request_facts(scope)
-        facts.backend = "gateway"
-        if scope["type"] == "websocket":
-            # Policy violation: the handshake is refused before any app sees it.
-            await send({"type": "websocket.close", "code": 1008})
-            return
-        await send_error(send, status, message, facts.request_id, headers or [])

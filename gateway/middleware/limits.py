@@ -36,10 +36,9 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.context import RequestFacts, request_facts
-from gateway.errors import BodyRejected, ConfigError, send_error
+from gateway.errors import BodyRejected, refuse, send_error
 from gateway.request_body import declared_body_size
-from gateway.routes import DuplicateRouteError, RouteTable
-from gateway.settings import LimitsSettings
+from gateway.routes import RouteTable
 
 log = structlog.get_logger("gateway.limits")
 
@@ -93,9 +92,7 @@ class LimitsMiddleware:
                 max_size, timeout = match.route.max_body_size, match.route.body_timeout
         if declared is not None and declared > max_size:
             reason = f"the request body is larger than {max_size} bytes"
-            facts.backend = "gateway"
-            facts.extra["rejected"] = reason
-            await send_error(send, 413, reason, facts.request_id, _CLOSE)
+            await refuse(scope, send, 413, reason, _CLOSE)
             return
         guard = _BodyGuard(facts, receive, send, max_size, timeout, self._log)
         try:
@@ -196,7 +193,7 @@ class _BodyGuard:
     def _reject(self, status: int, reason: str) -> BodyRejected:
         self.rejected = BodyRejected(reason, status)
         facts = self._facts
-        facts.extra["rejected"] = reason
+        facts.rejected = reason
         self._log.info(
             "request.body_rejected",
             status=status,
@@ -205,22 +202,3 @@ class _BodyGuard:
             response_started=self.started,
         )
         return self.rejected
-
-
-def build_body_limits(settings: LimitsSettings, source: str) -> list[BodyLimit]:
-    """``[[limits.routes]]`` as rules, each completed with ``[limits]``'s defaults; raises
-    ``ConfigError`` when two name the same method and path."""
-    rules = [
-        BodyLimit(
-            route.path,
-            frozenset(route.methods),
-            settings.max_body_size if route.max_body_size is None else route.max_body_size,
-            settings.body_timeout if route.body_timeout is None else route.body_timeout,
-        )
-        for route in settings.routes
-    ]
-    try:
-        RouteTable(rules)
-    except DuplicateRouteError as exc:
-        raise ConfigError.at(source, "limits.routes", str(exc)) from None
-    return rules

@@ -32,7 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.canonical import canonical_path
 from gateway.context import FACTS_KEY, RequestFacts
-from gateway.errors import BadRequest, send_error
+from gateway.errors import BadRequest, refuse, send_error
 from gateway.log import write_access
 
 _VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:@+=-]{1,128}$")
@@ -77,17 +77,15 @@ class RequestContextMiddleware:
         raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
         status: int | None = None
         facts = RequestFacts(request_id=request_id, path=scope["path"], method=method)
+        scope[FACTS_KEY] = facts
         try:
             try:
                 facts.path = canonical_path(raw_path.split(b"?", 1)[0])
             except BadRequest as exc:
-                facts.backend = "gateway"
-                facts.extra["rejected"] = exc.reason
                 status = exc.status
-                await send_error(send, exc.status, exc.reason, request_id, [request_id_header])
+                await refuse(scope, send, exc.status, exc.reason, [request_id_header])
                 return
             scope["path"] = facts.path
-            scope[FACTS_KEY] = facts
 
             completed = False
 
@@ -119,7 +117,7 @@ class RequestContextMiddleware:
                 if status is not None:
                     # Bytes are on the wire: a clean ending would pass a broken response off
                     # as whole. Let the server abort the connection.
-                    facts.extra["aborted"] = True
+                    facts.aborted = True
                     self._errors.exception("request.failed_mid_response", path=facts.path)
                     raise
                 self._errors.exception("request.failed", path=facts.path)
@@ -173,6 +171,6 @@ def _log_access(
             "client": f"{client[0]}:{client[1]}" if client else None,
             "user": identity.subject if identity.is_authenticated else "anonymous",
             "auth": identity.method,
-            **facts.extra,
+            **facts.log_fields(),
         },
     )

@@ -42,19 +42,16 @@ forged header through makes the gateway believe it.
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Iterable
 
 import structlog
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.context import request_facts
-from gateway.errors import send_error
+from gateway.errors import refuse
+from gateway.http_tokens import HOST, is_method
 
 log = structlog.get_logger("gateway.request_head")
 
-_HOST = re.compile(rb"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::[0-9]{1,5})?$")
-_METHOD = re.compile(r"^[A-Z]{1,32}$")
 _COMMON_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 _METHOD_OVERRIDES = frozenset({b"x-http-method-override", b"x-http-method", b"x-method-override"})
 _FORWARDING = frozenset({b"forwarded", b"x-real-ip"})
@@ -70,28 +67,6 @@ def _is_utf8(value: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
-
-
-def host_pattern_problem(pattern: str) -> str | None:
-    """Why ``pattern`` is not a valid ``allowed_hosts`` entry, or ``None`` (for settings)."""
-    if pattern == "*":
-        return None
-    name = pattern[2:] if pattern.startswith("*.") else pattern
-    match = _HOST.match(name.encode("latin-1", "replace"))
-    if match is None or match.group(0) != match.group(1) or "*" in name:
-        return f"{pattern!r} is not a host name, address or '*.domain' (and takes no port)"
-    return None
-
-
-def trusted_proxy_problem(entry: str) -> str | None:
-    """Why ``entry`` is not a valid ``trusted_proxies`` entry, or ``None`` (for settings)."""
-    if entry == "*":
-        return None
-    try:
-        ipaddress.ip_network(entry, strict=False)
-    except ValueError:
-        return f"{entry!r} is not an IP address or network"
-    return None
 
 
 class RequestHeadMiddleware:
@@ -125,8 +100,8 @@ class RequestHeadMiddleware:
             return
         if scope_type == "http":
             method: str = scope["method"]
-            if method not in _COMMON_METHODS and not _METHOD.match(method):
-                await self._refuse(scope, send, "the request method must be an upper-case token")
+            if method not in _COMMON_METHODS and not is_method(method):
+                await refuse(scope, send, 400, "the request method must be an upper-case token")
                 return
 
         host: bytes | None = None
@@ -139,7 +114,7 @@ class RequestHeadMiddleware:
             elif name == b"cookie" and not value.isascii() and not _is_utf8(value):
                 # Werkzeug decodes the Cookie header as UTF-8 and raises on anything else:
                 # the session backend and Flask itself would both fail on it.
-                await self._refuse(scope, send, "the Cookie header is not valid UTF-8")
+                await refuse(scope, send, 400, "the Cookie header is not valid UTF-8")
                 return
             elif name == b"forwarded" or (
                 name.startswith(b"x-")
@@ -151,14 +126,14 @@ class RequestHeadMiddleware:
             ):
                 special = True
         if hosts > 1:
-            await self._refuse(scope, send, "more than one Host header")
+            await refuse(scope, send, 400, "more than one Host header")
             return
         if host is None:
             if scope.get("http_version", "1.1") not in ("1.0", "0.9"):
-                await self._refuse(scope, send, "the request has no Host header")
+                await refuse(scope, send, 400, "the request has no Host header")
                 return
         elif not self._host_allowed(host):
-            await self._refuse(scope, send, "the Host header names a host this server won't serve")
+            await refuse(scope, send, 400, "the Host header names a host this server won't serve")
             return
         if special and not await self._forwarding(scope, send):
             return
@@ -169,7 +144,7 @@ class RequestHeadMiddleware:
     def _host_allowed(self, value: bytes) -> bool:
         if value in self._allowed_values:
             return True
-        match = _HOST.match(value)
+        match = HOST.match(value)
         if match is None:
             return False
         name = match.group(1).decode("ascii").lower()
@@ -215,8 +190,8 @@ class RequestHeadMiddleware:
         if forwarded_host is not None:
             last = forwarded_host.rsplit(b",", 1)[-1].strip()
             if not self._host_allowed(last):
-                await self._refuse(
-                    scope, send, "X-Forwarded-Host names a host this server does not serve"
+                await refuse(
+                    scope, send, 400, "X-Forwarded-Host names a host this server does not serve"
                 )
                 return False
         if forwarded_for:
@@ -272,12 +247,3 @@ class RequestHeadMiddleware:
             if not self._address_trusted(address):
                 return address
         return addresses[0]
-
-    async def _refuse(self, scope: Scope, send: Send, reason: str) -> None:
-        facts = request_facts(scope)
-        facts.backend = "gateway"
-        facts.extra["rejected"] = reason
-        if scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1008})
-            return
-        await send_error(send, 400, reason, facts.request_id)

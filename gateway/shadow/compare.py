@@ -5,12 +5,12 @@ of the primary, to learn noise), list the differences, each at a JSON Pointer (R
 JSON body or at ``status``, ``header:<name>`` or ``body``. A difference's ``pattern`` (array
 indices written ``*``) is what a caller collects as noise and passes back as an ``ignore`` rule.
 
-    def captured(body: bytes) -> Captured:
-        headers = (("content-type", "application/json"),)
-        return Captured(200, headers, body, hashlib.sha256(body).hexdigest())
-
-    compare(captured(b'{"n": 1}'), captured(b'{"n": 2}'), CompareRules())
-    # [Difference(pointer='/n', pattern='/n', kind='changed', primary='1', candidate='2')]
+    >>> import hashlib
+    >>> def captured(body: bytes) -> Captured:
+    ...     headers = (("content-type", "application/json"),)
+    ...     return Captured(200, headers, body, hashlib.sha256(body).hexdigest())
+    >>> compare(captured(b'{"n": 1}'), captured(b'{"n": 2}'), CompareRules())
+    [Difference(pointer='/n', pattern='/n', kind='changed', primary='1', candidate='2')]
 
 Compared in this order, stopping at ``MAX_DIFFERENCES``: the status; the first value of each
 header in ``CompareRules.headers`` (``content-type`` ignoring case and spaces around ``;``); the

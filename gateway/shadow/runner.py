@@ -93,10 +93,10 @@ class ShadowRunner:
         if body is None:
             await primary(scope, receive, send)
             return
-        facts.extra["shadow"] = names[1]
+        facts.shadow = names[1]
         # The copy gets its own scope and facts, taken before the primary runs: nothing it does
         # shows on the client's access line, and nothing the primary does changes the copy.
-        copy = copy_scope(scope, **{FACTS_KEY: replace(facts, extra={"shadow": "candidate"})})
+        copy = copy_scope(scope, **{FACTS_KEY: replace(facts, shadow="candidate")})
         recorder = ResponseRecorder(limit=self._max_compare_body, forward=send)
         answered = False
         try:
@@ -248,6 +248,12 @@ class ShadowRunner:
             statuses=[first.status, answer.status],
             differences=mismatch.differences[:10],
         )
+
+    async def __aenter__(self) -> ShadowRunner:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
 
     async def close(self) -> None:
         """Cancel the copies still running (at shut-down)."""
