@@ -4,6 +4,8 @@
 
     python bench/http_bench.py                 # 5 rounds of 3 s per configuration (~5.5 min)
     python bench/http_bench.py --quick         # 1 round of 3 s: a smoke check
+    git worktree add /tmp/before HEAD~1 && python bench/http_bench.py --baseline /tmp/before
+                                               # this tree against an earlier one, interleaved
 
 Each configuration is one server process on a free 127.0.0.1 port: started, polled until its
 URL answers 200, warmed up with 1 s of wrk, measured with ``wrk -t1 -c16 -d{duration}s
@@ -21,6 +23,10 @@ The gateway writes its JSON access log (one line per request) to a file, so logg
 the direct servers run with no access log, which makes the comparison stricter. ``GATEWAY_*``
 variables are removed from the servers' environment so the config file alone decides.
 Raw numbers go to ``bench/results/http-<timestamp>.json``.
+
+``--baseline DIR`` also serves the gateway from another checkout (a ``git worktree`` of an
+earlier commit, run from that folder) in the same rounds, and reports this tree's throughput over
+that one's for the new, legacy and trivial routes: a change's cost, in one interleaved run.
 """
 
 from __future__ import annotations
@@ -63,6 +69,9 @@ class Server:
     name: str
     #: The command line, with ``{port}`` where the port goes.
     argv: tuple[str, ...]
+    #: Where it runs (``python -m`` puts this first on ``sys.path``): the repository, or a
+    #: baseline checkout.
+    cwd: Path = REPO
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +152,25 @@ RATIOS = (
     Ratio("legacy route / plain a2wsgi", "legacy.gateway", "legacy.a2wsgi", None),
 )
 
+
+def baseline(directory: Path) -> tuple[tuple[Case, ...], tuple[Ratio, ...]]:
+    """Cases that serve the gateway from another checkout, and this tree's ratios over them."""
+    server = Server(
+        "gateway-baseline",
+        (sys.executable, "-m", "gateway.cli", "serve", "-c", BENCH_CONFIG, "--port", "{port}"),
+        cwd=directory,
+    )
+    cases, ratios = [], []
+    for key, group, path in (
+        ("new", NEW, "/new/hello"),
+        ("legacy", LEGACY, "/legacy/hello"),
+        ("trivial", TRIVIAL, "/trivial"),
+    ):
+        cases.append(Case(f"{key}.baseline", group, f"baseline {path}", server, path))
+        ratios.append(Ratio(f"{key} route / baseline", f"{key}.gateway", f"{key}.baseline", None))
+    return tuple(cases), tuple(ratios)
+
+
 PIN_MODES = (
     PinMode("pinned", "0", "1", "server pinned to core 0, wrk pinned to core 1"),
     PinMode("unpinned", None, "1", "server free on both cores, wrk pinned to core 1"),
@@ -183,7 +211,19 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median)")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections")
     parser.add_argument("--quick", action="store_true", help="1 round of 3 s: a smoke check")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="DIR",
+        help="also serve the gateway from this checkout and compare (e.g. a git worktree)",
+    )
     args = parser.parse_args(argv)
+    args.cases, args.ratios = CASES, RATIOS
+    if args.baseline is not None:
+        if not (args.baseline / "gateway" / "cli.py").is_file():
+            parser.error(f"--baseline {args.baseline}: no gateway/cli.py there")
+        cases, ratios = baseline(args.baseline.resolve())
+        args.cases, args.ratios = CASES + cases, RATIOS + ratios
     if args.quick:
         args.duration, args.rounds = 3, 1
     if args.duration < 1 or args.rounds < 1 or args.connections < 1:
@@ -222,10 +262,10 @@ def _ensure_wrk() -> str:
 
 def _run(args: argparse.Namespace, wrk: str) -> int:
     runs: dict[str, dict[str, list[WrkResult]]] = {
-        m.name: {c.key: [] for c in CASES} for m in PIN_MODES
+        m.name: {c.key: [] for c in args.cases} for m in PIN_MODES
     }
     print(
-        f"http_bench: {args.rounds} round(s) x {len(PIN_MODES)} pin modes x {len(CASES)} "
+        f"http_bench: {args.rounds} round(s) x {len(PIN_MODES)} pin modes x {len(args.cases)} "
         f"configurations, {args.duration} s each after {WARMUP_SECONDS} s warm-up, "
         f"wrk -t1 -c{args.connections}",
         flush=True,
@@ -240,7 +280,7 @@ def _run(args: argparse.Namespace, wrk: str) -> int:
         raise
     print(f"measured in {time.monotonic() - started:.0f} s")
 
-    analyses = {mode.name: _analyze(runs[mode.name]) for mode in PIN_MODES}
+    analyses = {mode.name: _analyze(runs[mode.name], args.ratios) for mode in PIN_MODES}
     failed = False
     for mode in PIN_MODES:
         failed |= _report(mode, analyses[mode.name], args)
@@ -253,12 +293,12 @@ def _measure_all(
     args: argparse.Namespace, wrk: str, runs: dict[str, dict[str, list[WrkResult]]]
 ) -> None:
     """Round after round, every pin mode and configuration; results go into ``runs``."""
-    total = args.rounds * len(PIN_MODES) * len(CASES)
+    total = args.rounds * len(PIN_MODES) * len(args.cases)
     done = 0
     with tempfile.TemporaryDirectory(prefix="http_bench-") as scratch:
         for round_number in range(1, args.rounds + 1):
             for mode in PIN_MODES:
-                for case in CASES:
+                for case in args.cases:
                     done += 1
                     result = _measure(case, mode, args, wrk, Path(scratch))
                     runs[mode.name][case.key].append(result)
@@ -302,7 +342,12 @@ def _serving(
     # on a full pipe, and writing it is part of what is measured.
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            argv,
+            cwd=server.cwd,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         yield process
@@ -375,7 +420,7 @@ def _problems(result: WrkResult) -> str:
     return f"  ({', '.join(notes)})" if notes else ""
 
 
-def _analyze(by_case: dict[str, list[WrkResult]]) -> dict[str, Any]:
+def _analyze(by_case: dict[str, list[WrkResult]], ratios: Sequence[Ratio]) -> dict[str, Any]:
     """Medians per configuration; ratios and overhead per round (paired in time), then medians.
 
     The two sides of a ratio run back to back in each round, so a ratio taken within a round
@@ -394,11 +439,11 @@ def _analyze(by_case: dict[str, list[WrkResult]]) -> dict[str, Any]:
             "non_2xx": sum(r.non_2xx for r in results),
             "socket_errors": sum(r.socket_errors for r in results),
         }
-    ratios = {}
-    for ratio in RATIOS:
+    by_label = {}
+    for ratio in ratios:
         pairs = zip(by_case[ratio.numerator], by_case[ratio.denominator], strict=True)
         per_round = [top.rps / bottom.rps for top, bottom in pairs]
-        ratios[ratio.label] = {
+        by_label[ratio.label] = {
             "median": statistics.median(per_round),
             "min": min(per_round),
             "max": max(per_round),
@@ -409,7 +454,7 @@ def _analyze(by_case: dict[str, list[WrkResult]]) -> dict[str, Any]:
     overhead = [(1 / gateway.rps - 1 / direct.rps) * 1e6 for gateway, direct in pairs]
     return {
         "cases": cases,
-        "ratios": ratios,
+        "ratios": by_label,
         "trivial_overhead_us": {"median": statistics.median(overhead), "per_round": overhead},
     }
 
@@ -420,7 +465,7 @@ def _report(mode: PinMode, analysis: dict[str, Any], args: argparse.Namespace) -
     print(f"\n== {mode.name}: {mode.description} ({rounds}, {args.duration} s each) ==")
     print(f"{'':<13}{'configuration':<31}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'spread':>8}")
     group = ""
-    for case in CASES:
+    for case in args.cases:
         row = analysis["cases"][case.key]
         shown_group = case.group if case.group != group else ""
         group = case.group
@@ -491,7 +536,9 @@ def _write_results(
             "uncommitted_changes": bool(_git("status", "--porcelain")),
         },
         "pin_modes": {m.name: asdict(m) for m in PIN_MODES},
-        "cases": {c.key: {"label": c.label, "path": c.path, "argv": c.server.argv} for c in CASES},
+        "cases": {
+            c.key: {"label": c.label, "path": c.path, "argv": c.server.argv} for c in args.cases
+        },
         "runs": {
             mode: {k: [asdict(r) for r in v] for k, v in by_case.items()}
             for mode, by_case in runs.items()
