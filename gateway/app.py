@@ -163,7 +163,7 @@ def create_app(settings: Settings, *, log_stream: TextIO | None = None) -> Gatew
         create_report_store(settings.flags),
         build=lambda: {
             "shadow": results.snapshot(),
-            "breakers": {breaker.route: breaker.view() for breaker in breakers},
+            "breakers": {breaker.label: breaker.view() for breaker in breakers},
         },
         version=lambda: results.version + sum(breaker.changes for breaker in breakers),
     )

@@ -248,7 +248,7 @@ def build_route_plan(
         app = GuardedService(
             service,
             legacy=legacy,
-            route=label,
+            label=label,
             timeout=route.timeout,
             fallback=route.fallback,
             fallback_max_body=route.fallback_max_body,
@@ -258,7 +258,7 @@ def build_route_plan(
     if route.flag is not None:
         spec = route.shadow or ShadowRouteSettings()
         shadow = ShadowPlan(
-            route=label,
+            label=label,
             primary=spec.primary,
             sample_rate=spec.sample_rate,
             noise_sample_rate=spec.noise_sample_rate,

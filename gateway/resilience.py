@@ -13,8 +13,8 @@ Breakers live in each worker process, as Envoy's outlier detection lives in each
 that sees the failures stops sending, without waiting for the others. Their states are published
 with the worker's report (``gateway.reports``) so the admin API and ``gateway routes`` show them::
 
-    guard = GuardedService(service, legacy=legacy_app, route="/api/me",
-                           timeout=2.0, fallback=True, breaker=Breaker("/api/me"))
+    guard = GuardedService(service, legacy=legacy_app, label="GET /api/me",
+                           timeout=2.0, fallback=True, breaker=Breaker("GET /api/me"))
     await guard(scope, receive, send)
 """
 
@@ -45,14 +45,15 @@ class Breaker:
 
     def __init__(
         self,
-        route: str,
+        label: str,
         *,
         failures: int = 5,
         window: float = 30.0,
         cooldown: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.route = route
+        #: The route's label (``route_plan.route_label``).
+        self.label = label
         self._threshold = failures
         self._window = window
         self._cooldown = cooldown
@@ -73,7 +74,7 @@ class Breaker:
         if self.state == "open" and self._clock() - self._opened_at >= self._cooldown:
             self.state = "half-open"
             self.changes += 1
-            log.info("breaker.half_open", route=self.route)
+            log.info("breaker.half_open", route=self.label)
         if self.state == "half-open" and not self._trial_running:
             self._trial_running = True
             return "trial"
@@ -89,7 +90,7 @@ class Breaker:
                 self.state = "closed"
                 self.changes += 1
                 self._failures.clear()
-                log.info("breaker.closed", route=self.route)
+                log.info("breaker.closed", route=self.label)
             else:
                 self._open("trial failed")
             return
@@ -109,7 +110,7 @@ class Breaker:
         self._opened_at = self._clock()
         self._failures.clear()
         self.trips += 1
-        log.warning("breaker.opened", route=self.route, why=why, cooldown=self._cooldown)
+        log.warning("breaker.opened", route=self.label, why=why, cooldown=self._cooldown)
 
     def view(self) -> dict[str, Any]:
         view: dict[str, Any] = {"state": self.state, "trips": self.trips}
@@ -129,7 +130,7 @@ class GuardedService:
         service: ASGIApp,
         *,
         legacy: ASGIApp,
-        route: str,
+        label: str,
         timeout: float | None = None,
         fallback: bool = False,
         fallback_max_body: int = 64 * 1024,
@@ -137,7 +138,7 @@ class GuardedService:
     ) -> None:
         self._service = service
         self._legacy = legacy
-        self.route = route
+        self.label = label
         self._timeout = timeout
         self._fallback = fallback
         self._fallback_max_body = fallback_max_body
@@ -184,7 +185,7 @@ class GuardedService:
             if not timed_out:
                 if guard.sent or body is None:
                     raise  # the request-context middleware answers 500 (or aborts) and logs it
-                log.warning("route.new_side_failed", route=self.route, exc_info=True)
+                log.warning("route.new_side_failed", route=self.label, exc_info=True)
         finally:
             if breaker is not None and admission is not None:
                 breaker.record(admission, ok)

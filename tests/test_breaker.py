@@ -225,7 +225,7 @@ SERVICES = {"raise": raising, "500": failing_500, "hang": hang_forever, "ok": ok
 
 
 def guard(service: Any, legacy: Any, **options: Any) -> GuardedService:
-    return GuardedService(service, legacy=legacy, route="GET /thing", **options)
+    return GuardedService(service, legacy=legacy, label="GET /thing", **options)
 
 
 @pytest.mark.parametrize(

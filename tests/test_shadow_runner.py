@@ -65,7 +65,7 @@ def route_results(runner: ShadowRunner) -> dict[str, Any]:
 
 
 def plan(**options: Any) -> ShadowPlan:
-    return ShadowPlan(route=ROUTE, **options)
+    return ShadowPlan(label=ROUTE, **options)
 
 
 async def streamed_primary(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -454,7 +454,7 @@ async def test_a_calibration_never_learns_noise_from_a_fallback_answer() -> None
         await answer_json(send, {"id": 1, "name": "thing"})
 
     # What the dispatcher passes for a flagged route with fallback and primary = "new".
-    guarded = GuardedService(flaky_new, legacy=legacy, route=ROUTE, fallback=True)
+    guarded = GuardedService(flaky_new, legacy=legacy, label=ROUTE, fallback=True)
     runner = make_runner(chance=lambda: 0.0)  # calibrate every sample
     app = functools.partial(
         runner.serve,

@@ -203,7 +203,7 @@ def test_a_flagged_route_without_shadow_settings_gets_the_defaults(tmp_path: Pat
     assert plan.app is svc_app
     assert plan.service is svc_app
     assert plan.shadow == ShadowPlan(
-        route="GET,POST /thing/{thing_id:int}",
+        label="GET,POST /thing/{thing_id:int}",
         primary="legacy",
         sample_rate=1.0,
         noise_sample_rate=0.1,
@@ -225,7 +225,7 @@ def test_shadow_settings_reach_the_plan(tmp_path: Path) -> None:
     )
     [plan] = build_route_plans(settings, {"svc": svc_app}, legacy_app)
     assert plan.shadow == ShadowPlan(
-        route="GET,POST /thing/{thing_id:int}",
+        label="GET,POST /thing/{thing_id:int}",
         primary="new",
         sample_rate=0.25,
         noise_sample_rate=0.0,
@@ -256,14 +256,14 @@ def test_a_guarded_route_is_served_through_a_guarded_service(
     settings = load(tmp_path, routes)
     guarded, plain = build_route_plans(settings, {"svc": svc_app}, legacy_app)
     assert isinstance(guarded.app, GuardedService)
-    assert guarded.app.route == "GET,POST /thing/{thing_id:int}"
+    assert guarded.app.label == "GET,POST /thing/{thing_id:int}"
     assert guarded.service is svc_app  # a shadow copy skips the guards
     assert guarded.shadow is None  # no flag, nothing to shadow
     if breaker is None:
         assert guarded.app.breaker is None
     else:
         assert guarded.app.breaker is not None
-        assert guarded.app.breaker.route == "GET,POST /thing/{thing_id:int}"
+        assert guarded.app.breaker.label == "GET,POST /thing/{thing_id:int}"
         assert guarded.app.breaker.view() == {**breaker, "recent_failures": 0}
         for _ in range(2):
             guarded.app.breaker.record("closed", False)

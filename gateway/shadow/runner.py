@@ -43,7 +43,8 @@ log = structlog.get_logger("gateway.shadow")
 class ShadowPlan:
     """One route's shadow settings, as the runner uses them."""
 
-    route: str
+    #: The route's label (``route_plan.label_label``): how results name it.
+    label: str
     primary: str = "legacy"
     sample_rate: float = 1.0
     noise_sample_rate: float = 0.1
@@ -124,12 +125,12 @@ class ShadowRunner:
                 task.add_done_callback(self._tasks.discard)
             else:
                 self.active -= 1
-                self.results.skip(plan.route, "primary-incomplete")
+                self.results.skip(plan.label, "primary-incomplete")
 
     async def _copyable_body(
         self, plan: ShadowPlan, scope: Scope, receive: Receive, facts: RequestFacts
     ) -> bytes | None:
-        route = plan.route
+        route = plan.label
         if facts.method not in SAFE_METHODS and not plan.side_effect_free:
             self.results.skip(route, "unsafe-method")
             return None
@@ -159,7 +160,7 @@ class ShadowRunner:
         first: Captured,
         names: tuple[str, str],
     ) -> None:
-        route, results = plan.route, self.results
+        route, results = plan.label, self.results
         structlog.contextvars.bind_contextvars(shadow=names[1])
         try:
             results.count(route, "sampled")
@@ -201,10 +202,10 @@ class ShadowRunner:
         if second is None or second.status != first.status:
             # A failed or different second answer says nothing about which fields are volatile.
             return
-        self.results.count(plan.route, "calibrations")
+        self.results.count(plan.label, "calibrations")
         noise = {difference.pattern for difference in compare(first, second, plan.rules)}
         if noise:
-            self.results.learn_noise(plan.route, noise)
+            self.results.learn_noise(plan.label, noise)
 
     def _judge(
         self,
@@ -214,7 +215,7 @@ class ShadowRunner:
         answer: Captured,
         names: tuple[str, str],
     ) -> None:
-        route, results = plan.route, self.results
+        route, results = plan.label, self.results
         differences = compare(first, answer, plan.rules)
         if not differences:
             results.count(route, "matches")
