@@ -1,8 +1,9 @@
 """Path templates: the gateway's one spelling of a route path, and conversions into it.
 
 A template is FastAPI's spelling with an optional converter: ``/api/books/{book_id:int}``.
-Converters: ``str`` (one non-empty segment, the default), ``int`` (ASCII digits) and ``path``
-(the rest of the path, last segment only). Flask rules convert into it
+Converters: ``str`` (one non-empty segment, the default), ``int`` (decimal digits of any script,
+as Werkzeug's ``int`` reads them) and ``path`` (the rest of the path, last segment only). Flask
+rules convert into it
 (``/api/books/<int:book_id>`` becomes ``/api/books/{book_id:int}``), and every template has a
 *shape* with the names erased (``/api/books/{}``), which is how the gateway compares a configured
 route with what a Flask rule or a FastAPI route declares.

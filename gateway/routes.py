@@ -150,7 +150,9 @@ def _walk(
         if found is not None:
             return found
     if segment:
-        is_int = segment.isascii() and segment.isdigit()
+        # Any Unicode decimal digit, as Werkzeug's ``int`` converter (``\d+``) reads it: the
+        # segment a Flask rule would route as a number is classified as that rule here.
+        is_int = segment.isdecimal()
         for slot in (node.int_param if is_int else None, node.str_param):
             if slot is not None:
                 name, child = slot
