@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from starlette.types import Scope, Send
 
 from gateway.context import GATEWAY, request_facts
+from gateway.request_body import declared_body_size
 
 
 class GatewayError(Exception):
@@ -84,7 +85,9 @@ async def refuse(
 
     The access line records the reason (as ``denied`` for an access policy's 401/403, as
     ``rejected`` otherwise) and ``backend=gateway``; an HTTP client gets the JSON error with the
-    request id, a websocket handshake is closed with 1008 (policy violation).
+    request id, a websocket handshake is closed with 1008 (policy violation). A refused request
+    that came with a body says ``Connection: close``: its body is never read, and the server must
+    not go on parsing (and discarding) it for the next request on the connection.
     """
     facts = request_facts(scope)
     facts.backend = GATEWAY
@@ -95,7 +98,12 @@ async def refuse(
     if scope["type"] == "websocket":
         await send({"type": "websocket.close", "code": 1008})
         return
+    if declared_body_size(scope) != 0:
+        headers = [*headers, _CLOSE]
     await send_error(send, status, reason, facts.request_id, headers)
+
+
+_CLOSE = (b"connection", b"close")
 
 
 def error_body(status: int, message: str, request_id: str | None) -> bytes:

@@ -17,6 +17,11 @@ too-large head with 400, and h11 costs a large share of the throughput). This su
   it fires, so the per-request cost is one clock read.
 - Parser errors (malformed request line, lower-case method, bad header) get the gateway's JSON
   400 with a request id instead of uvicorn's plain-text one.
+- **Trailers** of a chunked request body are dropped. uvicorn appends them to the very list that
+  is ``scope["headers"]`` (httptools reports them through the same callback as headers), so a
+  trailer arriving with the head became a request header: an ``Authorization`` or a trusted
+  ``X-Forwarded-For`` sent after the body was believed. ASGI has no request trailers; a request
+  trailer is counted and logged at debug level, never seen by the gateway or a backend.
 
 ::
 
@@ -130,6 +135,13 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._reject(400, "invalid HTTP request", detail=msg)
 
     # -- parser callbacks ----------------------------------------------------------------------
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._awaiting_head:
+            # After the head: a trailer field of a chunked body (see the module docstring).
+            log.debug("http.trailer_dropped", name=name[:64].decode("latin-1"))
+            return
+        super().on_header(name, value)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()

@@ -953,3 +953,40 @@ def test_two_names_for_one_api_key_stop_start_up() -> None:
     with pytest.raises(ConfigError) as caught:
         build_api_key_backend(settings, source=SOURCE)
     assert caught.value.problems == ["gateway.toml: auth.api_keys.keys[1].sha256: same key as 'a'"]
+
+
+# --- removing a refused credential ----------------------------------------------------------
+
+
+def test_jwt_backend_removes_the_authorization_header() -> None:
+    backend = build_jwt_backend(jwt_settings(), source=SOURCE)
+    headers = [(b"authorization", b"Bearer x.y.z"), (b"cookie", b"a=1"), (b"x-other", b"2")]
+    assert backend.without_credential(headers) == [(b"cookie", b"a=1"), (b"x-other", b"2")]
+
+
+def test_api_key_backend_removes_its_header(api_keys: APIKeyBackend) -> None:
+    headers = [(b"x-api-key", b"rk_guess"), (b"authorization", b"Basic Zm9v")]
+    assert api_keys.without_credential(headers) == [(b"authorization", b"Basic Zm9v")]
+
+
+@pytest.mark.parametrize(
+    ("cookies", "kept"),
+    [
+        ([b"session=forged; theme=dark"], [b"theme=dark"]),
+        ([b"theme=dark; session=a; session=b; lang=fr"], [b"theme=dark; lang=fr"]),
+        ([b"session=forged"], []),
+        # HTTP/2 may split cookies over several headers: each is filtered.
+        ([b"session=forged", b"theme=dark"], [b"theme=dark"]),
+        # Only the exact name: a cookie whose name merely contains it stays.
+        ([b"my_session=1; session_id=2"], [b"my_session=1; session_id=2"]),
+    ],
+)
+def test_session_backend_removes_only_the_session_cookie(
+    codec: FlaskSessionCodec, cookies: list[bytes], kept: list[bytes]
+) -> None:
+    backend = session_backend(codec, None)
+    headers = [(b"cookie", value) for value in cookies] + [(b"x-other", b"1")]
+    assert backend.without_credential(headers) == [
+        *((b"cookie", value) for value in kept),
+        (b"x-other", b"1"),
+    ]

@@ -39,6 +39,10 @@ class FakeBackend:
             raise RuntimeError("key file vanished")
         return self._identities[value]
 
+    def without_credential(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        header = f"x-fake-{self.name}".encode()
+        return [(name, value) for name, value in headers if name != header]
+
 
 seen: list[dict[str, Any]] = []
 
@@ -149,6 +153,50 @@ async def test_identity_headers_never_reach_the_app() -> None:
     assert forwarded[b"x-trace"] == b"t"
     assert seen[0]["identity"] is ANONYMOUS
     assert "auth.identity_headers_removed" in [log["event"] for log in logs]
+
+
+@pytest.mark.parametrize(
+    ("headers", "forwarded", "subject"),
+    [
+        # A refused credential is removed; the valid one beside it stays for the backend.
+        ({"x_fake_jwt": "bad", "x_fake_session": "alice"}, {b"x-fake-session": b"alice"}, "alice"),
+        ({"x_fake_jwt": "bad"}, {}, "-"),
+        # Valid credentials all travel on: the legacy app may need its own session cookie.
+        (
+            {"x_fake_jwt": "bob", "x_fake_session": "alice"},
+            {b"x-fake-jwt": b"bob", b"x-fake-session": b"alice"},
+            "bob",
+        ),
+    ],
+)
+async def test_a_refused_credential_reaches_no_backend(
+    headers: dict[str, str], forwarded: dict[bytes, bytes], subject: str
+) -> None:
+    seen.clear()
+    exchange = await call(gateway(), scope("/public", **headers))
+    assert exchange.status == 200
+    assert exchange.body.decode() == subject
+    sent = {k: v for k, v in seen[0]["headers"].items() if k.startswith(b"x-fake-")}
+    assert sent == forwarded
+
+
+@pytest.mark.parametrize(
+    ("headers", "closes"),
+    [
+        ([(b"content-length", b"10")], True),
+        ([(b"transfer-encoding", b"chunked")], True),
+        ([(b"content-length", b"0")], False),
+        ([], False),
+    ],
+)
+async def test_a_refusal_before_the_body_is_read_closes_the_connection(
+    headers: list[tuple[bytes, bytes]], closes: bool
+) -> None:
+    """The body is never read: a server that kept the connection would parse (and throw away)
+    whatever the client goes on sending, as if it were the next request."""
+    exchange = await call(gateway(), http_scope("/private", "POST", headers))
+    assert exchange.status == 401
+    assert (exchange.headers.get(b"connection") == b"close") is closes
 
 
 async def test_duplicate_authorization_is_refused() -> None:

@@ -3,13 +3,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import jwt
 import pytest
-from hardening import raw_exchange
+from hardening import parse_response, raw_exchange, read_all
 from support import GatewayProcess, demo_config
+
+#: DEMO ONLY: the public demo secret in gateway.toml and the legacy app's fallback.
+DEMO_JWT_SECRET = "demo-only-jwt-secret-do-not-use-in-production"
 
 pytestmark = pytest.mark.e2e
 
@@ -56,3 +63,71 @@ def test_unicode_digits_follow_the_routes_flag(demo: GatewayProcess) -> None:
     )
     assert response.headers["x-gateway-backend"] == "catalog"
     assert response.status in (404, 422), response.raw[:300]
+
+
+def test_a_trailer_never_becomes_a_request_header(demo: GatewayProcess) -> None:
+    """A chunked request whose ``Authorization`` comes only in the trailer, in the same packet
+    as the head: the trailer is dropped, so the caller is anonymous."""
+    alice = token(demo, "alice", "wonderland")
+    response = raw_exchange(
+        demo.port,
+        (
+            "GET /admin/users HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
+            f"Connection: close\r\n\r\n0\r\nAuthorization: Bearer {alice}\r\n\r\n"
+        ).encode(),
+    )
+    assert response.status == 401, response.raw[:300]
+    assert response.headers["x-gateway-backend"] == "gateway"
+    # The same token as a header is believed (the test proves the trailer, not the token).
+    with_header = raw_exchange(
+        demo.port,
+        (
+            "GET /admin/users HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Bearer {alice}\r\nConnection: close\r\n\r\n"
+        ).encode(),
+    )
+    assert with_header.status == 200
+
+
+def test_a_refusal_before_the_body_closes_the_connection(demo: GatewayProcess) -> None:
+    """An anonymous chunked upload gets its 401 and the connection ends at once: the server does
+    not go on reading (and discarding) a body nobody will use."""
+    with socket.create_connection(("127.0.0.1", demo.port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /admin/users HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
+            b"\r\n400\r\n" + b"x" * 1024 + b"\r\n"
+        )
+        started = time.monotonic()
+        raw = read_all(sock, timeout=5)
+        elapsed = time.monotonic() - started
+        # More body after the answer: the server has closed, so nothing is read, nothing
+        # answered (a reset or a broken pipe, depending on timing).
+        with contextlib.suppress(OSError):
+            sock.sendall(b"400\r\n" + b"x" * 1024 + b"\r\n")
+    response = parse_response(raw)
+    assert response.status == 401
+    assert response.headers["connection"] == "close"
+    assert elapsed < 4  # closed by the server, not cut by read_all's own timeout
+
+
+def forged_kid_token(subject: str, roles: list[str]) -> str:
+    """Signed with the demo secret the legacy app also trusts, but naming a key the gateway does
+    not know (a rotated-out one, say): the gateway refuses it, Flask alone would accept it."""
+    now = int(time.time())
+    claims = {"sub": subject, "roles": roles, "iat": now, "exp": now + 600}
+    return jwt.encode(claims, DEMO_JWT_SECRET, algorithm="HS256", headers={"kid": "rotated-out"})
+
+
+def test_a_credential_the_gateway_refused_reaches_no_backend(demo: GatewayProcess) -> None:
+    refused = forged_kid_token("alice", ["admin"])
+    page = httpx.get(f"{demo.base_url}/", headers={"Authorization": f"Bearer {refused}"})
+    assert page.status_code == 200
+    assert page.headers["x-gateway-backend"] == "legacy"
+    assert "Signed in as" not in page.text
+    events = demo.events_for(page.headers["x-request-id"])
+    [line] = [e for e in events if e["event"] == "request"]
+    assert (line["user"], line["auth"]) == ("anonymous", "anonymous")
+    # The legacy app does recognise a token the gateway accepted: the check above is not vacuous.
+    accepted = token(demo, "alice", "wonderland")
+    page = httpx.get(f"{demo.base_url}/", headers={"Authorization": f"Bearer {accepted}"})
+    assert "Signed in as alice" in page.text

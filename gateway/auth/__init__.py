@@ -10,8 +10,8 @@ Anything else a backend raises (a broken key, a decoder bug) is a backend failur
 fails closed with a generic 5xx and never forwards the request. Backends never do network I/O on
 the event loop; keys are loaded when the backend is built.
 
-    backend = JWTBackend(settings.auth.jwt, source="gateway.toml")
     identity = await backend.authenticate(Headers(scope=scope))
+    scope["headers"] = backend.without_credential(scope["headers"])   # after InvalidCredentials
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from starlette.datastructures import Headers
 from gateway.context import Identity
 from gateway.errors import InvalidCredentials
 
-__all__ = ["AuthBackend", "InvalidCredentials"]
+__all__ = ["AuthBackend", "InvalidCredentials", "RawHeaders"]
 
 
 class AuthBackend(Protocol):
@@ -31,3 +31,12 @@ class AuthBackend(Protocol):
     name: str
 
     async def authenticate(self, headers: Headers) -> Identity | None: ...
+
+    def without_credential(self, headers: RawHeaders) -> RawHeaders:
+        """``headers`` less this backend's credential: a credential the gateway refused must
+        reach neither backend (a legacy app that checks it on its own terms, with another key
+        or without the audience, would accept what the gateway refused)."""
+        ...
+
+
+RawHeaders = list[tuple[bytes, bytes]]

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 
 from starlette.datastructures import Headers
 
+from gateway.auth import RawHeaders
 from gateway.context import Identity
 from gateway.errors import InvalidCredentials
 
@@ -40,6 +41,10 @@ class APIKeyBackend:
         #: Hex SHA-256 of a key -> (its name, its roles).
         self._keys = dict(keys)
         self._header = header
+        self._raw_header = header.lower().encode("latin-1")
+
+    def without_credential(self, headers: RawHeaders) -> RawHeaders:
+        return [(name, value) for name, value in headers if name != self._raw_header]
 
     async def authenticate(self, headers: Headers) -> Identity | None:
         values = headers.getlist(self._header)

@@ -41,6 +41,7 @@ from itsdangerous import BadData, SignatureExpired
 from starlette.datastructures import Headers
 from werkzeug.http import dump_cookie, parse_cookie
 
+from gateway.auth import RawHeaders
 from gateway.context import Identity
 from gateway.errors import InvalidCredentials
 
@@ -171,6 +172,19 @@ class FlaskSessionBackend:
         self._clock = clock
         # Touched only on the event loop, so no lock. Insertion order is expiry order (one TTL).
         self._cache: dict[str, _Cached] = {}
+
+    def without_credential(self, headers: RawHeaders) -> RawHeaders:
+        """Every cookie of the session's name removed; other cookies are kept as sent."""
+        name = self._codec.cookie_name.encode("latin-1")
+        kept: RawHeaders = []
+        for header, value in headers:
+            if header == b"cookie":
+                pairs = [p for p in value.split(b";") if p.split(b"=", 1)[0].strip() != name]
+                if not pairs:
+                    continue
+                value = b";".join(pairs).strip()
+            kept.append((header, value))
+        return kept
 
     async def authenticate(self, headers: Headers) -> Identity | None:
         # Several Cookie headers (HTTP/2 splits them) are one list; like werkzeug, which the app

@@ -33,6 +33,7 @@ import jwt
 from jwt.types import Options
 from starlette.datastructures import Headers
 
+from gateway.auth import RawHeaders
 from gateway.context import Identity
 from gateway.errors import ConfigError, InvalidCredentials
 
@@ -106,6 +107,9 @@ class JWTBackend:
         if not token:
             raise InvalidCredentials("empty bearer token")
         return self._verify(token)
+
+    def without_credential(self, headers: RawHeaders) -> RawHeaders:
+        return [(name, value) for name, value in headers if name != b"authorization"]
 
     def _verify(self, token: str) -> Identity:
         try:

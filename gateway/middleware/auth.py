@@ -11,7 +11,8 @@ For each request it
    ``X-User-Id``), and refuses a request with two ``Authorization`` headers (400): two parsers
    could each pick a different one;
 2. asks every backend, in the configured order of precedence. A credential that is present but
-   invalid (tampered cookie, expired or forged token) makes the request anonymous and is logged;
+   invalid (tampered cookie, expired or forged token) makes the request anonymous, is logged, and
+   is removed from the request, so neither backend can accept what the gateway refused;
    when two valid credentials name different users, the first backend's user wins and both
    sides see that one user. A backend that fails (a bug, a broken key) fails closed: 503, never
    forwarded;
@@ -90,6 +91,13 @@ class AuthMiddleware:
             await refuse(scope, send, 503, "authentication is unavailable")
             return
         facts.identity = identity
+        if invalid:
+            # A refused credential goes no further: a backend that checks credentials itself
+            # (the legacy app verifying its own tokens, without the gateway's audience or key
+            # rules) must not accept what the gateway refused.
+            for backend in invalid:
+                kept = backend.without_credential(kept)
+            scope["headers"] = kept
 
         if facts.path in _PROBES:
             await self.app(scope, receive, send)
@@ -103,20 +111,20 @@ class AuthMiddleware:
         if decision.status == 401:
             challenge = self._challenge
             if invalid:
-                facts.invalid_credentials = tuple(invalid)
+                facts.invalid_credentials = tuple(backend.name for backend in invalid)
                 challenge += b', error="invalid_token"'
             headers.append((b"www-authenticate", challenge))
         await refuse(scope, send, decision.status, decision.reason, headers, denied=True)
 
-    async def _authenticate(self, headers: Headers) -> tuple[Identity, list[str]]:
+    async def _authenticate(self, headers: Headers) -> tuple[Identity, list[AuthBackend]]:
         """The winning identity (or anonymous) and the backends whose credential was invalid."""
         found: list[Identity] = []
-        invalid: list[str] = []
+        invalid: list[AuthBackend] = []
         for backend in self._backends:
             try:
                 identity = await backend.authenticate(headers)
             except InvalidCredentials as exc:
-                invalid.append(backend.name)
+                invalid.append(backend)
                 self._log.info("auth.invalid_credentials", method=backend.name, reason=exc.reason)
                 continue
             if identity is not None:

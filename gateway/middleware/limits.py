@@ -92,7 +92,7 @@ class LimitsMiddleware:
                 max_size, timeout = match.route.max_body_size, match.route.body_timeout
         if declared is not None and declared > max_size:
             reason = f"the request body is larger than {max_size} bytes"
-            await refuse(scope, send, 413, reason, _CLOSE)
+            await refuse(scope, send, 413, reason)  # says Connection: close
             return
         guard = _BodyGuard(facts, receive, send, max_size, timeout, self._log)
         try:
