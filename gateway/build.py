@@ -71,6 +71,7 @@ def build_legacy(settings: Settings) -> tuple[Any, LegacyApp]:
         buffer_body_limit=legacy.buffer_body_limit,
         queue_timeout=legacy.queue_timeout,
         request_timeout=legacy.request_timeout,
+        send_timeout=legacy.send_timeout,
     )
     return wsgi_app, adapter
 

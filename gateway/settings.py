@@ -147,6 +147,10 @@ class LegacySettings(_Section):
     #: and first body bytes); then the client gets 504. The thread cannot be killed: it runs on,
     #: its output is discarded, and it holds its place in ``threads`` until it returns.
     request_timeout: Annotated[float, Field(gt=0)] = 30.0
+    #: Seconds one write to the client may take while the handler is still producing its
+    #: response; then the connection is dropped and the handler's thread freed (its next chunk
+    #: raises). A client that stops reading a large response cannot pin a thread for ever.
+    send_timeout: Annotated[float, Field(gt=0)] = 30.0
 
     _check_app = field_validator("app")(_check_import_string)
 

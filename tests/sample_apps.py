@@ -165,6 +165,19 @@ def create_hardening_flask() -> Flask:
         log.info("sample.slow_finished", seconds=seconds)
         return {"slept": seconds, "marker": "slow-handler-output"}
 
+    @app.get("/big")
+    def big() -> Response:
+        """``mb`` megabytes in 64 KiB chunks, produced as fast as the client takes them."""
+        chunk = b"x" * 65536
+        count = int(request.args.get("mb", "1")) * 16
+
+        def chunks() -> Any:
+            for _ in range(count):
+                yield chunk
+            record_event("big:finished")
+
+        return Response(chunks(), mimetype="application/octet-stream")
+
     @app.get("/stream")
     def stream() -> Response:
         def forever() -> Any:

@@ -368,3 +368,60 @@ def test_a_legacy_handler_that_does_not_answer_in_time_gets_504_and_keeps_its_sl
     [access] = [e for e in events if e["event"] == "request"]
     assert access["status"] == 504
     assert "legacy.request_timeout" in [e["event"] for e in events]
+
+
+# -- 6. Nobody starves the legacy pool -----------------------------------------------------------
+
+
+def test_clients_trickling_small_bodies_hold_no_legacy_thread(server: GatewayProcess) -> None:
+    """As many clients as the pool has threads each send 2 of a declared 100 body bytes: the
+    bodies are read before a thread is taken, so every other legacy request is still served."""
+    sockets = []
+    try:
+        for _ in range(2 + 1):  # the pool has 2 threads
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            sock.sendall(b"POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\nab")
+            sockets.append(sock)
+        time.sleep(0.3)  # they are all waiting for their bodies now
+        started = time.monotonic()
+        response = get(server.port, "/echo")
+        assert response.status == 200, response.raw[:300]
+        assert time.monotonic() - started < 0.5  # not after queue_timeout, not a 503
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def test_a_client_that_stops_reading_cannot_pin_a_legacy_thread(tmp_path: Path) -> None:
+    """Two clients ask for a large streamed response and never read it. Each write to them
+    stalls; after ``legacy.send_timeout`` their connections are dropped and both threads are
+    free again (without the deadline, every other legacy request would get 503 for ever)."""
+    env = sample_env(tmp_path, GATEWAY_LEGACY__SEND_TIMEOUT="1")
+    with GatewayProcess(hardening_config(tmp_path), env=env) as gateway:
+        readers = []
+        try:
+            for index in range(2):
+                sock = socket.socket()
+                # A small receive window, so the server's writes stall soon.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                sock.connect(("127.0.0.1", gateway.port))
+                sock.sendall(
+                    f"GET /big?mb=64 HTTP/1.1\r\nHost: localhost\r\n"
+                    f"X-Request-ID: stalled-{index}\r\n\r\n".encode()
+                )
+                readers.append(sock)
+            # While both writes stall, the pool is full...
+            assert wait_for(lambda: get(gateway.port, "/echo").status == 503, timeout=5)
+            # ...until the send deadline frees both threads.
+            assert wait_for(lambda: get(gateway.port, "/echo").status == 200, timeout=10)
+            response = get(gateway.port, "/echo")
+            assert response.status == 200
+        finally:
+            for sock in readers:
+                sock.close()
+        events = [gateway.events_for(f"stalled-{index}") for index in range(2)]
+    for stalled in events:
+        names = [e["event"] for e in stalled]
+        assert "legacy.client_too_slow" in names
+        [access] = [e for e in stalled if e["event"] == "request"]
+        assert (access["status"], access["aborted"]) == (200, True)

@@ -29,7 +29,11 @@ a2wsgi alone Flask sees an empty body for them).
 A client that disconnects during a streamed response makes the thread's next hand-over raise
 ``ClientDisconnected`` inside the WSGI iteration, which stops the generator and calls its
 ``close()``, so the thread is freed. Admission to the thread pool is bounded: when every thread is
-busy a request waits at most ``queue_timeout`` seconds, then gets 503 with ``Retry-After``.
+busy a request waits at most ``queue_timeout`` seconds, then gets 503 with ``Retry-After``; a
+small body is read before a thread is taken, so a client trickling its body holds none. While a
+handler still produces its response, each write to the client must finish within
+``send_timeout`` seconds, or the connection is dropped and the thread told to stop: a client
+that stops reading cannot pin a thread.
 
 A request whose WSGI app has not handed over the start of its response (status, headers and
 its first body bytes) ``request_timeout`` seconds after its thread started gets a JSON 504.
@@ -52,7 +56,7 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import Any, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 import structlog
 from a2wsgi.wsgi import Body, build_environ
@@ -66,6 +70,8 @@ from gateway.request_body import declared_body_size, read_body
 ExcInfo: TypeAlias = tuple[type[BaseException], BaseException, TracebackType | None]
 StartResponse: TypeAlias = Callable[..., Callable[[bytes], None]]
 WSGIApp: TypeAlias = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+#: How relaying one response ended.
+Relayed: TypeAlias = Literal["complete", "timed-out", "client-too-slow"]
 
 log = structlog.get_logger("gateway.legacy")
 
@@ -87,6 +93,7 @@ class LegacyApp:
         buffer_body_limit: int = 64 * 1024,
         queue_timeout: float = 5.0,
         request_timeout: float | None = None,
+        send_timeout: float | None = None,
         retry_after: int = 5,
         max_pending_bytes: int = 256 * 1024,
     ) -> None:
@@ -95,6 +102,7 @@ class LegacyApp:
         self._buffer_body_limit = buffer_body_limit
         self._queue_timeout = queue_timeout
         self._request_timeout = request_timeout
+        self._send_timeout = send_timeout
         self._retry_after = str(retry_after).encode()
         self._max_pending_bytes = max_pending_bytes
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="legacy")
@@ -111,6 +119,16 @@ class LegacyApp:
             return
         if scope["type"] != "http":
             return
+        loop = asyncio.get_running_loop()
+        # A small body is read whole *before* a thread is taken: a client that trickles its
+        # body (or never sends it) must not hold a slot of the pool meanwhile, or a handful of
+        # anonymous sockets would answer every legacy request with 503.
+        try:
+            body, watch_disconnect = await self._request_body(scope, receive, loop)
+        except ClientDisconnected:
+            # Gone before its body was whole: Flask never sees half a body as a whole one.
+            log.info("legacy.client_disconnected", during="request body")
+            return
         if not await self._admission.acquire(self._queue_timeout):
             await send_error(
                 send,
@@ -121,14 +139,6 @@ class LegacyApp:
             )
             return
         try:
-            loop = asyncio.get_running_loop()
-            try:
-                body, watch_disconnect = await self._request_body(scope, receive, loop)
-            except ClientDisconnected:
-                # Gone before its body was whole: Flask never sees half a body as a whole one.
-                self._admission.release()
-                log.info("legacy.client_disconnected", during="request body")
-                return
             environ = _build_environ(scope, body)
             channel = _ResponseChannel(loop, self._max_pending_bytes)
             context = contextvars.copy_context()
@@ -138,10 +148,16 @@ class LegacyApp:
         except BaseException:
             self._admission.release()
             raise
-        timed_out = await channel.relay(
-            send, receive if watch_disconnect else None, self._request_timeout
+        outcome = await channel.relay(
+            send, receive if watch_disconnect else None, self._request_timeout, self._send_timeout
         )
-        if timed_out:
+        if outcome == "client-too-slow":
+            # The thread is told the client is gone (its next hand-over raises), and the
+            # response stays incomplete: the server closes the connection.
+            log.warning("legacy.client_too_slow", send_timeout=self._send_timeout)
+            with contextlib.suppress(LookupError):
+                request_facts(scope).aborted = True
+        elif outcome == "timed-out":
             log.warning("legacy.request_timeout", timeout=self._request_timeout)
             await send_error(
                 send, 504, "the legacy application did not answer in time", _request_id(scope)
@@ -345,9 +361,20 @@ class _ResponseChannel:
 
     # -- event loop ----------------------------------------------------------------------------
 
-    async def relay(self, send: Send, receive: Receive | None, start_within: float | None) -> bool:
-        """Send what the thread hands over until the response ends or the client goes; True
-        (nothing sent) when the response did not start within ``start_within`` seconds."""
+    async def relay(
+        self,
+        send: Send,
+        receive: Receive | None,
+        start_within: float | None,
+        send_within: float | None = None,
+    ) -> Relayed:
+        """Send what the thread hands over until the response ends or the client goes.
+
+        ``timed-out`` (nothing sent): the response did not start within ``start_within``
+        seconds. ``client-too-slow``: a send to the client did not finish within
+        ``send_within`` seconds while the thread was still producing (the thread is then
+        told the client is gone, so a reader that stops reading cannot pin it for ever).
+        """
         watcher: asyncio.Task[None] | None = None
         timer = None
         if start_within is not None:
@@ -358,12 +385,21 @@ class _ResponseChannel:
                     batch, self._messages = self._messages, []
                     done, error = self._done, self._error
                     if self._timed_out:
-                        return True
+                        return "timed-out"
                     waiter: asyncio.Future[None] | None = None
                     if not batch and not done and not self._client_gone:
                         waiter = self._waiter = self._loop.create_future()
                 if batch:
-                    sent = await _send_batch(send, batch)
+                    if done or send_within is None:
+                        # The thread has finished: a slow client holds no thread, only its own
+                        # connection. (And small responses pay for no timer.)
+                        sent = await _send_batch(send, batch)
+                    else:
+                        try:
+                            async with asyncio.timeout(send_within):
+                                sent = await _send_batch(send, batch)
+                        except TimeoutError:
+                            return "client-too-slow"
                     with self._lock:
                         self._pending_bytes -= sent
                         self._room.notify_all()
@@ -371,7 +407,7 @@ class _ResponseChannel:
                 if error is not None:
                     raise error
                 if done or waiter is None:
-                    return False
+                    return "complete"
                 if watcher is None and receive is not None and self._headers_sent:
                     # A streamed response: watch for the client leaving, so the thread stops.
                     watcher = asyncio.create_task(self._watch_disconnect(receive))
