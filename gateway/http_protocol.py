@@ -17,6 +17,9 @@ too-large head with 400, and h11 costs a large share of the throughput). This su
   it fires, so the per-request cost is one clock read.
 - Parser errors (malformed request line, lower-case method, bad header) get the gateway's JSON
   400 with a request id instead of uvicorn's plain-text one.
+- **Framing** that two parsers could read differently is a 400: a ``Content-Length`` that is
+  not digits only (``5\t``), a transfer coding other than ``chunked`` (``gzip, chunked``).
+- A **websocket handshake with a body** is a 400 at once (it used to hang unanswered).
 - **Trailers** of a chunked request body are dropped. uvicorn appends them to the very list that
   is ``scope["headers"]`` (httptools reports them through the same callback as headers), so a
   trailer arriving with the head became a request header: an ``Authorization`` or a trusted
@@ -31,8 +34,9 @@ too-large head with 400, and h11 costs a large share of the throughput). This su
 The factory, not a configured subclass, is what uvicorn gets: ``--workers`` pickles the config
 into spawned worker processes, and a module-level class with a dataclass of limits pickles.
 This leans on uvicorn's ``HttpToolsProtocol`` internals (``parser``, ``url``, ``headers``,
-``cycle``, the parser callbacks); ``tests/test_http_limits.py`` drives a real server through
-every path here, so an upstream change shows up as a failing test.
+``cycle``, the parser callbacks); ``tests/test_e2e_hardening.py`` and
+``tests/test_e2e_security.py`` drive a real server through every path here, so an upstream
+change shows up as a failing test.
 """
 
 from __future__ import annotations
@@ -59,6 +63,29 @@ _HEAD_FRAMING = 32
 
 class _HeadTooLarge(Exception):
     """Raised inside a parser callback: stops httptools before it builds the request."""
+
+
+class _BadFraming(Exception):
+    """A body framing header that parsers could read differently: refused with a 400.
+
+    httptools keeps trailing whitespace in ``Content-Length: 5\t`` and accepts any coding list
+    ending in ``chunked`` (``gzip, chunked``); a proxy in front may frame the same bytes another
+    way (request smuggling), and nobody here decodes gzip. A length must be digits only and the
+    only transfer coding is ``chunked``.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class _UpgradeWithBody(Exception):
+    """A websocket handshake that declares a body: refused inside the parser callback.
+
+    uvicorn starts no request for an upgrade until the parser reports it, which llhttp does only
+    after a body it is still waiting for; the connection would hang unanswered, past every
+    timer. A handshake is a GET with no body (RFC 6455 4.1), so this one gets a 400 at once.
+    """
 
 
 class GatewayHttpProtocol(HttpToolsProtocol):
@@ -118,6 +145,10 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         except httptools.HttpParserError as exc:
             if isinstance(exc.__context__, _HeadTooLarge):
                 self._reject(431, "the request head is too large")
+            elif isinstance(exc.__context__, _BadFraming):
+                self._reject(400, exc.__context__.reason)
+            elif isinstance(exc.__context__, _UpgradeWithBody):
+                self._reject(400, "a websocket handshake must not have a body")
             else:
                 self._reject(400, "invalid HTTP request", detail=str(exc))
             return
@@ -153,6 +184,11 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             self._head_bytes > self._max_head_size or self._chunk_size > self._max_head_size
         ) and self._exact_head_size() > self._max_head_size:
             raise _HeadTooLarge
+        problem = self._framing_problem()
+        if problem is not None:
+            raise _BadFraming(problem)
+        if self.parser.should_upgrade() and self._should_upgrade() and self._declares_body():
+            raise _UpgradeWithBody
         self._awaiting_head = False
         self._head_bytes = 0
         self._head_started = None
@@ -171,6 +207,20 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             self._head_started = self.loop.time()
 
     # -- limits --------------------------------------------------------------------------------
+
+    def _framing_problem(self) -> str | None:
+        for name, value in self.headers:
+            if name == b"content-length" and not value.isdigit():
+                return "the Content-Length header is not a number"
+            if name == b"transfer-encoding" and value.lower() != b"chunked":
+                return "the only transfer coding accepted is chunked"
+        return None
+
+    def _declares_body(self) -> bool:
+        for name, value in self.headers:
+            if name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
+                return True
+        return False
 
     def _exact_head_size(self) -> int:
         size = len(self.url) + _HEAD_FRAMING

@@ -131,3 +131,42 @@ def test_a_credential_the_gateway_refused_reaches_no_backend(demo: GatewayProces
     accepted = token(demo, "alice", "wonderland")
     page = httpx.get(f"{demo.base_url}/", headers={"Authorization": f"Bearer {accepted}"})
     assert "Signed in as alice" in page.text
+
+
+def test_a_websocket_handshake_with_a_body_is_answered_at_once(demo: GatewayProcess) -> None:
+    """It was never answered, and held its socket past every timer (200 of them: 200 fds)."""
+    with socket.create_connection(("127.0.0.1", demo.port), timeout=10) as sock:
+        sock.sendall(
+            b"GET /api/books HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\nContent-Length: 1\r\n\r\nx"
+        )
+        started = time.monotonic()
+        raw = read_all(sock, timeout=8)
+    assert time.monotonic() - started < 2
+    response = parse_response(raw)
+    assert response.status == 400
+    assert response.json()["error"]["message"] == "a websocket handshake must not have a body"
+    assert response.headers["connection"] == "close"
+
+
+@pytest.mark.parametrize(
+    ("framing", "message"),
+    [
+        ("Content-Length: 5\t", "the Content-Length header is not a number"),
+        ("Content-Length: 5 ", "the Content-Length header is not a number"),
+        ("Transfer-Encoding: gzip, chunked", "the only transfer coding accepted is chunked"),
+        ("Transfer-Encoding: identity", "the only transfer coding accepted is chunked"),
+    ],
+)
+def test_body_framing_that_parsers_may_read_differently_is_refused(
+    demo: GatewayProcess, framing: str, message: str
+) -> None:
+    response = raw_exchange(
+        demo.port,
+        f"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\n{framing}\r\n\r\n".encode()
+        + b"5\r\nhello\r\n0\r\n\r\n",
+    )
+    assert response.status == 400, response.raw[:300]
+    assert response.json()["error"]["message"] == message
+    assert response.headers["connection"] == "close"
