@@ -20,6 +20,9 @@ too-large head with 400, and h11 costs a large share of the throughput). This su
 - **Framing** that two parsers could read differently is a 400: a ``Content-Length`` that is
   not digits only (``5\t``), a transfer coding other than ``chunked`` (``gzip, chunked``).
 - A **websocket handshake with a body** is a 400 at once (it used to hang unanswered).
+- An **absolute-form target** (``GET http://host/path``) names the host: its authority replaces
+  the ``Host`` header, as RFC 9112 3.2.2 says a server must, so ``server.allowed_hosts`` judges
+  the host the request really names.
 - **Trailers** of a chunked request body are dropped. uvicorn appends them to the very list that
   is ``scope["headers"]`` (httptools reports them through the same callback as headers), so a
   trailer arriving with the head became a request header: an ``Authorization`` or a trusted
@@ -189,6 +192,11 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             raise _BadFraming(problem)
         if self.parser.should_upgrade() and self._should_upgrade() and self._declares_body():
             raise _UpgradeWithBody
+        authority = _absolute_form_authority(self.url)
+        if authority is not None:
+            # In place: this list becomes scope["headers"].
+            self.headers[:] = [(n, v) for n, v in self.headers if n != b"host"]
+            self.headers.append((b"host", authority))
         self._awaiting_head = False
         self._head_bytes = 0
         self._head_started = None
@@ -279,6 +287,14 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             detail=detail,
             client=_address(self.client),
         )
+
+
+def _absolute_form_authority(target: bytes) -> bytes | None:
+    """``evil.example:80`` for ``http://evil.example:80/x``; ``None`` for an origin-form target."""
+    scheme, separator, rest = target.partition(b"://")
+    if not separator or scheme.lower() not in (b"http", b"https"):
+        return None
+    return rest.split(b"/", 1)[0].split(b"?", 1)[0]
 
 
 def _address(client: tuple[str, int] | None) -> str | None:

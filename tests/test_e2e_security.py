@@ -170,3 +170,24 @@ def test_body_framing_that_parsers_may_read_differently_is_refused(
     assert response.status == 400, response.raw[:300]
     assert response.json()["error"]["message"] == message
     assert response.headers["connection"] == "close"
+
+
+@pytest.mark.parametrize(
+    ("target", "status"),
+    [
+        ("http://evil.example/api/books", 400),
+        ("http://127.0.0.1@evil.example/api/books", 400),
+        ("HTTPS://evil.example:443/api/books?x=1", 400),
+        ("http://localhost/api/books", 200),
+    ],
+)
+def test_an_absolute_form_target_names_the_host_that_is_checked(
+    demo: GatewayProcess, target: str, status: int
+) -> None:
+    response = raw_exchange(
+        demo.port,
+        f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode(),
+    )
+    assert response.status == status, response.raw[:300]
+    if status == 400:
+        assert response.headers["x-gateway-backend"] == "gateway"
