@@ -16,6 +16,7 @@ a copy of that context, so Flask's handler threads see it too.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from typing import Any, Literal, TextIO
@@ -64,6 +65,26 @@ def _drop_color_message(
     # uvicorn passes an ANSI-coloured copy of its message as an "extra"; one message is enough.
     event.pop("color_message", None)
     return event
+
+
+#: C0 and C1 control characters (ESC among them), and DEL.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _escape_controls(
+    _logger: object, _method: str, event: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    """Write control characters in string values as ``\x1b``, as the JSON renderer escapes
+    them: a request can carry ESC sequences (a header value, a logged parameter), and raw
+    ones would rewrite an operator's terminal or forge a log line."""
+    for key, value in event.items():
+        if isinstance(value, str) and _CONTROL.search(value):
+            event[key] = _CONTROL.sub(_escaped, value)
+    return event
+
+
+def _escaped(match: re.Match[str]) -> str:
+    return f"\\x{ord(match.group()):02x}"
 
 
 _current_sink: LineSink | None = None
@@ -151,7 +172,7 @@ def configure_logging(*, format: LogFormat, level: str, stream: TextIO | None = 
             structlog.processors.JSONRenderer(serializer=_dumps),
         ]
     else:
-        renderer = [structlog.dev.ConsoleRenderer(colors=stream.isatty())]
+        renderer = [_escape_controls, structlog.dev.ConsoleRenderer(colors=stream.isatty())]
 
     root = logging.getLogger()
     for handler in list(root.handlers):

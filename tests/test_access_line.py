@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import re
 from collections.abc import Iterator
 
@@ -83,3 +84,17 @@ def test_other_pipelines_go_through_structlog(format: str, level: str) -> None:
     else:
         assert "request" in text
         assert not text.startswith("{")  # rendered by the console renderer
+
+
+def test_console_lines_escape_control_characters() -> None:
+    """As the JSON renderer does: ESC from a request must not reach an operator's terminal."""
+    out = io.StringIO()
+    configure_logging(format="console", level="info", stream=out)
+    structlog.get_logger("gateway.flags").info("flags.override_ignored", value="\x1b[2Jnew\r\n")
+    logging.getLogger("flask.app").warning("user said \x1b]0;owned\x07")
+    flush_logs()
+    text = out.getvalue()
+    assert not {"\x1b", "\x07", "\r"} & set(text)
+    assert "value=\\x1b[2Jnew\\x0d\\x0a" in text
+    assert "user said \\x1b]0;owned\\x07" in text
+    assert text.count("\n") == 2  # one line each
