@@ -18,22 +18,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import json
 import os
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
 from gateway.app import GatewayApp, create_app
+from gateway.draining import DrainingServer
 from gateway.errors import ConfigError, StartupError
 from gateway.flags.build import create_runtime
 from gateway.flags.model import FlagSpec
 from gateway.flags.stores import StoreUnavailable
-from gateway.log import configure_logging
+from gateway.log import configure_logging, flush_logs
 from gateway.reports import Report, combine_reports, create_report_store
 from gateway.route_plan import route_label
 from gateway.settings import CONFIG_ENV, DEFAULT_CONFIG, Settings, load_settings
@@ -144,42 +147,91 @@ def _load(args: argparse.Namespace) -> Settings:
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
+    from uvicorn.supervisors import ChangeReload, Multiprocess
 
     from gateway.http_protocol import HttpProtocolFactory
 
     settings = _load(args)
     server = settings.server
     workers = args.workers or server.workers
-    # Worker processes and the reloader import the app again: they find the config here.
-    os.environ[CONFIG_ENV] = str(Path(settings.source).resolve())
-    app: GatewayApp | str
-    if workers == 1 and not args.reload:
-        app = create_app(settings)
-    else:
-        # Build once in this process so a broken config fails here, before any worker starts.
-        create_app(settings)
-        app = "gateway.asgi:app"
-    uvicorn.run(
-        app,
-        host=args.host or server.host,
-        port=args.port if args.port is not None else server.port,
-        workers=workers if not args.reload else None,
-        reload=args.reload,
-        lifespan="on",
-        log_config=None,
-        access_log=False,
-        # The gateway applies server.trusted_proxies itself (gateway.middleware.request_head);
-        # uvicorn's own proxy handling would trust 127.0.0.1 and rewrite the client first.
-        proxy_headers=False,
-        # httptools, deliberately (h11 costs a large share of the throughput), with the head
-        # size and time limits uvicorn's httptools protocol lacks (gateway.http_protocol).
-        http=HttpProtocolFactory(
-            max_head_size=settings.limits.max_head_size,
-            head_timeout=settings.limits.head_timeout,
-        ).as_uvicorn_http(),
-        timeout_graceful_shutdown=int(server.graceful_shutdown),
-    )
+    host = args.host or server.host
+    port = args.port if args.port is not None else server.port
+    # Listen before anything is built: a busy port is one clear line, not a failure after the
+    # whole app has started, buried among its info lines.
+    sock = _listen(host, port)
+    try:
+        # Worker processes and the reloader import the app again: they find the config here.
+        os.environ[CONFIG_ENV] = str(Path(settings.source).resolve())
+        app: GatewayApp | str
+        if workers == 1 and not args.reload:
+            app = create_app(settings)
+        else:
+            # Build once in this process so a broken config fails here, before any worker starts.
+            create_app(settings)
+            app = "gateway.asgi:app"
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            workers=workers if not args.reload else None,
+            reload=args.reload,
+            lifespan="on",
+            log_config=None,
+            access_log=False,
+            # The gateway applies server.trusted_proxies itself (gateway.middleware.request_head);
+            # uvicorn's own proxy handling would trust 127.0.0.1 and rewrite the client first.
+            proxy_headers=False,
+            # httptools, deliberately (h11 costs a large share of the throughput), with the head
+            # size and time limits uvicorn's httptools protocol lacks (gateway.http_protocol).
+            http=HttpProtocolFactory(
+                max_head_size=settings.limits.max_head_size,
+                head_timeout=settings.limits.head_timeout,
+            ).as_uvicorn_http(),
+            timeout_graceful_shutdown=int(server.graceful_shutdown),
+        )
+        with contextlib.suppress(KeyboardInterrupt):
+            if args.reload:
+                ChangeReload(config, target=DrainingServer(config).run, sockets=[sock]).run()
+            elif workers > 1:
+                Multiprocess(config, sockets=[sock]).run()
+            else:
+                runner = DrainingServer(config)
+                runner.run(sockets=[sock])
+                if not runner.started:
+                    return EXIT_STARTUP  # the lifespan failed; its one line is in the log
+                _exit_now()
+    finally:
+        sock.close()
     return 0
+
+
+def _exit_now() -> NoReturn:
+    """End the process with status 0 once the server has stopped.
+
+    A legacy handler still running after the grace period (a stuck Flask view) cannot be
+    killed, and the interpreter would wait for it at exit: ``concurrent.futures`` joins its
+    worker threads. Everything that matters has been shut down by the lifespan, so end now.
+    """
+    flush_logs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(0)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound as uvicorn binds it; ``StartupError`` when it cannot be."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family=family)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        shown = f"[{host}]" if family == socket.AF_INET6 else host
+        raise StartupError(f"cannot listen on {shown}:{port}: {exc.strerror}") from None
+    sock.set_inheritable(True)  # worker processes serve on it too
+    return sock
 
 
 def _routes(args: argparse.Namespace) -> int:
