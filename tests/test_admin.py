@@ -289,6 +289,10 @@ async def test_a_failing_endpoint_answers_a_json_500_and_raises() -> None:
         ("DELETE", "/_gateway/api/flags/catalog-books"),  # a method it does not serve
         ("GET", "/_gateway/api/nothing"),  # a path it does not serve
         ("HEAD", "/_gateway/api/kill-switch"),
+        # The whole surface, not only /api/: with no [auth] section every policy is public.
+        ("GET", "/_gateway/routes"),
+        ("GET", "/_gateway/openapi.json"),
+        ("GET", "/_gateway/nope"),
     ],
 )
 async def test_the_admin_api_needs_an_admin_role_before_anything_else(
@@ -305,8 +309,8 @@ async def test_the_admin_api_needs_an_admin_role_before_anything_else(
     assert b"www-authenticate" not in forbidden.headers
 
 
-@pytest.mark.parametrize("path", ["/_gateway/health", "/_gateway/ready", "/_gateway/openapi.json"])
-async def test_the_rest_is_left_to_the_access_policies(admin: AdminApp, path: str) -> None:
+@pytest.mark.parametrize("path", ["/_gateway/health", "/_gateway/ready"])
+async def test_the_probes_are_public(admin: AdminApp, path: str) -> None:
     exchange, _ = await ask(admin, "GET", path, identity=ANONYMOUS)
     assert exchange.status == 200
 

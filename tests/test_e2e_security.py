@@ -191,3 +191,15 @@ def test_an_absolute_form_target_names_the_host_that_is_checked(
     assert response.status == status, response.raw[:300]
     if status == 400:
         assert response.headers["x-gateway-backend"] == "gateway"
+
+
+def test_a_websocket_handshake_to_a_gateway_endpoint_is_refused_not_a_500(
+    demo: GatewayProcess,
+) -> None:
+    response = raw_exchange(
+        demo.port,
+        b"GET /_gateway/health HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Sec-WebSocket-Version: 13\r\n\r\n",
+    )
+    assert response.status == 403, response.raw[:300]

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 from support import call, http_scope
 
 from gateway.adapters.legacy import LegacyApp
+from gateway.middleware.request_context import RequestContextMiddleware
 
 pytestmark = pytest.mark.anyio
 
@@ -377,3 +380,51 @@ async def test_an_upload_cut_by_a_disconnect_never_reaches_flask_as_whole(
         assert (failures, outcome) == ([], "returned")
     assert not any(m.get("body") == b"stored" for m in sent)
     assert legacy.busy_threads == 0  # the thread (or its slot) is free again
+
+
+def answer_with(status: str, headers: list[tuple[str, str]], *chunks: bytes) -> Any:
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        start_response(status, headers)
+        return list(chunks)
+
+    return app
+
+
+async def test_a_status_without_a_reason_phrase_is_fine() -> None:
+    exchange = await call(LegacyApp(answer_with("201", [], b"made"), threads=1), http_scope("/"))
+    assert (exchange.status, exchange.body) == (201, b"made")
+
+
+@pytest.mark.parametrize(
+    ("status", "headers"),
+    [
+        ("2OO OK", []),
+        ("200OK", []),
+        ("", []),
+        ("200 OK", [("X-Split", "a\r\nSet-Cookie: session=forged")]),
+        ("200 OK", [("X-Nul", "a\x00b")]),
+        ("200 OK", [("Bad Name", "x")]),
+    ],
+)
+async def test_a_bad_status_or_header_is_the_apps_error_and_a_json_500(
+    status: str, headers: list[tuple[str, str]]
+) -> None:
+    """Not a response the server would refuse once started (a dropped connection)."""
+    app = RequestContextMiddleware(LegacyApp(answer_with(status, headers, b"x"), threads=1))
+    with capture_logs() as logs:
+        exchange = await call(app, http_scope("/"))
+    assert exchange.status == 500
+    assert json.loads(exchange.body)["error"]["message"] == "internal server error"
+    assert b"forged" not in b"".join(v for _, v in exchange.headers.items())
+    assert [e["event"] for e in logs if e["log_level"] == "error"] == ["request.failed"]
+
+
+async def test_a_body_longer_than_its_content_length_is_cut_and_logged() -> None:
+    legacy = LegacyApp(
+        answer_with("200 OK", [("Content-Length", "5")], b"hel", b"lo, and more", b"!"),
+        threads=1,
+    )
+    with capture_logs() as logs:
+        exchange = await call(legacy, http_scope("/"))
+    assert exchange.body == b"hello"
+    assert [e["event"] for e in logs].count("legacy.body_longer_than_content_length") == 1

@@ -51,6 +51,7 @@ import collections
 import contextlib
 import contextvars
 import io
+import re
 import sys
 import threading
 from collections.abc import Callable, Iterable
@@ -70,6 +71,11 @@ from gateway.request_body import declared_body_size, read_body
 ExcInfo: TypeAlias = tuple[type[BaseException], BaseException, TracebackType | None]
 StartResponse: TypeAlias = Callable[..., Callable[[bytes], None]]
 WSGIApp: TypeAlias = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+#: PEP 3333: "200 OK" (a reason phrase is usual, not required).
+_STATUS = re.compile(r"^[1-9][0-9]{2}(?: [^\r\n]*)?$")
+#: A header name (RFC 9110 token); values must not carry CR, LF or NUL (response splitting).
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_FORBIDDEN_IN_VALUE = re.compile(r"[\r\n\x00]")
 #: How relaying one response ended.
 Relayed: TypeAlias = Literal["complete", "timed-out", "client-too-slow"]
 
@@ -286,6 +292,9 @@ class _ResponseChannel:
         # Thread-side state.
         self._start: tuple[int, list[tuple[bytes, bytes]]] | None = None
         self._headers_sent = False
+        #: Body bytes the declared Content-Length still allows (``None``: not declared).
+        self._remaining: int | None = None
+        self._overran = False
 
     # -- worker thread -------------------------------------------------------------------------
 
@@ -301,12 +310,24 @@ class _ResponseChannel:
                 raise exc_info[1].with_traceback(exc_info[2])
         elif self._start is not None:
             raise RuntimeError("start_response() called twice without exc_info")
-        code = int(status.split(" ", 1)[0])
-        encoded = [
-            (name.strip().lower().encode("latin-1"), value.strip().encode("latin-1"))
-            for name, value in headers
-        ]
+        # Checked here, in the app's thread, so a bad status or header is the app's error (the
+        # client gets the gateway's JSON 500) rather than the server's, which would drop the
+        # connection once it saw the start of the response.
+        if not _STATUS.match(status):
+            raise ValueError(f"invalid WSGI status {status[:40]!r}")
+        code = int(status[:3])
+        encoded = []
+        remaining = None
+        for name, value in headers:
+            if not _TOKEN.match(name) or _FORBIDDEN_IN_VALUE.search(value):
+                raise ValueError(f"invalid WSGI response header {name[:40]!r}")
+            raw_name = name.lower().encode("latin-1")
+            raw_value = value.strip().encode("latin-1")
+            if raw_name == b"content-length" and raw_value.isdigit():
+                remaining = int(raw_value)
+            encoded.append((raw_name, raw_value))
         self._start = (code, encoded)
+        self._remaining = remaining
         return self.push_body
 
     def push_body(self, chunk: bytes) -> None:
@@ -315,6 +336,18 @@ class _ResponseChannel:
             return
         if self._start is None:
             raise RuntimeError("the WSGI app sent body bytes before calling start_response()")
+        remaining = self._remaining
+        if remaining is not None:
+            if len(chunk) > remaining:
+                # More than its Content-Length: the client would read the rest as the start of
+                # the next response. Cut to the declared length, as gunicorn does, and say so.
+                if not self._overran:
+                    self._overran = True
+                    log.warning("legacy.body_longer_than_content_length")
+                chunk = chunk[:remaining]
+                if not chunk:
+                    return
+            self._remaining = remaining - len(chunk)
         if self._headers_sent:
             self._post([(_BODY, chunk)], len(chunk))
         else:
