@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import json
 import threading
 import time
@@ -428,3 +429,48 @@ async def test_a_body_longer_than_its_content_length_is_cut_and_logged() -> None
         exchange = await call(legacy, http_scope("/"))
     assert exchange.body == b"hello"
     assert [e["event"] for e in logs].count("legacy.body_longer_than_content_length") == 1
+
+
+def reading_app(how: Callable[[Any], Any]) -> Any:
+    """Answers with ``repr`` of what ``how(environ["wsgi.input"])`` returns."""
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        result = how(environ["wsgi.input"])
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [repr(result).encode()]
+
+    return app
+
+
+def read_loop(stream: Any) -> list[list[bytes]]:
+    batches = []
+    while lines := stream.readlines(8):
+        batches.append(lines)
+    return batches
+
+
+READERS: dict[str, Callable[[Any], Any]] = {
+    "readlines()": lambda f: f.readlines(),
+    "readlines(hint)": lambda f: f.readlines(5),
+    "readlines loop": read_loop,
+    "iteration": lambda f: list(f),
+    "readline(limit)": lambda f: [f.readline(4), f.readline(4), f.readline()],
+    "readline to the end": lambda f: [f.readline() for _ in range(5)],
+    "read(n)": lambda f: [f.read(3), f.read(100), f.read(1)],
+}
+BODIES = [b"", b"one", b"one\n", b"one\ntwo", b"one\ntwo\n\nfour\n", b"\n\n", b"a" * 20 + b"\nb"]
+
+
+@pytest.mark.parametrize("body", BODIES, ids=repr)
+@pytest.mark.parametrize("reader", sorted(READERS))
+@pytest.mark.parametrize("streamed", [False, True], ids=["buffered", "streamed"])
+async def test_wsgi_input_reads_like_a_file(body: bytes, reader: str, streamed: bool) -> None:
+    """Whether the body was buffered (small) or streams in (large or chunked, here in 2-byte
+    pieces), every reading method returns what ``io.BytesIO`` returns for the same bytes."""
+    how = READERS[reader]
+    expected = repr(how(io.BytesIO(body))).encode()
+    legacy = LegacyApp(reading_app(how), threads=1, buffer_body_limit=-1 if streamed else 1 << 20)
+    pieces = [body[i : i + 2] for i in range(0, len(body), 2)] or [b""]
+    headers = [(b"content-length", str(len(body)).encode())]
+    exchange = await call(legacy, http_scope("/", "POST", headers), body=pieces)
+    assert exchange.body == expected
