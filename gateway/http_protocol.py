@@ -23,6 +23,10 @@ too-large head with 400, and h11 costs a large share of the throughput). This su
 - An **absolute-form target** (``GET http://host/path``) names the host: its authority replaces
   the ``Host`` header, as RFC 9112 3.2.2 says a server must, so ``server.allowed_hosts`` judges
   the host the request really names.
+- A **half-closed** connection (the client sent its request, then ``shutdown(SHUT_WR)``) still
+  gets its response, then is closed; uvicorn closed it at once, answer unsent.
+- An **HTTP/1.0** response with no ``Content-Length`` ends by closing the connection, as
+  HTTP/1.0 frames it; uvicorn sent ``Transfer-Encoding: chunked``, which HTTP/1.0 lacks.
 - **Trailers** of a chunked request body are dropped. uvicorn appends them to the very list that
   is ``scope["headers"]`` (httptools reports them through the same callback as headers), so a
   trailer arriving with the head became a request header: an ``Authorization`` or a trusted
@@ -45,13 +49,20 @@ change shows up as a failing test.
 from __future__ import annotations
 
 import asyncio
+import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
 import httptools
 import structlog
+from starlette.types import Message
 from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 from uvicorn.server import ServerState
 
 from gateway.errors import error_body
@@ -158,6 +169,17 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         if self._awaiting_head and self._head_bytes > self._max_head_size:
             self._reject(431, "the request head is too large")
 
+    # asyncio.Protocol.eof_received may return True (keep the transport open); uvicorn's
+    # annotation says None only.
+    def eof_received(self) -> bool | None:  # type: ignore[override]
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            # A half-close: the client has sent all it will, and still reads. Keep the
+            # transport open to answer; uvicorn closes it once the response is complete.
+            cycle.keep_alive = False
+            return True
+        return None  # nothing in flight: close
+
     def handle_websocket_upgrade(self) -> None:
         # The websocket protocol owns the transport from here on; this one's timer is done.
         if self._head_timer is not None:
@@ -201,6 +223,9 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._head_started = None
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and self.scope.get("http_version") == "1.0":
+            cycle.send = _close_delimited(cycle)  # type: ignore[method-assign,assignment]
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
@@ -287,6 +312,33 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             detail=detail,
             client=_address(self.client),
         )
+
+
+def _close_delimited(cycle: RequestResponseCycle) -> Callable[[Message], Awaitable[None]]:
+    """An HTTP/1.0 response's ``send``: with no ``Content-Length``, the body is written as it
+    comes and the connection's close ends it (HTTP/1.0 has no chunked coding).
+
+    uvicorn's cycle picks chunked framing when no length is given; telling it that the body
+    is unframed (``chunked_encoding = False``) with an unbounded length, then the exact length
+    left on the last message, makes it write the bytes unframed and close (HTTP/1.0 is never
+    kept alive here).
+    """
+    send: Callable[[Any], Awaitable[None]] = cycle.send
+    unframed = False
+
+    async def send_close_delimited(message: Message) -> None:
+        nonlocal unframed
+        if message["type"] == "http.response.start":
+            names = {name.lower() for name, _ in message.get("headers", ())}
+            if not names & {b"content-length", b"transfer-encoding"}:
+                unframed = True
+                cycle.chunked_encoding = False
+                cycle.expected_content_length = sys.maxsize
+        elif unframed and not message.get("more_body", False):
+            cycle.expected_content_length = len(message.get("body", b""))
+        await send(message)
+
+    return send_close_delimited
 
 
 def _absolute_form_authority(target: bytes) -> bytes | None:

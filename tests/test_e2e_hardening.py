@@ -425,3 +425,40 @@ def test_a_client_that_stops_reading_cannot_pin_a_legacy_thread(tmp_path: Path) 
         assert "legacy.client_too_slow" in names
         [access] = [e for e in stalled if e["event"] == "request"]
         assert (access["status"], access["aborted"]) == (200, True)
+
+
+# -- 7. Clients of every kind --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", ["/echo", "/svc/echo"])
+def test_a_half_closed_connection_still_gets_its_answer(
+    server: GatewayProcess, target: str
+) -> None:
+    """The client sends its request, then shuts its side down (``shutdown(SHUT_WR)``, as some
+    clients and proxies do): the answer still comes, then the server closes."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+        sock.shutdown(socket.SHUT_WR)
+        raw = read_all(sock, timeout=5)
+    response = parse_response(raw)
+    assert response.status == 200, raw[:300]
+    assert response.headers["x-gateway-backend"] == (
+        "svc" if target.startswith("/svc") else "legacy"
+    )
+
+
+def test_an_http_1_0_client_gets_a_close_delimited_body_not_chunks(server: GatewayProcess) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"GET /big?mb=1 HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        raw = read_all(sock, timeout=10)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert b"transfer-encoding" not in head.lower()
+    assert b"content-length" not in head.lower()
+    assert body == b"x" * (1024 * 1024)  # the close ended it; nothing framed it
+    # A response with a length keeps it, as before.
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"GET /echo HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        response = parse_response(read_all(sock, timeout=5))
+    assert response.status == 200
+    assert int(response.headers["content-length"]) == len(response.body)

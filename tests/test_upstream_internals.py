@@ -53,3 +53,13 @@ def test_a2wsgi_body_and_build_environ_keep_their_shape() -> None:
     parameters = list(inspect.signature(Body.__init__).parameters)
     assert parameters[:3] == ["self", "loop", "receive"]
     assert list(inspect.signature(build_environ).parameters) == ["scope", "body"]
+
+
+def test_uvicorn_request_cycle_keeps_the_framing_state_http_1_0_bodies_use() -> None:
+    """gateway.http_protocol frames an HTTP/1.0 body by closing, through these attributes."""
+    from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
+
+    source = inspect.getsource(RequestResponseCycle)
+    for attribute in ("self.chunked_encoding", "self.expected_content_length", "self.keep_alive"):
+        assert attribute in source, attribute
+    assert "def eof_received" in inspect.getsource(HttpToolsProtocol)
