@@ -7,7 +7,9 @@
     GATEWAY_CONFIG=gateway.toml hypercorn gateway.asgi:app
 
 The app is built on first access of ``gateway.asgi.app`` (not at import), from the same config
-file and ``GATEWAY_*`` variables ``gateway serve`` reads, once per worker process.
+file and ``GATEWAY_*`` variables ``gateway serve`` reads, once per worker process; with
+``gunicorn --preload``, once in the master, which then forks the workers. That is safe: each
+forked worker reseeds its request ids and restarts its log flusher (``gateway.log_sink``).
 """
 
 from __future__ import annotations

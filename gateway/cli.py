@@ -9,6 +9,7 @@
     gateway flags set catalog-books --mode canary --percentage 10
     gateway flags kill                     # every flagged route to legacy, in every process
     gateway shadow report                  # what shadow traffic found, over every worker
+    gateway --version                      # also: python -m gateway ...
 
 Configuration errors print one line per problem (file, key, problem) and exit with status 2;
 an app or service that fails to build exits with status 1. Neither prints a traceback.
@@ -30,6 +31,7 @@ from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
+from gateway import __version__
 from gateway.app import GatewayApp, create_app
 from gateway.draining import DrainingServer
 from gateway.errors import ConfigError, StartupError
@@ -66,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="gateway",
         description="Serve a Flask app and new FastAPI services on the same URLs, route by route.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     def add(name: str, help_text: str) -> argparse.ArgumentParser:

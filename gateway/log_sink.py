@@ -12,11 +12,17 @@ buffer is flushed at interpreter exit::
     logger = SinkLogger(sink)       # a structlog logger: logger.info(line), logger.error(line)
 
 Bluntly: a process killed with SIGKILL loses at most ``interval`` seconds of info lines.
+
+A sink survives ``fork()`` (``gunicorn --preload`` builds the app, and so the sink, before it
+forks its workers): no write is in progress at the fork, and the child starts with a fresh lock,
+its own flusher thread (threads are not copied) and no pending lines, since the lines waiting at
+the fork are the parent's to write. Each line is written once, by the process that wrote it.
 """
 
 from __future__ import annotations
 
 import atexit
+import os
 import threading
 import weakref
 from typing import Any, TextIO
@@ -27,17 +33,24 @@ _MAX_PENDING = 64 * 1024
 class LineSink:
     def __init__(self, stream: TextIO, *, interval: float = 0.05) -> None:
         self._stream = stream
+        self._interval = interval
         self._lock = threading.Lock()
         self._pending: list[str] = []
         self._size = 0
         self._closed = threading.Event()
-        sink = weakref.ref(self)
-        self._thread = threading.Thread(
-            target=_flush_periodically, args=(sink, self._closed, interval), daemon=True
-        )
-        self._thread.name = "log-flush"
-        self._thread.start()
+        self._thread = self._start_flusher()
+        _live_sinks.add(self)
         atexit.register(self.close)
+
+    def _start_flusher(self) -> threading.Thread:
+        thread = threading.Thread(
+            target=_flush_periodically,
+            args=(weakref.ref(self), self._closed, self._interval),
+            name="log-flush",
+            daemon=True,
+        )
+        thread.start()
+        return thread
 
     def write(self, line: str, *, urgent: bool) -> None:
         with self._lock:
@@ -66,6 +79,52 @@ class LineSink:
         """Flush and stop the flusher (later lines are still written, at once)."""
         self._closed.set()
         self.flush()
+
+    def _after_fork_in_child(self) -> None:
+        # The copied lock is held (_before_fork took it); the pending lines are the parent's,
+        # which writes them; threads are not copied, so the flusher starts again.
+        self._lock = threading.Lock()
+        self._pending = []
+        self._size = 0
+        closed = self._closed.is_set()
+        self._closed = threading.Event()  # its condition's lock may have been held, too
+        if closed:
+            self._closed.set()
+        else:
+            self._thread = self._start_flusher()
+
+
+#: Every sink not yet collected, for the fork handlers below.
+_live_sinks: weakref.WeakSet[LineSink] = weakref.WeakSet()
+#: The sinks whose locks the forking thread holds, from before the fork until after it.
+_forking: list[LineSink] = []
+
+
+def _before_fork() -> None:
+    # Wait for writes in progress, so the child never inherits a lock that a thread (which does
+    # not exist in the child) holds, nor a stream caught half-way through a write.
+    _forking[:] = list(_live_sinks)
+    for sink in _forking:
+        sink._lock.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    for sink in _forking:
+        sink._lock.release()
+    _forking.clear()
+
+
+def _after_fork_in_child() -> None:
+    for sink in _forking:
+        sink._after_fork_in_child()
+    _forking.clear()
+
+
+os.register_at_fork(
+    before=_before_fork,
+    after_in_parent=_after_fork_in_parent,
+    after_in_child=_after_fork_in_child,
+)
 
 
 def _flush_periodically(

@@ -44,6 +44,17 @@ def create_flask() -> Flask:
     return app
 
 
+def create_pid_flask() -> Flask:
+    """Answers which process served the request: for tests with several worker processes."""
+    app = Flask("sample_pid")
+
+    @app.get("/pid")
+    def pid() -> dict[str, int]:
+        return {"pid": os.getpid()}
+
+    return app
+
+
 def create_service(name: str = "svc") -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:

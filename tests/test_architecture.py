@@ -21,6 +21,7 @@ SETTINGS_MAY_IMPORT = {
     "gateway.context",
     "gateway.http_tokens",
     "gateway.path_template",
+    "gateway.request_body",
     "gateway.flags",
     "gateway.flags.model",
 }

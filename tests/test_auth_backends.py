@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from unittest import mock
 
 import jwt
@@ -26,8 +26,11 @@ from flask import Flask
 from flask.sessions import SessionInterface
 from itsdangerous import TimestampSigner
 from starlette.datastructures import Headers
+from starlette.types import Receive, Scope, Send
+from support import call, http_scope
 
 import legacy_flask
+from gateway.adapters.legacy import LegacyApp
 from gateway.auth.api_keys import APIKeyBackend, hash_api_key
 from gateway.auth.flask_session import (
     FlaskSessionBackend,
@@ -36,6 +39,7 @@ from gateway.auth.flask_session import (
     with_app_context,
 )
 from gateway.auth.jwt import JWTBackend
+from gateway.auth.shared_session import SessionBridge, session_from_scope
 from gateway.build import build_api_key_backend, build_jwt_backend
 from gateway.context import Identity
 from gateway.errors import ConfigError, InvalidCredentials
@@ -637,6 +641,50 @@ async def test_session_without_a_loader_has_no_roles(codec: FlaskSessionCodec) -
         Headers({"cookie": f"session={codec.dump({'user': 'x'})}"})
     )
     assert identity == Identity(subject="x", roles=frozenset(), method="session")
+
+
+TWO_SESSION_COOKIES = [
+    pytest.param([b"session=FIRST; session=SECOND"], id="in one Cookie header"),
+    pytest.param([b"session=FIRST", b"session=SECOND"], id="in two Cookie headers (HTTP/2)"),
+    pytest.param([b"theme=dark; session=FIRST", b"session=SECOND; lang=en"], id="among others"),
+]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("cookie_headers", TWO_SESSION_COOKIES)
+async def test_two_session_cookies_are_read_as_the_first_everywhere(
+    demo_app: Flask, codec: FlaskSessionCodec, cookie_headers: list[bytes]
+) -> None:
+    # A client (or a sibling subdomain planting a cookie) sends the session cookie twice. The
+    # identity the gateway verifies, the session a service sees and the one Flask sees must be
+    # the same user's: the first cookie, as Werkzeug reads it.
+    bob, alice = codec.dump({"user": "bob"}), codec.dump({"user": "alice"})
+    headers = [
+        (b"cookie", value.replace(b"FIRST", bob.encode()).replace(b"SECOND", alice.encode()))
+        for value in cookie_headers
+    ]
+
+    identity = await session_backend(codec, None).authenticate(Headers(raw=headers))
+
+    seen: dict[str, Any] = {}
+
+    async def service(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.update(session_from_scope(scope))
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    await call(SessionBridge(service, codec=codec), http_scope("/", headers=headers))
+
+    legacy = LegacyApp(cast(Any, demo_app), threads=1)
+    try:
+        flask_says = await call(legacy, http_scope("/api/me", headers=headers))
+    finally:
+        legacy.close()
+
+    assert identity is not None
+    assert identity.subject == "bob"
+    assert seen["user"] == "bob"
+    assert json.loads(flask_says.body)["username"] == "bob"
 
 
 @pytest.mark.anyio

@@ -323,11 +323,13 @@ def test_service_startup_failure_stops_the_gateway(tmp_path: Path) -> None:
 
 
 def test_gateway_routes_command_prints_the_table(tmp_path: Path) -> None:
-    env = {**os.environ, "GATEWAY_LEGACY__OPTIONS__DATABASE": str(tmp_path / "db.sqlite3")}
+    # The demo config, with its database, flag file and worker reports in tmp_path: the
+    # checkout's own var/reports holds the breaker states of a `gateway serve` running there.
+    config = demo_config(tmp_path, flags=None)
     result = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "routes"],
+        [sys.executable, "-m", "gateway.cli", "routes", "--config", str(config)],
         cwd=REPO,
-        env=env,
+        env=os.environ,
         capture_output=True,
         text=True,
         timeout=60,

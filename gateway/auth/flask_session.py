@@ -39,10 +39,11 @@ from flask import Flask
 from flask.sessions import SecureCookieSessionInterface
 from itsdangerous import BadData, SignatureExpired
 from starlette.datastructures import Headers
-from werkzeug.http import dump_cookie, parse_cookie
+from werkzeug.http import dump_cookie
 
 from gateway.auth import RawHeaders
 from gateway.context import Identity
+from gateway.cookies import read_cookie
 from gateway.errors import InvalidCredentials
 
 #: Takes a subject, returns its roles, or ``None`` when the user no longer exists.
@@ -187,10 +188,9 @@ class FlaskSessionBackend:
         return kept
 
     async def authenticate(self, headers: Headers) -> Identity | None:
-        # Several Cookie headers (HTTP/2 splits them) are one list; like werkzeug, which the app
-        # parses with, the first cookie of a name wins.
-        cookies = parse_cookie("; ".join(headers.getlist("cookie")))
-        value = cookies.get(self._codec.cookie_name)
+        # Read as Flask reads it (the first cookie of a name wins), and as the shared session
+        # that services see is read: one identity, one session.
+        value = read_cookie(headers.raw, self._codec.cookie_name)
         if not value:
             return None  # Flask treats an empty cookie as no session too
         data = self._codec.load(value)

@@ -13,7 +13,8 @@ so Flask sees the change on the next request::
     session = flask_session(request)
     session["theme"] = "dark"
 
-An invalid or expired cookie reads as an empty session, as Flask treats it.
+An invalid or expired cookie reads as an empty session, as Flask treats it. A cookie sent twice
+is read as Flask and the gateway's authentication read it: the first one (``gateway.cookies``).
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ import contextlib
 from collections.abc import Iterator, MutableMapping
 from typing import Any, Protocol
 
-from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.cookies import read_cookie
 from gateway.errors import InvalidCredentials
 
 #: Where the session lives in the scope of a service request.
@@ -102,10 +103,8 @@ class SessionBridge:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        cookie = None
-        for name, value in scope["headers"]:
-            if name == b"cookie":
-                cookie = cookie_parser(value.decode("latin-1")).get(self._codec.cookie_name, cookie)
+        # The cookie the gateway authenticated with and Flask would read: the first of its name.
+        cookie = read_cookie(scope["headers"], self._codec.cookie_name)
         session = SharedSession(self._codec, cookie)
         scope[SESSION_KEY] = session
         https = scope.get("scheme") == "https"

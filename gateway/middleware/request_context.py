@@ -41,8 +41,17 @@ _VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:@+=-]{1,128}$")
 _ids = random.Random(os.urandom(16))  # noqa: S311 - not a secret, see above
 
 
+def _reseed_ids() -> None:
+    _ids.seed(os.urandom(16))
+
+
+# A forked child copies the generator's state: without a new seed, the workers of
+# `gunicorn --preload` (which forks after the app was built) would hand out the same ids.
+os.register_at_fork(after_in_child=_reseed_ids)
+
+
 def new_request_id() -> str:
-    """32 hex digits, like ``uuid4().hex``."""
+    """32 hex digits, like ``uuid4().hex``; distinct across processes, forked ones too."""
     return f"{_ids.getrandbits(128):032x}"
 
 
