@@ -6,7 +6,7 @@ never runs the rest of pytest); the end-to-end test runs gunicorn itself.
 
 from __future__ import annotations
 
-import importlib.util
+import json
 import os
 import select
 import signal
@@ -162,17 +162,14 @@ def test_a_write_in_progress_at_the_fork_does_not_lock_the_child_out(tmp_path: P
 
 @pytest.fixture
 def preloaded_gunicorn(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """``gunicorn --preload -k uvicorn.workers.UvicornWorker -w 2 gateway.asgi:app``."""
-    pytest.importorskip("gunicorn")
-    if importlib.util.find_spec("uvicorn.workers") is None:
-        pytest.skip("this uvicorn has no uvicorn.workers (it moved to the uvicorn-worker package)")
+    """``gunicorn --preload -k gateway.gunicorn_worker.GatewayWorker -w 2 gateway.asgi:app``."""
     from gunicorn.config import KNOWN_SETTINGS
 
     config = tmp_path / "gateway.toml"
     config.write_text('[legacy]\napp = "sample_apps:create_pid_flask"\n')
     log = tmp_path / "gunicorn.log"
     port = free_port()
-    options = ["--preload", "-k", "uvicorn.workers.UvicornWorker", "-w", "2"]
+    options = ["--preload", "-k", "gateway.gunicorn_worker.GatewayWorker", "-w", "2"]
     options += ["-b", f"127.0.0.1:{port}", "--graceful-timeout", "5"]
     if any(setting.name == "control_socket_disable" for setting in KNOWN_SETTINGS):
         options.append("--no-control-socket")  # newer gunicorn: else a socket in $HOME
@@ -228,3 +225,33 @@ def test_preloaded_gunicorn_workers_make_distinct_ids_and_flush_logs(
         time.sleep(0.05)
     missing = [request_id for request_id in served if request_id not in log.read_text()]
     assert not missing, log.read_text()
+
+
+@pytest.mark.e2e
+def test_the_gunicorn_worker_leaves_forwarding_headers_to_the_gateway(
+    preloaded_gunicorn: tuple[str, Path],
+) -> None:
+    """uvicorn's own proxy-header handling trusts 127.0.0.1 by default and would rewrite the
+    client from a forged ``X-Forwarded-For``; with the gateway's worker, ``server.trusted_proxies``
+    (empty here) decides, and the header is removed, not believed."""
+    base_url, log = preloaded_gunicorn
+    response = None
+    deadline = time.monotonic() + 30
+    while response is None and time.monotonic() < deadline:
+        try:
+            response = httpx.get(
+                f"{base_url}/pid", headers={"X-Forwarded-For": "203.0.113.9"}, timeout=5
+            )
+        except httpx.TransportError:
+            time.sleep(0.1)
+    assert response is not None
+    assert response.status_code == 200
+    request_id = response.headers["x-request-id"]
+    while time.monotonic() < deadline and request_id not in log.read_text():
+        time.sleep(0.05)
+    [line] = [
+        json.loads(text)
+        for text in log.read_text().splitlines()
+        if text.startswith("{") and request_id in text and '"event":"request"' in text
+    ]
+    assert line["client"].startswith("127.0.0.1:")
