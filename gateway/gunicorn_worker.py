@@ -22,7 +22,7 @@ The config comes from ``GATEWAY_CONFIG`` and ``GATEWAY_*``, as ``gateway.asgi`` 
 from __future__ import annotations
 
 import os
-from typing import Any, ClassVar
+from typing import Any
 
 from uvicorn_worker import UvicornWorker
 
@@ -31,14 +31,13 @@ from gateway.settings import load_settings
 
 
 class GatewayWorker(UvicornWorker):
-    CONFIG_KWARGS: ClassVar[dict[str, Any]] = {
-        "loop": "auto",
-        "http": "auto",
-        "proxy_headers": False,
-        "lifespan": "on",
-    }
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # What UvicornWorker.__init__ passes to uvicorn's Config, with the gateway's choices.
+        self.CONFIG_KWARGS = {
+            **UvicornWorker.CONFIG_KWARGS,
+            "proxy_headers": False,
+            "lifespan": "on",
+        }
         super().__init__(*args, **kwargs)
         limits = load_settings(None, os.environ).limits
         # Read when uvicorn loads its config, in the worker: a protocol class (here a picklable
