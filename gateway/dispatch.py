@@ -2,7 +2,9 @@
 
 Four steps: the gateway's own prefix → the route table's match → the route's flag decision →
 the route plan serves it (``gateway.route_plan``). A request no configured route matches goes to
-the legacy catch-all, labelled with the Flask rule it hits. Backends see the same path the
+the legacy catch-all, labelled with the Flask rule it hits; when no Flask rule matches it either
+but a service route does with the trailing slash toggled, that route's service gets it (and
+redirects, as FastAPI does, rather than Flask answering 404). Backends see the same path the
 client sent, with no prefix stripped::
 
     dispatcher = Dispatcher(table=RouteTable(plans), legacy_rules=RouteTable(flask_rules),
@@ -16,7 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway.context import GATEWAY, LEGACY, request_facts
 from gateway.flags.runtime import FlagRuntime
 from gateway.route_plan import RoutePlan
-from gateway.routes import RouteTable, Rule
+from gateway.routes import RouteMatch, RouteTable, Rule
 
 GATEWAY_PREFIX = "/_gateway/"
 
@@ -50,11 +52,14 @@ class Dispatcher:
         if match is None:
             # Not configured: the legacy catch-all. Label the line with the Flask rule it hits.
             rule = self._legacy_rules.match(facts.method, path)
-            if rule is not None:
-                facts.route = rule.route.template
-            facts.backend = LEGACY
-            await self._legacy(scope, receive, send)
-            return
+            if rule is None:
+                match = self._other_spelling(facts.method, path)
+            if match is None:
+                if rule is not None:
+                    facts.route = rule.route.template
+                facts.backend = LEGACY
+                await self._legacy(scope, receive, send)
+                return
         plan = match.route
         facts.route = plan.template
         decision = None
@@ -64,6 +69,18 @@ class Dispatcher:
             )
             facts.decision = decision
         await plan.serve(decision, facts, scope, receive, send)
+
+    def _other_spelling(self, method: str, path: str) -> RouteMatch[RoutePlan] | None:
+        """The service route ``path`` names with its trailing slash toggled, when no Flask rule
+        claims ``path`` itself: the service redirects to its own spelling (FastAPI's
+        ``redirect_slashes``), where Flask, which has no such rule, could only answer 404."""
+        other = path[:-1] if path.endswith("/") else path + "/"
+        if other == "":
+            return None
+        match = self._table.match(method, other)
+        if match is None or match.route.backend == LEGACY:
+            return None
+        return match
 
     def _override(self, scope: Scope) -> bytes | None:
         for name, value in scope["headers"]:

@@ -74,6 +74,9 @@ class Inventory:
     #: (shape, method) pairs each service implements; ``None`` for an app that does not list
     #: its routes (a raw ASGI callable), which the gateway cannot check.
     service_methods: Mapping[str, frozenset[tuple[str, str]] | None]
+    #: Services whose router redirects a path to its other trailing-slash spelling (FastAPI's
+    #: and Starlette's ``redirect_slashes``, on by default).
+    slash_redirects: frozenset[str] = frozenset()
 
     def unchecked_services(self) -> list[str]:
         """Services whose routes cannot be listed, so their routes were not verified."""
@@ -88,8 +91,16 @@ class Inventory:
             implemented = self.service_methods.get(plan.backend, frozenset())
             if implemented is None:
                 continue
+            # HEAD and OPTIONS are every framework's own (HEAD runs the GET handler, a CORS
+            # middleware answers OPTIONS), listed or not.
+            shapes = {shape(plan.template)}
+            if plan.backend in self.slash_redirects:
+                # The service answers the other spelling with a redirect to the one it has.
+                shapes.add(shape(_toggle_slash(plan.template)))
             missing = [
-                m for m in sorted(plan.methods) if (shape(plan.template), m) not in implemented
+                m
+                for m in sorted(plan.methods - _IMPLICIT_METHODS)
+                if not any((candidate, m) in implemented for candidate in shapes)
             ]
             if missing:
                 problems.append(
@@ -97,6 +108,10 @@ class Inventory:
                     f"implement {', '.join(missing)} {plan.template}"
                 )
         return problems
+
+
+def _toggle_slash(template: str) -> str:
+    return template[:-1] if template.endswith("/") and template != "/" else template + "/"
 
 
 def flask_rules(wsgi_app: Any) -> list[tuple[str, frozenset[str], str]]:
@@ -114,23 +129,28 @@ def flask_rules(wsgi_app: Any) -> list[tuple[str, frozenset[str], str]]:
     ]
 
 
-def service_routes(app: Any) -> list[tuple[str, frozenset[str], str]]:
-    """(template, methods, name) for each public route of a Starlette/FastAPI app."""
-    return list(_walk_routes(getattr(app, "routes", ()), ""))
+def service_routes(app: Any, *, implicit: bool = False) -> list[tuple[str, frozenset[str], str]]:
+    """(template, methods, name) for each route of a Starlette/FastAPI app, those hidden from
+    its schema included (``/docs``, ``/redoc``, ``/openapi.json`` are routes it serves too).
+    HEAD and OPTIONS are left out unless ``implicit`` (an explicit ``@app.head`` handler)."""
+    drop = frozenset() if implicit else _IMPLICIT_METHODS
+    return list(_walk_routes(getattr(app, "routes", ()), "", drop))
 
 
 def _walk_routes(
-    routes: Iterable[BaseRoute], prefix: str
+    routes: Iterable[BaseRoute], prefix: str, drop: frozenset[str]
 ) -> Iterable[tuple[str, frozenset[str], str]]:
     for route in _effective_routes(routes):
         if isinstance(route, Mount):
-            yield from _walk_routes(route.routes, prefix + route.path)
+            yield from _walk_routes(route.routes, prefix + route.path, drop)
             continue
         methods = getattr(route, "methods", None)
         path = getattr(route, "path", None)
-        if not methods or path is None or not getattr(route, "include_in_schema", True):
+        if not methods or path is None:
             continue
-        yield prefix + path, frozenset(methods) - _IMPLICIT_METHODS, getattr(route, "name", "")
+        kept = frozenset(methods) - drop
+        if kept:
+            yield prefix + path, kept, getattr(route, "name", "")
 
 
 def _effective_routes(routes: Iterable[BaseRoute]) -> Iterable[Any]:
@@ -206,7 +226,12 @@ def build_inventory(
         for (path, served_by, status, endpoint, services_, flag), methods in grouped.items()
     ]
     rows.sort(key=lambda row: (row.path, row.methods))
-    return Inventory(tuple(rows), tuple(legacy_routes), table.routes, service_methods)
+    redirecting = frozenset(
+        name
+        for name, app in services.items()
+        if getattr(getattr(app, "router", None), "redirect_slashes", False)
+    )
+    return Inventory(tuple(rows), tuple(legacy_routes), table.routes, service_methods, redirecting)
 
 
 def _status(served_by: str, entry: _Entry) -> Status:

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
 from flask import Flask, current_app
 
 log = structlog.get_logger("sample_apps")
@@ -239,5 +240,28 @@ def create_hardening_service(name: str = "svc") -> FastAPI:
             digest.update(chunk)
             size += len(chunk)
         return {"size": size, "sha256": digest.hexdigest()}
+
+    return app
+
+
+def create_cors_service() -> FastAPI:
+    """A service as FastAPI's documentation writes them: CORS middleware, its own docs, an
+    explicit HEAD handler, a route with a trailing slash."""
+    app = FastAPI(title="cors-service")
+    app.add_middleware(
+        CORSMiddleware, allow_origins=["https://app.example"], allow_methods=["GET", "PUT"]
+    )
+
+    @app.get("/things/{thing_id}")
+    def thing(thing_id: int) -> dict[str, Any]:
+        return {"id": thing_id, "side": "cors-service"}
+
+    @app.head("/things/{thing_id}")
+    def thing_head(thing_id: int, response: Response) -> None:
+        response.headers["x-head"] = f"explicit {thing_id}"
+
+    @app.get("/status/")
+    def status() -> dict[str, str]:
+        return {"status": "ok"}
 
     return app

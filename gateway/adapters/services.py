@@ -21,6 +21,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.auth.shared_session import SessionBridge, SessionCodec
 from gateway.errors import StartupError
+from gateway.inventory import service_routes
+from gateway.path_template import parse_template, shape
+from gateway.routes import RouteTable, Rule
 
 log = structlog.get_logger("gateway.services")
 
@@ -34,13 +37,17 @@ class Service:
         self.app = app
         self.state: dict[str, Any] = {}
         self._lifespan: _LifespanDriver | None = None
+        #: Paths whose routes answer HEAD themselves (``@app.head``, Starlette's ``Route``).
+        self._own_head = _head_routes(app)
         # Requests reach the app through the shared Flask session, when there is one.
         self._handler = SessionBridge(app, codec=bridge) if bridge is not None else app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # uvicorn gives each request a shallow copy of the lifespan state; so does the gateway.
         scope["state"] = self.state.copy()
-        if scope.get("method") == "HEAD":
+        if scope.get("method") == "HEAD" and (
+            self._own_head is None or self._own_head.match("HEAD", scope["path"]) is None
+        ):
             # Flask (and Starlette's Route) answer HEAD with the GET handler; FastAPI's routes
             # answer 405. The gateway routes HEAD with GET, so it runs the GET handler and drops
             # the body: a migrated route keeps answering HEAD as it did on legacy.
@@ -156,6 +163,21 @@ class _ServerErrorGuard:
         held, self._held = self._held, None
         for message in held or ():
             await self._send(message)
+
+
+def _head_routes(app: ASGIApp) -> RouteTable[Rule] | None:
+    """The app's routes that list HEAD, as a table; ``None`` when there are none."""
+    templates: dict[str, str] = {}
+    for template, methods, _ in service_routes(app, implicit=True):
+        if "HEAD" not in methods:
+            continue
+        try:
+            parse_template(template)
+        except ValueError:
+            continue  # a converter the gateway does not know: HEAD runs the GET handler there
+        templates.setdefault(shape(template), template)
+    rules = [Rule(template, frozenset({"HEAD"})) for template in templates.values()]
+    return RouteTable(rules) if rules else None
 
 
 def _without_body(send: Send) -> Send:
