@@ -3,8 +3,8 @@
 Public, for probes, whatever the access policies say:
 
 - ``GET /_gateway/health``: the process is alive (200 while it can answer at all).
-- ``GET /_gateway/ready``: every service lifespan has started (503 before and during shut-down),
-  for load balancers and orchestrators.
+- ``GET /_gateway/ready``: every service lifespan has started and the flag store has been read
+  once (503 before, and during shut-down), for load balancers and orchestrators.
 
 Everything else needs an identity with one of ``server.admin_roles``, checked here before
 routing, whatever the access policies say (with no ``[auth]`` at all, it is closed):
@@ -218,10 +218,15 @@ def create_admin_api(
         responses={503: {"model": Readiness, "description": "not ready"}},
     )
     async def ready(response: Response) -> Readiness:
-        if state.ready and not state.shutting_down:
+        if state.ready and not state.shutting_down and flags.loaded:
             return Readiness(status="ready")
         response.status_code = 503
-        return Readiness(status="shutting down" if state.shutting_down else "starting")
+        if state.shutting_down:
+            return Readiness(status="shutting down")
+        # Until the flag store has been read once, every flagged route is decided by the
+        # config's defaults, which may not be what the operators set: not ready for traffic.
+        # Once read, the last state keeps serving through a store outage, and so does this.
+        return Readiness(status="starting" if not state.ready else "waiting for the flag store")
 
     @gateway.get(
         "/routes",

@@ -38,7 +38,7 @@ class Health(BaseModel):
 
 
 class Readiness(BaseModel):
-    status: Literal["ready", "starting", "shutting down"]
+    status: Literal["ready", "starting", "waiting for the flag store", "shutting down"]
 
 
 class RouteRow(BaseModel):

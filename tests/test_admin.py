@@ -62,6 +62,7 @@ def build(store: MemoryFlagStore | None = None) -> AdminApp:
         defaults={"catalog-books": FlagSpec(mode="canary", percentage=50)},
         store=store or MemoryFlagStore(),
     )
+    flags.apply(FlagState())  # the store has been read (what start() does)
     inventory = Inventory(rows=ROWS, legacy_routes=(), plans=(), service_methods={})
     return AdminApp(state=GatewayState(ready=True), inventory=inventory, flags=flags)
 
@@ -355,14 +356,18 @@ async def test_routes_is_the_inventory(admin: AdminApp) -> None:
 
 
 async def test_readiness_follows_the_lifespan() -> None:
-    for ready, shutting_down, status, said in [
-        (False, False, 503, "starting"),
-        (True, False, 200, "ready"),
-        (True, True, 503, "shutting down"),
+    for ready, shutting_down, store_read, status, said in [
+        (False, False, True, 503, "starting"),
+        (True, False, True, 200, "ready"),
+        # Started, but the flag store was never read (down at start-up): defaults decide.
+        (True, False, False, 503, "waiting for the flag store"),
+        (True, True, True, 503, "shutting down"),
     ]:
         gateway_state = GatewayState(ready=ready, shutting_down=shutting_down)
         inventory = Inventory(rows=(), legacy_routes=(), plans=(), service_methods={})
         flags = FlagRuntime(defaults={}, store=MemoryFlagStore())
+        if store_read:
+            flags.apply(FlagState())
         app = AdminApp(state=gateway_state, inventory=inventory, flags=flags)
         exchange, _ = await ask(app, "GET", "/_gateway/ready")
         assert (exchange.status, json.loads(exchange.body)) == (status, {"status": said})

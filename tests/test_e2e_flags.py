@@ -19,7 +19,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support import REPO, GatewayProcess, demo_config, free_port, needs_redis, redis_reachable
+from support import (
+    REPO,
+    GatewayProcess,
+    demo_config,
+    eventually,
+    free_port,
+    needs_redis,
+    redis_reachable,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -183,6 +191,13 @@ def _black_hole() -> tuple[int, Callable[[], None]]:
     return int(server.getsockname()[1]), close
 
 
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
 @pytest.mark.parametrize("failure", ["refused", "black-hole"])
 def test_unreachable_redis_never_breaks_or_stalls_requests(tmp_path: Path, failure: str) -> None:
     if failure == "refused":
@@ -199,7 +214,15 @@ def test_unreachable_redis_never_breaks_or_stalls_requests(tmp_path: Path, failu
         text = config.read_text()
         assert 'mode = "shadow" ' in text
         config.write_text(text.replace('mode = "shadow" ', 'mode = "legacy" ', 1))
-        with GatewayProcess(config, env=env) as gateway:
+        gateway = GatewayProcess(config, env=env).start(wait_ready=False)
+        try:
+            assert eventually(lambda: _answers(f"{gateway.base_url}/_gateway/health"), 20)
+            # Serving, on the config's defaults, but not ready: the store was never read.
+            ready = httpx.get(f"{gateway.base_url}/_gateway/ready")
+            assert (ready.status_code, ready.json()) == (
+                503,
+                {"status": "waiting for the flag store"},
+            )
             for index in range(30):
                 started = time.monotonic()
                 response = httpx.get(
@@ -214,6 +237,8 @@ def test_unreachable_redis_never_breaks_or_stalls_requests(tmp_path: Path, failu
             assert line["reason"] == "store-unavailable"
             warnings = [e for e in gateway.log_events() if e["event"] == "flags.store_unavailable"]
             assert 1 <= len(warnings) <= 3  # once per interval, not once per request or retry
+        finally:
+            gateway.stop()
     finally:
         close()
 

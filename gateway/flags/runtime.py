@@ -115,6 +115,11 @@ class FlagRuntime:
         if changed:
             log.info("flags.applied", version=state.version, kill_switch=state.kill_switch)
 
+    @property
+    def loaded(self) -> bool:
+        """The store has been read at least once (before that, the config's defaults decide)."""
+        return self._loaded
+
     # -- the request path ----------------------------------------------------------------------
 
     def evaluate(
