@@ -3,9 +3,9 @@
 Four steps: the gateway's own prefix → the route table's match → the route's flag decision →
 the route plan serves it (``gateway.route_plan``). A request no configured route matches goes to
 the legacy catch-all, labelled with the Flask rule it hits; when no Flask rule matches it either
-but a service route does with the trailing slash toggled, that route's service gets it (and
-redirects, as FastAPI does, rather than Flask answering 404). Backends see the same path the
-client sent, with no prefix stripped::
+but a service route does with a trailing slash added, that route's service gets it (and
+redirects, as both FastAPI and Flask do for a route that ends in ``/``). Backends see the same
+path the client sent, with no prefix stripped::
 
     dispatcher = Dispatcher(table=RouteTable(plans), legacy_rules=RouteTable(flask_rules),
                             legacy=legacy_app, gateway_app=admin, flags=flag_runtime)
@@ -71,13 +71,14 @@ class Dispatcher:
         await plan.serve(decision, facts, scope, receive, send)
 
     def _other_spelling(self, method: str, path: str) -> RouteMatch[RoutePlan] | None:
-        """The service route ``path`` names with its trailing slash toggled, when no Flask rule
+        """The service route that ``path`` names with a trailing slash added, when no Flask rule
         claims ``path`` itself: the service redirects to its own spelling (FastAPI's
-        ``redirect_slashes``), where Flask, which has no such rule, could only answer 404."""
-        other = path[:-1] if path.endswith("/") else path + "/"
-        if other == "":
+        ``redirect_slashes``), as Flask does for a rule that ends in ``/`` (``strict_slashes``).
+        Not the other way round: for ``/a/`` against a rule ``/a`` Flask answers 404, and
+        an unmigrated spelling keeps behaving as it did."""
+        if path.endswith("/"):
             return None
-        match = self._table.match(method, other)
+        match = self._table.match(method, path + "/")
         if match is None or match.route.backend == LEGACY:
             return None
         return match
