@@ -90,6 +90,9 @@ class RequestFacts:
     fallback: str | None = None
     #: The response was cut off after it started (the server aborted the connection).
     aborted: bool = False
+    #: The client went away before the request body was whole: whatever status the line
+    #: shows (the app's answer to a broken body), nobody received it.
+    disconnected: bool = False
 
     def log_fields(self) -> dict[str, Any]:
         """The optional fields of the access line, in their documented order (only those set)."""
@@ -119,6 +122,8 @@ class RequestFacts:
             fields["fallback"] = self.fallback
         if self.aborted:
             fields["aborted"] = True
+        if self.disconnected:
+            fields["disconnected"] = True
         return fields
 
 

@@ -16,6 +16,7 @@ from structlog.testing import capture_logs
 from support import call, http_scope
 
 from gateway.adapters.legacy import LegacyApp
+from gateway.context import FACTS_KEY, RequestFacts
 from gateway.middleware.request_context import RequestContextMiddleware
 
 pytestmark = pytest.mark.anyio
@@ -368,11 +369,17 @@ async def test_an_upload_cut_by_a_disconnect_never_reaches_flask_as_whole(
 
     legacy = LegacyApp(app, threads=1, buffer_body_limit=buffer_limit)
     scope = http_scope("/upload", "POST", [(b"content-length", str(declared).encode())])
+    facts = RequestFacts(request_id="cut", path="/upload", method="POST")
+    scope[FACTS_KEY] = facts
     outcome = "returned"
-    try:
-        await asyncio.wait_for(legacy(scope, receive, send), 5)
-    except Exception as exc:  # the app's own error, as a server would see it
-        outcome = type(exc).__name__
+    with capture_logs() as logs:
+        try:
+            await asyncio.wait_for(legacy(scope, receive, send), 5)
+        except Exception as exc:  # the app's own error, as a server would see it
+            outcome = type(exc).__name__
+    # Said once, and on the access line: whatever the app answered, nobody received it.
+    assert [e["event"] for e in logs].count("legacy.client_disconnected") == 1
+    assert facts.log_fields()["disconnected"] is True
     assert seen == []  # the 40 of 100 bytes were never handed over as a whole body
     if buffer_limit < declared:  # streamed: the app's read fails as Werkzeug's error
         assert failures == ["ClientDisconnected"]

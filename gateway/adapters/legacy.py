@@ -133,7 +133,7 @@ class LegacyApp:
             body, watch_disconnect = await self._request_body(scope, receive, loop)
         except ClientDisconnected:
             # Gone before its body was whole: Flask never sees half a body as a whole one.
-            log.info("legacy.client_disconnected", during="request body")
+            _client_gone(scope)
             return
         if not await self._admission.acquire(self._queue_timeout):
             await send_error(
@@ -181,7 +181,7 @@ class LegacyApp:
             if body is None:
                 raise ClientDisconnected
             return io.BytesIO(body), True
-        return _Body(loop, _refuse_disconnect(receive)), False  # type: ignore[arg-type]
+        return _Body(loop, _refuse_disconnect(receive, scope)), False  # type: ignore[arg-type]
 
     def close(self) -> None:
         """Stop taking work; threads finish what they run."""
@@ -194,13 +194,21 @@ class LegacyApp:
         self.close()
 
 
-def _refuse_disconnect(receive: Receive) -> Receive:
+def _client_gone(scope: Scope) -> None:
+    """Say so, once: in its own event and on the access line (``disconnected``)."""
+    log.info("legacy.client_disconnected", during="request body")
+    with contextlib.suppress(LookupError):
+        request_facts(scope).disconnected = True
+
+
+def _refuse_disconnect(receive: Receive, scope: Scope) -> Receive:
     """a2wsgi reads a disconnect as the end of the body, so Flask would take a cut upload for
     a whole one; this ``receive`` turns it into the error Flask gets for a broken body."""
 
     async def receive_body() -> Message:
         message = await receive()
         if message["type"] == "http.disconnect":
+            _client_gone(scope)
             raise BodyRejected("the client disconnected during the request body", 400)
         return message
 
