@@ -2,6 +2,8 @@
 
 ::
 
+    from gateway.settings import load_settings
+
     settings = load_settings("gateway.toml", os.environ)
     app = create_app(settings)          # an ASGI app; serve it with uvicorn
     uvicorn.run(app, lifespan="on")

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import ast
+import builtins
 import doctest
 import importlib
+import inspect
 import json
 import pkgutil
 import subprocess
 import sys
+import textwrap
 
 import pytest
 
@@ -66,3 +70,88 @@ def test_some_modules_carry_runnable_examples() -> None:
         for test in finder.find(importlib.import_module(name), name)
     )
     assert examples >= 10
+
+
+def literal_blocks(docstring: str) -> list[str]:
+    """The indented blocks that follow a line ending in ``::`` (reST literal blocks)."""
+    blocks: list[str] = []
+    lines = docstring.splitlines()
+    for index, line in enumerate(lines):
+        if not line.rstrip().endswith("::"):
+            continue
+        block: list[str] = []
+        for following in lines[index + 1 :]:
+            if following.strip() and not following.startswith("    "):
+                break
+            block.append(following)
+        blocks.append(textwrap.dedent("\n".join(block)).strip())
+    return [block for block in blocks if block]
+
+
+def unresolved_calls(block: str, namespace: dict[str, object]) -> list[str]:
+    """Calls in a Python example whose callee is not defined where the example says it is:
+    a bare name that is neither bound in the example, nor the module's, nor a builtin; or an
+    attribute of the module's own names that does not exist (``FlagRuntime.decide``)."""
+    try:
+        tree = ast.parse(block)
+    except SyntaxError:
+        return []  # a shell command, JSON, a diagram: not Python
+    bound = {
+        target.id
+        for node in ast.walk(tree)
+        for target in (
+            node.targets
+            if isinstance(node, ast.Assign)
+            else [node.target]
+            if isinstance(node, (ast.AnnAssign, ast.AugAssign, ast.For, ast.NamedExpr))
+            else []
+        )
+        if isinstance(target, ast.Name)
+    }
+    bound |= {
+        alias.asname or alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for alias in node.names
+    }
+    bound |= {
+        node.name
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+    }
+    problems = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        callee = node.func
+        if isinstance(callee, ast.Name):
+            name = callee.id
+            if name in bound or name in namespace or hasattr(builtins, name):
+                continue
+            # A plain word (``app``, ``service``, ``send``) is the reader's own object; a
+            # compound or capitalised name (``read_body``, ``FileFlagStore``) is an API.
+            if "_" in name or name[0].isupper():
+                problems.append(name)
+        elif isinstance(callee, ast.Attribute) and isinstance(callee.value, ast.Name):
+            owner = namespace.get(callee.value.id)
+            if callee.value.id in bound or owner is None:
+                continue
+            if (inspect.isclass(owner) or inspect.ismodule(owner)) and not hasattr(
+                owner, callee.attr
+            ):
+                problems.append(f"{callee.value.id}.{callee.attr}")
+    return problems
+
+
+@pytest.mark.parametrize("name", gateway_modules())
+def test_module_examples_name_what_exists(name: str) -> None:
+    """Examples in ``::`` blocks are not run (they need servers, stores, requests), but every
+    call they show must name something the module really has: an example cannot go stale."""
+    module = importlib.import_module(name)
+    namespace = vars(module)
+    problems = [
+        problem
+        for block in literal_blocks(module.__doc__ or "")
+        for problem in unresolved_calls(block, namespace)
+    ]
+    assert problems == [], f"{name}: its docstring example calls {problems}"

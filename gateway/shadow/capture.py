@@ -4,9 +4,11 @@ Shadow traffic and fallback both need to send one request to two apps. The body 
 (only when it is small and its size is declared), replayed to each app, and each response is
 recorded, up to a limit, with the digest of all of it::
 
-    body = await read_body(receive, limit=65536)      # None: too big, chunked or disconnected
+    from gateway.request_body import declared_body_size, read_body
+
+    body = await read_body(receive, declared_body_size(scope))   # None: the client left
     recorder = ResponseRecorder(limit=1 << 20)
-    await app(scope, replay(body), recorder)
+    await service(scope, replay(body), recorder)
     captured = recorder.captured()                    # status, headers, body, sha256
 """
 

@@ -2,6 +2,8 @@
 
 ::
 
+    from gateway.reports import combine_reports
+
     print(render_report(combine_reports(reports)["shadow"], workers=["web-1:4242"]))
 """
 

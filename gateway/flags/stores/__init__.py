@@ -4,6 +4,9 @@ A store holds one ``FlagState`` document. The runtime reads it at start-up, then
 ``watch`` keeps calling back with each new state; the request path only ever reads the in-memory
 snapshot, so a slow or dead store never touches a request::
 
+    from pathlib import Path
+    from gateway.flags.stores.file import FileFlagStore
+
     store = FileFlagStore(Path("var/flags.json"))
     state = await store.load()                       # None: nothing stored yet
     await store.update(lambda state: state.model_copy(update={"kill_switch": True}))
