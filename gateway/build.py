@@ -65,6 +65,7 @@ def build_legacy(settings: Settings) -> tuple[Any, LegacyApp]:
     wsgi_app = load_app(legacy.app, legacy.options, settings.source, "legacy")
     if not callable(wsgi_app):
         raise ConfigError.at(settings.source, "legacy.app", f"{legacy.app!r} is not a WSGI app")
+    _apply_form_limits(settings, wsgi_app)
     adapter = LegacyApp(
         wsgi_app,
         threads=legacy.threads,
@@ -72,8 +73,19 @@ def build_legacy(settings: Settings) -> tuple[Any, LegacyApp]:
         queue_timeout=legacy.queue_timeout,
         request_timeout=legacy.request_timeout,
         send_timeout=legacy.send_timeout,
+        max_form_parts=settings.limits.max_form_parts,
+        max_form_memory_size=settings.limits.max_form_memory_size,
     )
     return wsgi_app, adapter
+
+
+def _apply_form_limits(settings: Settings, wsgi_app: Any) -> None:
+    """``[limits]``'s form limits become a Flask app's own (Werkzeug applies them to multipart
+    forms; the legacy adapter checks url-encoded ones, which Werkzeug does not limit)."""
+    config = getattr(wsgi_app, "config", None)
+    if isinstance(config, dict):
+        config["MAX_FORM_PARTS"] = settings.limits.max_form_parts
+        config["MAX_FORM_MEMORY_SIZE"] = settings.limits.max_form_memory_size
 
 
 def build_services(settings: Settings, codec: FlaskSessionCodec | None) -> dict[str, Service]:

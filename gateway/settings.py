@@ -464,6 +464,13 @@ class LimitsSettings(_Section):
     body_timeout: Annotated[float, Field(gt=0)] = 60.0
     #: Per-route overrides, e.g. a larger ``max_body_size`` for an upload route.
     routes: tuple[BodyLimitSettings, ...] = ()
+    #: Fields (and files) a form sent to the legacy app may have. The gateway counts those of
+    #: a url-encoded body itself (Werkzeug does not limit them); a Flask app also gets it as its
+    #: ``MAX_FORM_PARTS`` for multipart forms. More gets 413.
+    max_form_parts: Annotated[int, Field(ge=1)] = 1000
+    #: Bytes of form fields held in memory: a url-encoded body larger than this gets 413 from
+    #: the gateway; a Flask app also gets it as its ``MAX_FORM_MEMORY_SIZE`` (multipart).
+    max_form_memory_size: Annotated[int, Field(ge=1)] = 500_000
 
 
 class Settings(_Section):

@@ -177,6 +177,10 @@ def create_hardening_flask() -> Flask:
         log.info("sample.slow_finished", seconds=seconds)
         return {"slept": seconds, "marker": "slow-handler-output"}
 
+    @app.post("/form")
+    def form() -> dict[str, Any]:
+        return {"fields": len(request.form), "files": len(request.files)}
+
     @app.get("/big")
     def big() -> Response:
         """``mb`` megabytes in 64 KiB chunks, produced as fast as the client takes them."""

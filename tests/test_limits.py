@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+from hardening import TESTS, hardening_config
+from starlette.testclient import TestClient
 from structlog.testing import capture_logs
 from support import call, http_scope
 
+from gateway.app import create_app
 from gateway.context import FACTS_KEY, RequestFacts
 from gateway.middleware.limits import BodyLimit, LimitsMiddleware
+from gateway.settings import load_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -156,3 +161,39 @@ async def test_per_route_limits_override_the_default() -> None:
     big = [b"x" * 500]
     assert (await call(app, scope_with(CHUNKED, "/uploads/a"), big)).status == 200
     assert (await call(app, scope_with(CHUNKED, "/other"), big)).status == 413
+
+
+@pytest.mark.parametrize(
+    ("variables", "fields", "multipart", "status"),
+    [
+        ({}, 20, False, 200),
+        ({"GATEWAY_LIMITS__MAX_FORM_PARTS": "5"}, 5, False, 200),
+        # Url-encoded: Werkzeug has no limit of its own; the gateway counts.
+        ({"GATEWAY_LIMITS__MAX_FORM_PARTS": "5"}, 6, False, 413),
+        ({"GATEWAY_LIMITS__MAX_FORM_MEMORY_SIZE": "100"}, 20, False, 413),
+        # Multipart: the Flask app's own MAX_FORM_PARTS, set from [limits].
+        ({"GATEWAY_LIMITS__MAX_FORM_PARTS": "5"}, 5, True, 200),
+        ({"GATEWAY_LIMITS__MAX_FORM_PARTS": "5"}, 6, True, 413),
+    ],
+)
+def test_form_limits_hold_for_the_legacy_app(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    variables: dict[str, str],
+    fields: int,
+    multipart: bool,
+    status: int,
+) -> None:
+    monkeypatch.syspath_prepend(str(TESTS))
+    settings = load_settings(hardening_config(tmp_path), variables)
+    form = {f"field{index}": "v" * 10 for index in range(fields)}
+    files = {"upload": ("a.txt", b"x")} if multipart else None
+    if multipart:
+        form.pop("field0")  # the file is one of the parts
+    with TestClient(create_app(settings), base_url="http://localhost") as client:
+        response = client.post("/form", data=form, files=files)
+    assert response.status_code == status, response.text
+    if status == 200:
+        assert response.json() == {"fields": len(form), "files": 1 if multipart else 0}
+    elif not multipart:
+        assert response.headers["x-gateway-backend"] == "gateway"  # refused before Flask ran

@@ -65,7 +65,7 @@ from starlette.types import Message, Receive, Scope, Send
 from werkzeug.exceptions import ClientDisconnected as WerkzeugClientDisconnected
 
 from gateway.context import request_facts
-from gateway.errors import BodyRejected, send_error
+from gateway.errors import BodyRejected, refuse, send_error
 from gateway.request_body import declared_body_size, read_body
 
 ExcInfo: TypeAlias = tuple[type[BaseException], BaseException, TracebackType | None]
@@ -100,6 +100,8 @@ class LegacyApp:
         queue_timeout: float = 5.0,
         request_timeout: float | None = None,
         send_timeout: float | None = None,
+        max_form_parts: int | None = None,
+        max_form_memory_size: int | None = None,
         retry_after: int = 5,
         max_pending_bytes: int = 256 * 1024,
     ) -> None:
@@ -109,6 +111,8 @@ class LegacyApp:
         self._queue_timeout = queue_timeout
         self._request_timeout = request_timeout
         self._send_timeout = send_timeout
+        self._max_form_parts = max_form_parts
+        self._max_form_memory_size = max_form_memory_size
         self._retry_after = str(retry_after).encode()
         self._max_pending_bytes = max_pending_bytes
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="legacy")
@@ -126,14 +130,29 @@ class LegacyApp:
         if scope["type"] != "http":
             return
         loop = asyncio.get_running_loop()
+        buffer_limit = self._buffer_body_limit
+        form = _is_urlencoded(scope)
+        if form:
+            # Werkzeug reads a url-encoded form whole into memory, and limits neither its size
+            # nor its number of fields (multipart forms have Flask's MAX_FORM_*): the gateway
+            # checks both, before a thread is taken, with the form read whole here.
+            problem = self._form_size_problem(scope)
+            if problem is not None:
+                await refuse(scope, send, 413, problem)
+                return
+            buffer_limit = max(buffer_limit, self._max_form_memory_size or 0)
         # A small body is read whole *before* a thread is taken: a client that trickles its
         # body (or never sends it) must not hold a slot of the pool meanwhile, or a handful of
         # anonymous sockets would answer every legacy request with 503.
         try:
-            body, watch_disconnect = await self._request_body(scope, receive, loop)
+            body, watch_disconnect = await self._request_body(scope, receive, loop, buffer_limit)
         except ClientDisconnected:
             # Gone before its body was whole: Flask never sees half a body as a whole one.
             _client_gone(scope)
+            return
+        parts = self._max_form_parts
+        if form and parts is not None and _fields(body) > parts:
+            await refuse(scope, send, 413, f"a form may have at most {parts} fields")
             return
         if not await self._admission.acquire(self._queue_timeout):
             await send_error(
@@ -169,14 +188,23 @@ class LegacyApp:
                 send, 504, "the legacy application did not answer in time", _request_id(scope)
             )
 
+    def _form_size_problem(self, scope: Scope) -> str | None:
+        limit = self._max_form_memory_size
+        if limit is None:
+            return None
+        declared = declared_body_size(scope)
+        if declared is None or declared > limit:
+            return f"a url-encoded form must declare its size, at most {limit} bytes"
+        return None
+
     async def _request_body(
-        self, scope: Scope, receive: Receive, loop: asyncio.AbstractEventLoop
+        self, scope: Scope, receive: Receive, loop: asyncio.AbstractEventLoop, buffer_limit: int
     ) -> tuple[Any, bool]:
         """The ``wsgi.input`` stream, and whether the request body is already fully read."""
         declared = declared_body_size(scope)
         if declared == 0:
             return io.BytesIO(b""), True
-        if declared is not None and declared <= self._buffer_body_limit:
+        if declared is not None and declared <= buffer_limit:
             body = await read_body(receive, declared)
             if body is None:
                 raise ClientDisconnected
@@ -192,6 +220,19 @@ class LegacyApp:
 
     async def __aexit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _fields(body: Any) -> int:
+    """Fields in a url-encoded body read whole (``a=1&b=2``: 2); 0 for a streamed one."""
+    return body.getvalue().count(b"&") + 1 if isinstance(body, io.BytesIO) else 0
+
+
+def _is_urlencoded(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            media: bytes = value.split(b";", 1)[0].strip().lower()
+            return media == b"application/x-www-form-urlencoded"
+    return False
 
 
 def _client_gone(scope: Scope) -> None:
