@@ -67,6 +67,7 @@ from gateway.errors import error_body, send_error
 from gateway.flags.model import FLAG_NAME, FlagSpec, FlagState
 from gateway.flags.runtime import FlagRuntime
 from gateway.flags.stores import StoreUnavailable
+from gateway.head import as_get
 from gateway.inventory import Inventory
 from gateway.reports import ReportPublisher, combine_reports
 
@@ -147,10 +148,7 @@ class AdminApp:
         # FastAPI routes exactly the canonical path the dispatcher matched.
         scope = {**scope, "path": facts.path, "root_path": ""}
         if facts.method == "HEAD":
-            # FastAPI's routes answer HEAD with 405; the GET handler runs and the body is
-            # dropped, as the services adapter does (gateway.adapters.services).
-            scope["method"] = "GET"
-            send = _without_body(send)
+            scope, send = as_get(scope, send)
         elif facts.method != "GET":
             # A body is JSON whatever its Content-Type says, as it always was here (`curl -d`
             # sends form-urlencoded); FastAPI parses JSON content types only.
@@ -409,15 +407,6 @@ def _no_store(send: Send) -> Send:
         await send(message)
 
     return send_no_store
-
-
-def _without_body(send: Send) -> Send:
-    async def send_head(message: Message) -> None:
-        if message["type"] == "http.response.body" and message.get("body"):
-            message = {**message, "body": b""}
-        await send(message)
-
-    return send_head
 
 
 def _limit_body(receive: Receive) -> Receive:

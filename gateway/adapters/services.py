@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.auth.shared_session import SessionBridge, SessionCodec
 from gateway.errors import StartupError
+from gateway.head import as_get
 from gateway.inventory import service_routes
 from gateway.path_template import parse_template, shape
 from gateway.routes import RouteTable, Rule
@@ -51,8 +52,7 @@ class Service:
             # Flask (and Starlette's Route) answer HEAD with the GET handler; FastAPI's routes
             # answer 405. The gateway routes HEAD with GET, so it runs the GET handler and drops
             # the body: a migrated route keeps answering HEAD as it did on legacy.
-            scope = {**scope, "method": "GET"}
-            send = _without_body(send)
+            scope, send = as_get(scope, send)
         guard = _ServerErrorGuard(send)
         await self._handler(scope, receive, guard)
         await guard.release()
@@ -178,15 +178,6 @@ def _head_routes(app: ASGIApp) -> RouteTable[Rule] | None:
         templates.setdefault(shape(template), template)
     rules = [Rule(template, frozenset({"HEAD"})) for template in templates.values()]
     return RouteTable(rules) if rules else None
-
-
-def _without_body(send: Send) -> Send:
-    async def send_head(message: Message) -> None:
-        if message["type"] == "http.response.body" and message.get("body"):
-            message = {**message, "body": b""}
-        await send(message)
-
-    return send_head
 
 
 def _last_line(message: str | None) -> str:
