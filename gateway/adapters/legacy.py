@@ -261,13 +261,19 @@ class _Body(Body):
     Werkzeug's ``ClientDisconnected`` (an HTTP error it answers without logging a traceback;
     the limits middleware sends its own 413 or 408 in place of that answer).
 
-    The line methods are rewritten to behave as a file's (``io.BytesIO``'s) do, which is what
-    PEP 3333 asks and what a small, buffered body already gets: a2wsgi 1.10's ``readlines()``
-    adds a newline to a last line that has none and raises ``IndexError`` on an empty body,
+    The reading methods behave as a file's (``io.BytesIO``'s) do, which is what PEP 3333 asks
+    and what a small, buffered body already gets: a2wsgi 1.10's ``readlines()`` adds a newline
+    to a last line that has none and raises ``IndexError`` on an empty body,
     ``readlines(hint)`` returns ``hint`` lines padded with empty ones (so a
-    ``while lines := f.readlines(8192)`` loop never ends), and ``readline(limit)`` can return
-    a short line before the body has ended.
+    ``while lines := f.readlines(8192)`` loop never ends), ``readline(limit)`` can return a
+    short line before the body has ended, ``read(-2)`` returns what happens to be buffered
+    minus two bytes, and ``None`` (a file's "no limit") raises ``TypeError`` in all three.
+    (The last two were found by ``tests/conformance/test_wsgiref_validate.py``.)
     """
+
+    def read(self, size: int | None = -1) -> bytes:
+        data: bytes = super().read(-1 if size is None or size < 0 else size)
+        return data
 
     def _receive_more_data(self) -> bytes:
         try:
@@ -276,7 +282,9 @@ class _Body(Body):
             raise WerkzeugClientDisconnected(exc.reason) from exc
         return data
 
-    def readline(self, limit: int = -1) -> bytes:
+    def readline(self, limit: int | None = -1) -> bytes:
+        if limit is None:
+            limit = -1
         buffer = self.buffer
         while True:
             end = buffer.find(b"\n", 0, limit if limit >= 0 else None)
@@ -294,13 +302,13 @@ class _Body(Body):
         del buffer[:size]
         return line
 
-    def readlines(self, hint: int = -1) -> list[bytes]:
+    def readlines(self, hint: int | None = -1) -> list[bytes]:
         lines: list[bytes] = []
         total = 0
         while line := self.readline():
             lines.append(line)
             total += len(line)
-            if 0 < hint <= total:
+            if hint is not None and 0 < hint <= total:
                 break
         return lines
 
