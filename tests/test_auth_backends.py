@@ -715,8 +715,14 @@ async def test_no_session_user_is_anonymous_not_invalid(
 @pytest.mark.parametrize(
     ("data", "reason"),
     [
-        pytest.param({"user": 42}, "session subject is not a non-empty string", id="int user"),
-        pytest.param({"user": ""}, "session subject is not a non-empty string", id="empty user"),
+        pytest.param(
+            {"user": True}, "session subject is not a non-empty string or an integer", id="bool"
+        ),
+        pytest.param(
+            {"user": ""}, "session subject is not a non-empty string or an integer", id="empty"
+        ),
+        # An integer id is a subject (Flask's tutorial keeps one); this one is nobody's.
+        pytest.param({"user": 42}, "unknown session user", id="int user no longer exists"),
         pytest.param({"user": "ghost"}, "unknown session user", id="user no longer exists"),
     ],
 )

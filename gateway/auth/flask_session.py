@@ -197,8 +197,11 @@ class FlaskSessionBackend:
         subject = data.get(self._subject_key)
         if subject is None:
             return None  # a valid session with no user: flash messages, or logged out
+        if isinstance(subject, int) and not isinstance(subject, bool):
+            # Flask apps often keep a numeric user id (Flask's own tutorial, flaskr, does).
+            subject = str(subject)
         if not isinstance(subject, str) or not subject:
-            raise InvalidCredentials("session subject is not a non-empty string")
+            raise InvalidCredentials("session subject is not a non-empty string or an integer")
         roles = await self._roles(subject)
         return Identity(subject=subject, roles=roles, method=self.name, claims={})
 

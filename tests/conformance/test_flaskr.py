@@ -54,8 +54,7 @@ SECRET_KEY = {secret_key}
 """
 
 #: No ``[auth.session]``: the service reaches the Flask session through the codec the gateway
-#: builds for any Flask legacy app. (With ``subject_key = "user_id"`` the gateway would refuse
-#: flaskr's integer user id as an invalid credential and drop the cookie before flaskr saw it.)
+#: builds for any Flask legacy app.
 LOGOUT_MIGRATED = """
 [services.auth]
 app = "flaskr_services:create_auth_service"
@@ -66,7 +65,17 @@ methods = ["GET"]
 backend = "auth"
 """
 
-VARIANTS = {"all-legacy": "", "logout-migrated": LOGOUT_MIGRATED}
+#: The gateway authenticates with flaskr's own session cookie (its user id is an integer): every
+#: flow still works, so the cookie reaches flaskr untouched.
+SESSION_AUTH = """
+[auth]
+order = ["session"]
+
+[auth.session]
+subject_key = "user_id"
+"""
+
+VARIANTS = {"all-legacy": "", "logout-migrated": LOGOUT_MIGRATED, "session-auth": SESSION_AUTH}
 
 
 @dataclass
