@@ -203,3 +203,34 @@ def test_a_websocket_handshake_to_a_gateway_endpoint_is_refused_not_a_500(
         b"Sec-WebSocket-Version: 13\r\n\r\n",
     )
     assert response.status == 403, response.raw[:300]
+
+
+def session_cookie(gateway: GatewayProcess, username: str, password: str) -> str:
+    response = httpx.post(
+        f"{gateway.base_url}/login", data={"username": username, "password": password}
+    )
+    assert response.status_code == 200, response.text
+    return str(response.cookies["session"])
+
+
+def test_two_session_cookies_are_one_user_for_the_gateway_and_the_session_bridge(
+    demo: GatewayProcess,
+) -> None:
+    """``Cookie: session=<bob>; session=<alice>``: the gateway authenticates the first, as Flask
+    reads it, and the session a new service writes back is that same user's, never alice's."""
+    bob = session_cookie(demo, "bob", "builder")
+    alice = session_cookie(demo, "alice", "wonderland")
+    response = raw_exchange(
+        demo.port,
+        (
+            "PUT /api/preferences HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Cookie: session={bob}; session={alice}\r\nContent-Type: application/json\r\n"
+            'Content-Length: 16\r\nConnection: close\r\n\r\n{"theme":"dark"}'
+        ).encode(),
+    )
+    assert response.status == 200, response.raw[:300]
+    assert response.headers["x-gateway-backend"] == "accounts"
+    written = response.headers["set-cookie"].split(";", 1)[0].removeprefix("session=")
+    # Whose session came back: ask the legacy app, which reads only the cookie.
+    me = httpx.get(f"{demo.base_url}/api/me", cookies={"session": written})
+    assert me.json()["username"] == "bob"
