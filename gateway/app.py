@@ -28,7 +28,7 @@ from gateway.admin import AdminApp, GatewayState
 from gateway.auth.build import build_auth
 from gateway.dispatch import Dispatcher, breakers_of, build_route_plans
 from gateway.errors import ConfigError, StartupError
-from gateway.flags.build import create_runtime
+from gateway.flags.build import create_runtime, create_storage
 from gateway.flags.runtime import FlagRuntime
 from gateway.inventory import Inventory, build_inventory
 from gateway.loading import add_import_paths, load_app
@@ -37,7 +37,7 @@ from gateway.middleware.auth import AuthMiddleware
 from gateway.middleware.limits import LimitsMiddleware, build_body_limits
 from gateway.middleware.request_context import RequestContextMiddleware
 from gateway.middleware.request_head import RequestHeadMiddleware
-from gateway.reports import ReportPublisher, create_report_store
+from gateway.reports import ReportPublisher, ReportStore
 from gateway.routes import DuplicateRouteError, Route, RouteTable
 from gateway.settings import Settings
 from gateway.shadow.results import ShadowResults
@@ -168,7 +168,9 @@ def create_app(settings: Settings, *, log_stream: TextIO | None = None) -> Gatew
         raise ConfigError(problems)
 
     state = GatewayState()
-    flags = create_runtime(settings.flags, source=source)
+    # One storage backend for the flags and this worker's report: one Redis client per worker.
+    storage = create_storage(settings.flags)
+    flags = create_runtime(settings.flags, source=source, storage=storage)
     plans = build_route_plans(settings, services, legacy)
     breakers = breakers_of(plans)
     results = ShadowResults(keep=settings.shadow.recent_mismatches)
@@ -178,7 +180,7 @@ def create_app(settings: Settings, *, log_stream: TextIO | None = None) -> Gatew
         max_compare_body=settings.shadow.max_compare_body,
     )
     reports = ReportPublisher(
-        create_report_store(settings.flags),
+        ReportStore(storage),
         build=lambda: {
             "shadow": results.snapshot(),
             "breakers": {breaker.route: breaker.view() for breaker in breakers},

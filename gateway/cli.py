@@ -31,11 +31,11 @@ from pydantic import ValidationError
 from gateway.app import GatewayApp, create_app
 from gateway.dispatch import route_label
 from gateway.errors import ConfigError, StartupError
-from gateway.flags.build import create_runtime
+from gateway.flags.build import create_runtime, create_storage
 from gateway.flags.model import FlagSpec
 from gateway.flags.stores import StoreUnavailable
 from gateway.log import configure_logging
-from gateway.reports import Report, combine_reports, create_report_store
+from gateway.reports import Report, ReportStore, combine_reports
 from gateway.settings import CONFIG_ENV, DEFAULT_CONFIG, Settings, load_settings
 from gateway.shadow.report import render_report, render_table
 
@@ -218,7 +218,7 @@ def _routes(args: argparse.Namespace) -> int:
 
 
 async def _read_reports(settings: Settings) -> list[Report]:
-    store = create_report_store(settings.flags)
+    store = ReportStore(create_storage(settings.flags))
     try:
         return await store.read()
     except Exception as exc:  # the report is extra information: say so, and go on

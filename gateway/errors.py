@@ -4,7 +4,9 @@
 
     GatewayError
     ├── ConfigError          an operator mistake found at start-up: names file, key and problem
-    └── StartupError         an app or service failed while the gateway was starting
+    ├── StartupError         an app or service failed while the gateway was starting
+    └── StoreUnavailable     the flag and report storage cannot be read or written right now
+                             (down, timed out, closed, or holding something invalid)
     BadRequest               a request the gateway refuses before any backend sees it (400)
     └── BodyRejected         a request body over its size or time limit (413, 408), raised
                              from ``receive`` while a backend reads it
@@ -39,6 +41,11 @@ class ConfigError(GatewayError):
 
 class StartupError(GatewayError):
     """A legacy app or service could not be built or started."""
+
+
+class StoreUnavailable(GatewayError):
+    """The storage backend (a file, Redis) cannot be read or written right now: it is down,
+    timed out, was closed, or holds something that is not valid. The message names the store."""
 
 
 class BadRequest(GatewayError):
