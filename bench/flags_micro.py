@@ -17,7 +17,8 @@ from collections.abc import Callable
 from gateway.context import ANONYMOUS, Identity
 from gateway.flags.model import FlagSpec
 from gateway.flags.runtime import FlagRuntime
-from gateway.flags.stores.memory import MemoryFlagStore
+from gateway.flags.stores import FlagStore
+from gateway.storage.memory import MemoryStorage
 
 CALLS = 100_000
 REPEATS = 7
@@ -40,7 +41,7 @@ async def main() -> None:
             "targeted": FlagSpec(mode="legacy", allow_roles=frozenset({"beta"})),
             "plain": FlagSpec(mode="new"),
         },
-        store=MemoryFlagStore(),
+        store=FlagStore(MemoryStorage()),
     )
     await runtime.start()
     alice = Identity("alice", frozenset({"beta"}), "session")

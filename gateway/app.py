@@ -34,22 +34,23 @@ from gateway.adapters.services import Service
 from gateway.admin import AdminApp, GatewayState
 from gateway.build import (
     build_auth,
+    build_flags,
     build_legacy,
     build_middleware,
     build_route_plans,
     build_route_table,
     build_services,
     build_shadow_runner,
+    build_storage,
     wrap,
 )
 from gateway.dispatch import Dispatcher
 from gateway.errors import ConfigError, GatewayError
-from gateway.flags.build import create_runtime
 from gateway.flags.runtime import FlagRuntime
 from gateway.inventory import Inventory, build_inventory
 from gateway.loading import add_import_paths
 from gateway.log import configure_logging, flush_logs
-from gateway.reports import ReportPublisher, create_report_store
+from gateway.reports import ReportPublisher, ReportStore
 from gateway.route_plan import RoutePlan
 from gateway.routes import RouteTable
 from gateway.settings import Settings
@@ -150,7 +151,9 @@ def create_app(settings: Settings, *, log_stream: TextIO | None = None) -> Gatew
     wsgi_app, legacy = build_legacy(settings)
     auth = build_auth(settings, wsgi_app)
     services = build_services(settings, auth.codec)
-    flags = create_runtime(settings.flags, source=settings.source)
+    # One storage backend for the flags and this worker's report: one Redis client per worker.
+    storage = build_storage(settings)
+    flags = build_flags(settings, storage)
     shadow = build_shadow_runner(settings)
     plans = build_route_plans(settings, services, legacy, shadow)
     table = build_route_table(settings, plans)
@@ -162,7 +165,7 @@ def create_app(settings: Settings, *, log_stream: TextIO | None = None) -> Gatew
     breakers = [plan.breaker for plan in plans if plan.breaker is not None]
     results = shadow.results
     reports = ReportPublisher(
-        create_report_store(settings.flags),
+        ReportStore(storage),
         build=lambda: {
             "shadow": results.snapshot(),
             "breakers": {breaker.label: breaker.view() for breaker in breakers},

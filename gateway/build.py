@@ -7,6 +7,7 @@ calls these in the order the gateway runs::
 
     wsgi_app, legacy = build_legacy(settings)
     auth = build_auth(settings, wsgi_app)
+    flags = build_flags(settings, build_storage(settings))   # flags and reports share the storage
     plans = build_route_plans(settings, build_services(settings, auth.codec), legacy, runner)
     table = build_route_table(settings, plans)
     stack = build_middleware(settings, auth)       # in the order a request passes through it
@@ -36,6 +37,9 @@ from gateway.auth.jwt import JWTBackend, load_key
 from gateway.auth.policy import PolicyTable, build_policies
 from gateway.context import LEGACY
 from gateway.errors import ConfigError, DuplicateRouteError
+from gateway.flags.openfeature import OpenFeatureEvaluator
+from gateway.flags.runtime import FlagRuntime
+from gateway.flags.stores import FlagStore
 from gateway.loading import import_object, load_app
 from gateway.middleware.auth import AuthMiddleware
 from gateway.middleware.limits import BodyLimit, LimitsMiddleware
@@ -55,6 +59,10 @@ from gateway.settings import (
 from gateway.shadow.compare import CompareRules
 from gateway.shadow.results import ShadowResults
 from gateway.shadow.runner import ShadowPlan, ShadowRunner
+from gateway.storage import Storage
+from gateway.storage.file import FileStorage
+from gateway.storage.memory import MemoryStorage
+from gateway.storage.redis import RedisStorage
 
 # -- the two sides ------------------------------------------------------------------------------
 
@@ -213,6 +221,42 @@ def _session_codec(wsgi_app: Any, source: str, *, required: bool) -> FlaskSessio
         if required:
             raise ConfigError.at(source, "auth.session", str(exc)) from None
         return None
+
+
+# -- flags and the storage they share with the worker reports -----------------------------------
+
+
+def build_storage(settings: Settings) -> Storage:
+    """The one backend ``[flags] store`` names, for the flag state and the worker reports alike
+    (reports go where the flags are: that is what every worker and host already shares).
+    Building opens nothing: a Redis client connects on first use."""
+    flags = settings.flags
+    if flags.store == "memory":
+        return MemoryStorage()
+    if flags.store == "file":
+        return FileStorage(flags.file, reports=flags.file.parent / "reports")
+    return RedisStorage(
+        flags.redis_url, key=flags.redis_key, reports_prefix=f"{flags.redis_key}:reports:"
+    )
+
+
+def build_flags(settings: Settings, storage: Storage) -> FlagRuntime:
+    """``[flags]``: the runtime every request reads, over ``storage`` (stopping the runtime
+    closes its view of the storage), and the OpenFeature provider when one is named."""
+    flags = settings.flags
+    provider = None
+    if flags.openfeature_provider is not None:
+        key = "flags.openfeature_provider"
+        provider = OpenFeatureEvaluator(
+            load_app(flags.openfeature_provider, {}, settings.source, key)
+        )
+    return FlagRuntime(
+        defaults=flags.defaults,
+        store=FlagStore(storage),
+        anonymous_key=flags.anonymous_key,
+        override_roles=flags.override_roles,
+        provider=provider,
+    )
 
 
 # -- routes -------------------------------------------------------------------------------------

@@ -33,13 +33,13 @@ from pydantic import ValidationError
 
 from gateway import __version__
 from gateway.app import GatewayApp, create_app
+from gateway.build import build_flags, build_storage
 from gateway.draining import DrainingServer
 from gateway.errors import ConfigError, StartupError
-from gateway.flags.build import create_runtime
 from gateway.flags.model import FlagSpec
 from gateway.flags.stores import StoreUnavailable
 from gateway.log import configure_logging, flush_logs
-from gateway.reports import Report, combine_reports, create_report_store
+from gateway.reports import Report, ReportStore, combine_reports
 from gateway.route_plan import route_label
 from gateway.settings import CONFIG_ENV, DEFAULT_CONFIG, Settings, load_settings
 from gateway.shadow.report import render_report, render_table
@@ -273,7 +273,7 @@ def _routes(args: argparse.Namespace) -> int:
 
 
 async def _read_reports(settings: Settings) -> list[Report]:
-    store = create_report_store(settings.flags)
+    store = ReportStore(build_storage(settings))
     try:
         return await store.read()
     except Exception as exc:  # the report is extra information: say so, and go on
@@ -340,7 +340,7 @@ def _flags(args: argparse.Namespace) -> int:
 
 
 async def _flags_action(args: argparse.Namespace, settings: Settings) -> int:
-    runtime = create_runtime(settings.flags, source=settings.source)
+    runtime = build_flags(settings, build_storage(settings))
     command = args.flags_command
     try:
         await runtime.start()

@@ -7,6 +7,8 @@
     ├── StartupError         an app or service failed while the gateway was starting
     ├── DuplicateRouteError  two routes (or policies, or limits) claim one method and path
     ├── InvalidCredentials   a credential is present but not valid (an auth backend's answer)
+    ├── StoreUnavailable     the flag and report storage cannot be read or written right now
+    │                        (down, timed out, closed, or holding something invalid)
     └── BadRequest           a request the gateway refuses before any backend sees it (400)
         └── BodyRejected     a request body over its size or time limit (413, 408), raised
                              from ``receive`` while a backend reads it
@@ -56,6 +58,11 @@ class InvalidCredentials(GatewayError):
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(reason)
+
+
+class StoreUnavailable(GatewayError):
+    """The storage backend (a file, Redis) cannot be read or written right now: it is down,
+    timed out, was closed, or holds something that is not valid. The message names the store."""
 
 
 class BadRequest(GatewayError):

@@ -2,168 +2,74 @@
 
 Shadow results and circuit breakers live in the worker that served the requests. Every second
 (when something changed, and at least every ``HEARTBEAT`` seconds) a worker publishes its report
-next to the flags: a JSON file per worker in ``<flags file folder>/reports/`` for the file store,
-a key per worker with an expiry for the Redis store. The admin API and ``gateway shadow report``
-read every fresh report and add them up; a worker that stops removes its own report, and one
-that died is left out once its report is older than ``STALE_AFTER`` seconds. With the memory
-flag store nothing is published: each worker reports only itself::
+to the same storage backend as the flags (``gateway.storage``): a JSON file per worker in
+``<flags file folder>/reports/`` for the file store, a key per worker with an expiry for the
+Redis store (through the worker's one Redis client), this process's memory for the memory store.
+The admin API and ``gateway shadow report`` read every fresh report and add them up; a worker
+that stops removes its own report, and one that died is left out once its report is older than
+``STALE_AFTER`` seconds::
 
-    store = create_report_store(settings.flags)
-    publisher = ReportPublisher(store, build=lambda: {"shadow": results.snapshot()})
+    reports = ReportStore(storage)        # a view over the flags' storage backend
+    publisher = ReportPublisher(reports, build=lambda: {...}, version=lambda: results.version)
     await publisher.start()
-    reports = await store.read()          # fresh reports from every worker
+    everyone = await publisher.read_all()  # this worker's report first, then every other fresh one
+    await publisher.stop()                 # removes this worker's report, closes the view
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import socket
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any, Protocol
 
-import redis.asyncio
 import structlog
 
-from gateway.settings import FlagsSettings
 from gateway.shadow.results import merge_snapshots
+from gateway.storage import STALE_AFTER, Report, Storage, StorageView
+from gateway.storage.health import StoreHealth
+from gateway.storage.tasks import cancel_and_wait
+
+__all__ = [
+    "HEARTBEAT",
+    "STALE_AFTER",
+    "Report",
+    "ReportPublisher",
+    "ReportStore",
+    "combine_reports",
+    "worker_id",
+]
 
 log = structlog.get_logger("gateway.reports")
 
-#: A report older than this comes from a worker that is gone.
-STALE_AFTER = 30.0
 #: Publish at least this often, even with nothing new, so a live worker never looks gone.
 HEARTBEAT = 10.0
-
-Report = dict[str, Any]
+#: How long a stopping worker waits for its publisher to end, and then to remove its report.
+_STOP_TIMEOUT = 2.0
 
 
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-class ReportStore(Protocol):
-    description: str
+class ReportStore(StorageView):
+    """A view over a storage backend's worker reports; see ``Storage`` for each call's
+    contract."""
 
-    async def publish(self, worker: str, report: Report) -> None: ...
-
-    async def remove(self, worker: str) -> None: ...
-
-    async def read(self) -> list[Report]: ...
-
-    async def close(self) -> None: ...
-
-
-class NoReportStore:
-    """For the memory flag store: nothing is shared between processes."""
-
-    description = "this worker only (memory flag store)"
+    def __init__(self, storage: Storage) -> None:
+        super().__init__(storage)
+        self.description = storage.reports_description
 
     async def publish(self, worker: str, report: Report) -> None:
-        return None
+        await self.storage.publish_report(worker, report)
 
     async def remove(self, worker: str) -> None:
-        return None
+        await self.storage.remove_report(worker)
 
     async def read(self) -> list[Report]:
-        return []
-
-    async def close(self) -> None:
-        return None
-
-
-class FileReportStore:
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.description = f"file {directory}"
-
-    def _path(self, worker: str) -> Path:
-        return self.directory / f"{worker.replace(':', '-').replace('/', '_')}.json"
-
-    async def publish(self, worker: str, report: Report) -> None:
-        await asyncio.to_thread(self._write, self._path(worker), json.dumps(report).encode())
-
-    def _write(self, path: Path, payload: bytes) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=self.directory)
-        try:
-            with os.fdopen(fd, "wb") as file:
-                file.write(payload)
-            os.replace(temp, path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
-
-    async def remove(self, worker: str) -> None:
-        self._path(worker).unlink(missing_ok=True)
-
-    async def read(self) -> list[Report]:
-        return await asyncio.to_thread(self._read)
-
-    def _read(self) -> list[Report]:
-        reports = []
-        for path in sorted(self.directory.glob("*.json")):
-            try:
-                report = json.loads(path.read_bytes())
-            except (OSError, ValueError):
-                continue  # removed or half-written meanwhile: the next read has it
-            if isinstance(report, dict) and _fresh(report):
-                reports.append(report)
-        return reports
-
-    async def close(self) -> None:
-        return None
-
-
-class RedisReportStore:
-    def __init__(self, url: str, prefix: str, *, timeout: float = 1.0) -> None:
-        self._prefix = prefix
-        self._redis = redis.asyncio.Redis.from_url(
-            url, socket_connect_timeout=timeout, socket_timeout=timeout
-        )
-        self.description = f"redis {prefix}*"
-
-    async def publish(self, worker: str, report: Report) -> None:
-        await self._redis.set(self._prefix + worker, json.dumps(report), ex=int(STALE_AFTER))
-
-    async def remove(self, worker: str) -> None:
-        await self._redis.delete(self._prefix + worker)
-
-    async def read(self) -> list[Report]:
-        keys = [key async for key in self._redis.scan_iter(match=self._prefix + "*", count=100)]
-        if not keys:
-            return []
-        reports = []
-        for raw in await self._redis.mget(keys):
-            if raw is None:
-                continue
-            with contextlib.suppress(ValueError):
-                report = json.loads(raw)
-                if isinstance(report, dict) and _fresh(report):
-                    reports.append(report)
-        return reports
-
-    async def close(self) -> None:
-        await self._redis.aclose()
-
-
-def create_report_store(settings: FlagsSettings) -> ReportStore:
-    """Reports go where the flags are: that is what every worker and host already shares."""
-    if settings.store == "file":
-        return FileReportStore(settings.file.parent / "reports")
-    if settings.store == "redis":
-        return RedisReportStore(settings.redis_url, f"{settings.redis_key}:reports:")
-    return NoReportStore()
-
-
-def _fresh(report: Report) -> bool:
-    updated = report.get("updated")
-    return isinstance(updated, int | float) and time.time() - updated < STALE_AFTER
+        return await self.storage.read_reports()
 
 
 class ReportPublisher:
@@ -184,7 +90,13 @@ class ReportPublisher:
         self._version = version
         self._interval = interval
         self._task: asyncio.Task[None] | None = None
-        self._failing = False
+        # The storage's one warning policy: a report is never worth a failed request, nor a
+        # warning a second while the store is down.
+        self._health = StoreHealth(
+            store.description,
+            subject="reports",
+            action="retrying; other workers show this one as gone once its report is stale",
+        )
 
     def report(self) -> Report:
         """This worker's report, now."""
@@ -208,15 +120,9 @@ class ReportPublisher:
                 try:
                     await self.store.publish(self.worker, self.report())
                 except Exception as exc:  # a report is never worth a failed request
-                    if not self._failing:
-                        log.warning(
-                            "reports.publish_failed", store=self.store.description, error=str(exc)
-                        )
-                    self._failing = True
+                    self._health.failed(str(exc) or type(exc).__name__)
                 else:
-                    if self._failing:
-                        log.info("reports.publish_recovered", store=self.store.description)
-                    self._failing = False
+                    self._health.recovered()
                     published_version, published_at = version, now
             await asyncio.sleep(self._interval)
 
@@ -230,13 +136,17 @@ class ReportPublisher:
         return [self.report(), *others]
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.store.remove(self.worker), timeout=2.0)
+        """Stop publishing, remove this worker's report, and close the report store."""
+        task, self._task = self._task, None
+        if task is not None:
+            # Only a started publisher has a report to remove (a gateway that failed to start
+            # never published one). Each step is bounded: shut-down must not hang on a store.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(_STOP_TIMEOUT):
+                    await cancel_and_wait(task)
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(_STOP_TIMEOUT):
+                    await self.store.remove(self.worker)
         with contextlib.suppress(Exception):
             await self.store.close()
 

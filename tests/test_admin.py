@@ -15,9 +15,9 @@ from gateway.admin_models import FlagChange, FlagView, NamedFlag, RouteRow
 from gateway.context import ANONYMOUS, FACTS_KEY, Identity, RequestFacts
 from gateway.flags.model import FlagSpec, FlagState
 from gateway.flags.runtime import FlagRuntime
-from gateway.flags.stores import StoreUnavailable
-from gateway.flags.stores.memory import MemoryFlagStore
+from gateway.flags.stores import FlagStore, StoreUnavailable
 from gateway.inventory import Inventory, InventoryRow
+from gateway.storage.memory import MemoryStorage
 
 pytestmark = pytest.mark.anyio
 
@@ -52,15 +52,18 @@ GET_PATHS = [
 ]
 
 
-class DownStore(MemoryFlagStore):
+class DownStore(FlagStore):
+    def __init__(self) -> None:
+        super().__init__(MemoryStorage())
+
     async def update(self, change: Callable[[FlagState], FlagState]) -> FlagState:
         raise StoreUnavailable("redis is down")
 
 
-def build(store: MemoryFlagStore | None = None) -> AdminApp:
+def build(store: FlagStore | None = None) -> AdminApp:
     flags = FlagRuntime(
         defaults={"catalog-books": FlagSpec(mode="canary", percentage=50)},
-        store=store or MemoryFlagStore(),
+        store=store or FlagStore(MemoryStorage()),
     )
     flags.apply(FlagState())  # the store has been read (what start() does)
     inventory = Inventory(rows=ROWS, legacy_routes=(), plans=(), service_methods={})
@@ -257,7 +260,7 @@ async def test_a_store_that_is_down_is_503() -> None:
 
 
 async def test_a_failing_endpoint_answers_a_json_500_and_raises() -> None:
-    flags = FlagRuntime(defaults={}, store=MemoryFlagStore())
+    flags = FlagRuntime(defaults={}, store=FlagStore(MemoryStorage()))
 
     def view() -> dict[str, Any]:
         raise RuntimeError("the runtime broke")
@@ -365,7 +368,7 @@ async def test_readiness_follows_the_lifespan() -> None:
     ]:
         gateway_state = GatewayState(ready=ready, shutting_down=shutting_down)
         inventory = Inventory(rows=(), legacy_routes=(), plans=(), service_methods={})
-        flags = FlagRuntime(defaults={}, store=MemoryFlagStore())
+        flags = FlagRuntime(defaults={}, store=FlagStore(MemoryStorage()))
         if store_read:
             flags.apply(FlagState())
         app = AdminApp(state=gateway_state, inventory=inventory, flags=flags)

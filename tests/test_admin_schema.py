@@ -15,8 +15,9 @@ from support import GatewayProcess, demo_config
 
 from gateway.admin import AdminApp, GatewayState
 from gateway.flags.runtime import FlagRuntime
-from gateway.flags.stores.memory import MemoryFlagStore
+from gateway.flags.stores import FlagStore
 from gateway.inventory import Inventory
+from gateway.storage.memory import MemoryStorage
 
 
 def generated_document() -> dict[str, Any]:
@@ -24,7 +25,7 @@ def generated_document() -> dict[str, Any]:
     admin = AdminApp(
         state=GatewayState(),
         inventory=Inventory(rows=(), legacy_routes=(), plans=(), service_methods={}),
-        flags=FlagRuntime(defaults={}, store=MemoryFlagStore()),
+        flags=FlagRuntime(defaults={}, store=FlagStore(MemoryStorage())),
     )
     return admin.openapi()
 

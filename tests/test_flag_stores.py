@@ -1,4 +1,5 @@
-"""The flag stores: one contract for the file and Redis stores, then each one's failure modes.
+"""The flag state in each storage backend: one contract for the file and Redis backends (through
+the ``FlagStore`` view the runtime uses), then each backend's failure modes.
 
 Redis tests use the server on 127.0.0.1:6379 (skipped when none answers), each with a key of
 its own that is deleted afterwards; tests that kill Redis start a ``redis-server`` of their own.
@@ -26,8 +27,8 @@ from support import free_port, needs_redis, redis_reachable
 
 from gateway.flags.model import FlagSpec, FlagState
 from gateway.flags.stores import FlagStore, StoreUnavailable
-from gateway.flags.stores.file import FileFlagStore
-from gateway.flags.stores.redis import RedisFlagStore, redact_url
+from gateway.storage.file import FileStorage
+from gateway.storage.redis import RedisStorage, redact_url
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 REPO = Path(__file__).resolve().parent.parent
@@ -56,7 +57,8 @@ def set_kill_switch(value: bool) -> Callable[[FlagState], FlagState]:
 
 @dataclass
 class Backend:
-    """Where a store lives; ``open`` makes another instance on it (as another process would)."""
+    """Where a store lives; ``open`` makes another backend and view on it (as another process
+    would)."""
 
     kind: str
     target: str  # a file path or a Redis URL
@@ -64,11 +66,10 @@ class Backend:
     opened: list[FlagStore] = field(default_factory=list)
 
     def open(self) -> FlagStore:
-        store: FlagStore
         if self.kind == "file":
-            store = FileFlagStore(Path(self.target))
+            store = FlagStore(FileStorage(Path(self.target)))
         else:
-            store = RedisFlagStore(self.target, key=self.key)
+            store = FlagStore(RedisStorage(self.target, key=self.key))
         self.opened.append(store)
         return store
 
@@ -174,8 +175,8 @@ CHILD = textwrap.dedent(
     import asyncio, sys
     from pathlib import Path
     from gateway.flags.model import FlagSpec, FlagState
-    from gateway.flags.stores.file import FileFlagStore
-    from gateway.flags.stores.redis import RedisFlagStore
+    from gateway.storage.file import FileStorage
+    from gateway.storage.redis import RedisStorage
 
     kind, target, key = sys.argv[1:4]
 
@@ -185,13 +186,13 @@ CHILD = textwrap.dedent(
         return state.model_copy(update={"flags": {**state.flags, "counter": spec}})
 
     async def main() -> None:
-        store = (FileFlagStore(Path(target)) if kind == "file"
-                 else RedisFlagStore(target, key=key))
+        storage = (FileStorage(Path(target)) if kind == "file"
+                   else RedisStorage(target, key=key))
         print("ready", flush=True)
         sys.stdin.readline()  # start together, so the updates really contend
         for _ in range(20):
-            await store.update(bump)
-        await store.close()
+            await storage.update_flags(bump)
+        await storage.close()
 
     asyncio.run(main())
     """
@@ -199,8 +200,8 @@ CHILD = textwrap.dedent(
 
 
 async def load_and_close(kind: str, target: str, key: str) -> FlagState | None:
-    store: FlagStore = (
-        FileFlagStore(Path(target)) if kind == "file" else RedisFlagStore(target, key=key)
+    store = FlagStore(
+        FileStorage(Path(target)) if kind == "file" else RedisStorage(target, key=key)
     )
     try:
         return await store.load()
@@ -305,15 +306,15 @@ async def test_a_failing_callback_does_not_stop_the_watch(backend: Backend) -> N
     ]
 
 
-# -- the file store ---------------------------------------------------------------------------
+# -- the file backend -------------------------------------------------------------------------
 
 
 @pytest.mark.anyio
 async def test_file_store_writes_atomically_and_leaves_no_temporary_files(tmp_path: Path) -> None:
     path = tmp_path / "deep" / "dir" / "flags.json"
-    store = FileFlagStore(path)
-    await store.update(set_kill_switch(True))
-    await store.update(bump())
+    store = FileStorage(path)
+    await store.update_flags(set_kill_switch(True))
+    await store.update_flags(bump())
 
     assert FlagState.model_validate_json(path.read_text()).version == 2
     assert sorted(p.name for p in path.parent.iterdir()) == ["flags.json", "flags.json.lock"]
@@ -335,14 +336,14 @@ async def test_file_store_reports_an_invalid_file(
 ) -> None:
     path = tmp_path / "flags.json"
     path.write_text(content)
-    store = FileFlagStore(path)
+    store = FileStorage(path)
 
     with pytest.raises(StoreUnavailable, match=problem) as raised:
-        await store.load()
+        await store.load_flags()
     assert str(path) in str(raised.value)
     # Writing over an unreadable file would reset every flag it held: the update refuses.
     with pytest.raises(StoreUnavailable):
-        await store.update(set_kill_switch(True))
+        await store.update_flags(set_kill_switch(True))
     assert path.read_text() == content
 
 
@@ -351,19 +352,19 @@ async def test_file_store_reports_an_unreadable_file(tmp_path: Path) -> None:
     path = tmp_path / "flags.json"
     path.mkdir()  # a directory where the file should be: reading it fails with an OSError
     with pytest.raises(StoreUnavailable, match="cannot read"):
-        await FileFlagStore(path).load()
+        await FileStorage(path).load_flags()
 
 
 @pytest.mark.anyio
 async def test_file_watch_keeps_the_last_state_through_an_invalid_file(tmp_path: Path) -> None:
     path = tmp_path / "flags.json"
-    writer = FileFlagStore(path)
-    await writer.update(set_kill_switch(True))
+    writer = FileStorage(path)
+    await writer.update_flags(set_kill_switch(True))
     deliveries = Deliveries()
 
     with capture_logs() as logs:
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(FileFlagStore(path, poll_interval=0.05).watch, deliveries)
+            tasks.start_soon(FileStorage(path, poll_interval=0.05).watch_flags, deliveries)
             await deliveries.wait_for(lambda s: s.version == 1, within=DELIVERY_BOUND)
 
             path.write_text("{half a docu")  # what a careless editor would leave
@@ -383,12 +384,12 @@ async def test_file_watch_keeps_the_last_state_through_an_invalid_file(tmp_path:
 @pytest.mark.anyio
 async def test_file_watch_keeps_the_last_state_when_the_file_vanishes(tmp_path: Path) -> None:
     path = tmp_path / "flags.json"
-    await FileFlagStore(path).update(set_kill_switch(True))
+    await FileStorage(path).update_flags(set_kill_switch(True))
     deliveries = Deliveries()
 
     with capture_logs() as logs:
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(FileFlagStore(path, poll_interval=0.05).watch, deliveries)
+            tasks.start_soon(FileStorage(path, poll_interval=0.05).watch_flags, deliveries)
             await deliveries.wait_for(lambda s: s.version == 1, within=DELIVERY_BOUND)
             path.unlink()
             await anyio.sleep(0.3)
@@ -399,7 +400,7 @@ async def test_file_watch_keeps_the_last_state_when_the_file_vanishes(tmp_path: 
     assert "missing" in str(warning["reason"])
 
 
-# -- the Redis store --------------------------------------------------------------------------
+# -- the Redis backend ------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -414,7 +415,7 @@ async def test_file_watch_keeps_the_last_state_when_the_file_vanishes(tmp_path: 
 )
 def test_redis_description_never_shows_a_password(url: str, description: str) -> None:
     assert redact_url(url) == description
-    assert RedisFlagStore(url).description == description
+    assert RedisStorage(url).description == description
 
 
 @pytest.fixture
@@ -436,11 +437,11 @@ def nothing_listens() -> str:
 async def test_redis_calls_fail_within_their_bound_when_redis_does_not_answer(
     request: pytest.FixtureRequest, dead: str
 ) -> None:
-    store = RedisFlagStore(request.getfixturevalue(dead))
+    store = RedisStorage(request.getfixturevalue(dead))
     try:
         calls: list[Callable[[], Awaitable[object]]] = [
-            store.load,
-            lambda: store.update(set_kill_switch(True)),
+            store.load_flags,
+            lambda: store.update_flags(set_kill_switch(True)),
         ]
         for call in calls:
             started = time.monotonic()
@@ -457,12 +458,12 @@ async def test_redis_calls_fail_within_their_bound_when_redis_does_not_answer(
 async def test_redis_watch_survives_a_dead_redis_and_warns_once_per_interval(
     request: pytest.FixtureRequest, dead: str
 ) -> None:
-    store = RedisFlagStore(request.getfixturevalue(dead))
+    store = RedisStorage(request.getfixturevalue(dead))
     deliveries = Deliveries()
     try:
         with capture_logs() as logs:
             async with anyio.create_task_group() as tasks:
-                tasks.start_soon(store.watch, deliveries)
+                tasks.start_soon(store.watch_flags, deliveries)
                 # Retries at about 0, 0.5 (+1 for the black hole), 1.5 s: several tries, one line.
                 await anyio.sleep(2.2)
                 tasks.cancel_scope.cancel()
@@ -477,14 +478,14 @@ async def test_redis_watch_survives_a_dead_redis_and_warns_once_per_interval(
 @pytest.mark.anyio
 async def test_redis_store_reports_garbage_at_its_key() -> None:
     key = unique_key()
-    store = RedisFlagStore(REDIS_URL, key=key)
+    store = RedisStorage(REDIS_URL, key=key)
     try:
         with redis.Redis.from_url(REDIS_URL) as client:
             client.set(key, "not json")
         with pytest.raises(StoreUnavailable, match="not a valid flag state"):
-            await store.load()
+            await store.load_flags()
         with pytest.raises(StoreUnavailable, match="not a valid flag state"):
-            await store.update(set_kill_switch(True))
+            await store.update_flags(set_kill_switch(True))
     finally:
         await store.close()
         with redis.Redis.from_url(REDIS_URL) as client:
@@ -495,14 +496,14 @@ async def test_redis_store_reports_garbage_at_its_key() -> None:
 @pytest.mark.anyio
 async def test_redis_watch_keeps_the_last_state_through_garbage_at_its_key() -> None:
     key = unique_key()
-    writer = RedisFlagStore(REDIS_URL, key=key)
-    watcher = RedisFlagStore(REDIS_URL, key=key, refresh_interval=0.2)
+    writer = RedisStorage(REDIS_URL, key=key)
+    watcher = RedisStorage(REDIS_URL, key=key, refresh_interval=0.2)
     deliveries = Deliveries()
     try:
-        await writer.update(set_kill_switch(True))
+        await writer.update_flags(set_kill_switch(True))
         with capture_logs() as logs:
             async with anyio.create_task_group() as tasks:
-                tasks.start_soon(watcher.watch, deliveries)
+                tasks.start_soon(watcher.watch_flags, deliveries)
                 await deliveries.wait_for(lambda s: s.version == 1, within=DELIVERY_BOUND)
 
                 with redis.Redis.from_url(REDIS_URL) as client:
@@ -531,11 +532,11 @@ async def test_redis_watch_keeps_the_last_state_through_garbage_at_its_key() -> 
 async def test_redis_watch_catches_a_write_that_published_nothing() -> None:
     # A plain SET (redis-cli, a restore) publishes nothing; the periodic refresh still sees it.
     key = unique_key()
-    store = RedisFlagStore(REDIS_URL, key=key, refresh_interval=0.3)
+    store = RedisStorage(REDIS_URL, key=key, refresh_interval=0.3)
     deliveries = Deliveries()
     try:
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(store.watch, deliveries)
+            tasks.start_soon(store.watch_flags, deliveries)
             await anyio.sleep(0.1)
             with redis.Redis.from_url(REDIS_URL) as client:
                 client.set(key, FlagState(version=3, kill_switch=True).model_dump_json())
@@ -597,25 +598,25 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 @pytest.mark.anyio
 async def test_redis_watch_survives_redis_dying_and_coming_back(own_redis: RedisServer) -> None:
-    watcher, writer = RedisFlagStore(own_redis.url), RedisFlagStore(own_redis.url)
+    watcher, writer = RedisStorage(own_redis.url), RedisStorage(own_redis.url)
     deliveries = Deliveries()
     try:
         with capture_logs() as logs:
             async with anyio.create_task_group() as tasks:
-                tasks.start_soon(watcher.watch, deliveries)
-                await writer.update(set_kill_switch(True))
+                tasks.start_soon(watcher.watch_flags, deliveries)
+                await writer.update_flags(set_kill_switch(True))
                 await deliveries.wait_for(lambda s: s.kill_switch, within=DELIVERY_BOUND)
 
                 own_redis.kill()
                 with pytest.raises(StoreUnavailable):
-                    await writer.update(set_kill_switch(False))
+                    await writer.update_flags(set_kill_switch(False))
                 await anyio.sleep(1.0)
                 assert len(unavailable_warnings(logs)) == 1
 
                 own_redis.start()
                 # The new server starts empty (no persistence) and counts versions from 1 again:
                 # the watcher must deliver the new state although its version is not new.
-                state = await writer.update(bump("after-restart"))
+                state = await writer.update_flags(bump("after-restart"))
                 assert state.version == 1
                 # The watcher reconnects at its next back-off step (at most 5 s away).
                 await deliveries.wait_for(lambda s: "after-restart" in s.flags, within=6.0)

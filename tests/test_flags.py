@@ -12,7 +12,8 @@ from gateway.context import ANONYMOUS, Identity
 from gateway.flags.evaluate import FlagInput, bucket, evaluate
 from gateway.flags.model import FlagSpec, FlagState
 from gateway.flags.runtime import FlagRuntime
-from gateway.flags.stores.memory import MemoryFlagStore
+from gateway.flags.stores import FlagStore, StoreUnavailable
+from gateway.storage.memory import MemoryStorage
 
 pytestmark = pytest.mark.anyio
 
@@ -146,8 +147,12 @@ def test_precedence(
     assert (decision.side, decision.reason) == (side, reason)
 
 
-def runtime(defaults: dict[str, FlagSpec], store: MemoryFlagStore | None = None) -> FlagRuntime:
-    return FlagRuntime(defaults=defaults, store=store or MemoryFlagStore(), override_roles=["qa"])
+def memory_store() -> FlagStore:
+    return FlagStore(MemoryStorage())
+
+
+def runtime(defaults: dict[str, FlagSpec], store: FlagStore | None = None) -> FlagRuntime:
+    return FlagRuntime(defaults=defaults, store=store or memory_store(), override_roles=["qa"])
 
 
 @pytest.mark.parametrize(
@@ -174,7 +179,7 @@ async def test_only_qa_can_override(
 
 
 async def test_store_state_wins_over_defaults_and_changes_apply_at_once() -> None:
-    store = MemoryFlagStore()
+    store = memory_store()
     await store.update(
         lambda state: state.model_copy(update={"flags": {"f": FlagSpec(mode="new")}})
     )
@@ -204,7 +209,7 @@ async def test_store_state_wins_over_defaults_and_changes_apply_at_once() -> Non
 
 
 async def test_a_stale_read_right_after_a_local_write_is_ignored() -> None:
-    store = MemoryFlagStore()
+    store = memory_store()
     flags = runtime({"f": FlagSpec()}, store)
     await flags.start()
     for _ in range(5):
@@ -226,12 +231,12 @@ async def test_a_reset_store_is_believed() -> None:
     assert flags.evaluate("f", ALICE, None).reason == "kill-switch"
 
 
-class UnreachableStore(MemoryFlagStore):
-    description = "unreachable"
+class UnreachableStore(FlagStore):
+    def __init__(self) -> None:
+        super().__init__(MemoryStorage())
+        self.description = "unreachable"
 
     async def load(self) -> FlagState | None:
-        from gateway.flags.stores import StoreUnavailable
-
         raise StoreUnavailable("connection refused")
 
 

@@ -1,4 +1,4 @@
-"""Worker reports: the file and Redis stores, the publisher, and adding reports up.
+"""Worker reports: in the file and Redis backends, the publisher, and adding reports up.
 
 Redis tests use the server on 127.0.0.1:6379 (skipped when none answers), each under a key prefix
 of its own whose keys are deleted afterwards.
@@ -21,13 +21,14 @@ from support import needs_redis
 
 from gateway.reports import (
     STALE_AFTER,
-    FileReportStore,
-    NoReportStore,
-    RedisReportStore,
     ReportPublisher,
+    ReportStore,
     combine_reports,
     worker_id,
 )
+from gateway.storage.file import FileStorage
+from gateway.storage.memory import MemoryStorage
+from gateway.storage.redis import RedisStorage
 
 pytestmark = pytest.mark.anyio
 
@@ -38,11 +39,16 @@ def report(worker: str, *, age: float = 0.0, **fields: Any) -> dict[str, Any]:
     return {"worker": worker, "updated": time.time() - age, **fields}
 
 
-# --- FileReportStore -----------------------------------------------------------------------------
+def file_reports(directory: Path) -> ReportStore:
+    return ReportStore(FileStorage(directory.parent / "flags.json", reports=directory))
+
+
+# --- the file backend ----------------------------------------------------------------------------
 
 
 async def test_file_store_round_trip(tmp_path: Path) -> None:
-    store = FileReportStore(tmp_path / "reports")
+    store = ReportStore(FileStorage(tmp_path / "flags.json"))  # reports next to the flags
+    assert store.description == f"file:{tmp_path / 'reports'}"
     assert await store.read() == []  # no folder yet
     one, two = report("host-a:1", shadow={"n": 1}), report("host-b:2", breakers={})
     await store.publish("host-a:1", one)
@@ -58,7 +64,7 @@ async def test_file_store_round_trip(tmp_path: Path) -> None:
 
 
 async def test_file_store_leaves_out_stale_reports(tmp_path: Path) -> None:
-    store = FileReportStore(tmp_path)
+    store = file_reports(tmp_path)
     fresh = report("w:1", age=STALE_AFTER - 5)
     await store.publish("w:1", fresh)
     await store.publish("w:2", report("w:2", age=STALE_AFTER + 1))
@@ -74,7 +80,7 @@ async def test_file_store_leaves_out_stale_reports(tmp_path: Path) -> None:
 async def test_file_store_ignores_half_written_and_garbage_files(
     tmp_path: Path, content: bytes
 ) -> None:
-    store = FileReportStore(tmp_path)
+    store = file_reports(tmp_path)
     good = report("w:1")
     await store.publish("w:1", good)
     (tmp_path / "w-9.json").write_bytes(content)
@@ -82,25 +88,25 @@ async def test_file_store_ignores_half_written_and_garbage_files(
     assert await store.read() == [good]
 
 
-# --- RedisReportStore ----------------------------------------------------------------------------
+# --- the Redis backend ---------------------------------------------------------------------------
 
 
 @pytest.fixture
-async def redis_store() -> AsyncIterator[RedisReportStore]:
-    prefix = f"gateway-test:{uuid.uuid4().hex}:reports:"
-    store = RedisReportStore(REDIS_URL, prefix)
+async def redis_store() -> AsyncIterator[ReportStore]:
+    key = f"gateway-test:{uuid.uuid4().hex}"
+    store = ReportStore(RedisStorage(REDIS_URL, key=key))
     try:
         yield store
     finally:
         await store.close()
         with redis.Redis.from_url(REDIS_URL) as client:
-            keys = list(client.scan_iter(match=prefix + "*"))
+            keys = list(client.scan_iter(match=key + "*"))
             if keys:
                 client.delete(*keys)
 
 
 @needs_redis
-async def test_redis_store_round_trip(redis_store: RedisReportStore) -> None:
+async def test_redis_store_round_trip(redis_store: ReportStore) -> None:
     assert await redis_store.read() == []
     one, two = report("host-a:1", shadow={"n": 1}), report("host-b:2")
     await redis_store.publish("host-a:1", one)
@@ -113,12 +119,14 @@ async def test_redis_store_round_trip(redis_store: RedisReportStore) -> None:
 
 @needs_redis
 async def test_redis_store_reports_expire_and_stale_or_garbage_ones_are_left_out(
-    redis_store: RedisReportStore,
+    redis_store: ReportStore,
 ) -> None:
     fresh = report("w:1")
     await redis_store.publish("w:1", fresh)
     await redis_store.publish("w:2", report("w:2", age=STALE_AFTER + 1))
-    prefix = redis_store._prefix
+    assert isinstance(redis_store.storage, RedisStorage)
+    prefix = redis_store.storage.reports_prefix
+    assert redis_store.description.endswith(f"keys {prefix}*")
     with redis.Redis.from_url(REDIS_URL) as client:
         client.set(prefix + "w:3", b"{half")
         client.set(prefix + "w:4", b"[1]")
@@ -130,15 +138,17 @@ async def test_redis_store_reports_expire_and_stale_or_garbage_ones_are_left_out
 # --- ReportPublisher -----------------------------------------------------------------------------
 
 
-class BrokenStore(NoReportStore):
-    description = "broken test store"
+class BrokenStore(ReportStore):
+    def __init__(self) -> None:
+        super().__init__(MemoryStorage())
+        self.description = "broken test store"
 
     async def read(self) -> list[dict[str, Any]]:
         raise ConnectionError("store unreachable")
 
 
 async def test_read_all_puts_this_worker_first_then_the_others(tmp_path: Path) -> None:
-    store = FileReportStore(tmp_path)
+    store = file_reports(tmp_path)
     publisher = ReportPublisher(store, build=lambda: {"shadow": {"mine": True}}, version=lambda: 0)
     other = report("other-host:7", shadow={"mine": False})
     await store.publish("other-host:7", other)
@@ -163,7 +173,7 @@ async def test_read_all_survives_a_store_that_fails() -> None:
 
 
 async def test_publisher_publishes_and_removes_its_report_when_it_stops(tmp_path: Path) -> None:
-    store = FileReportStore(tmp_path)
+    store = file_reports(tmp_path)
     version = 0
     publisher = ReportPublisher(
         store, build=lambda: {"version": version}, version=lambda: version, interval=0.01

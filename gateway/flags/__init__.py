@@ -2,6 +2,8 @@
 
 - ``model``: flag specs, the shared state, decisions with reasons.
 - ``evaluate``: the pure decision (sticky percentage buckets, targeting, override, kill switch).
-- ``stores``: where the live state lives (a local file, Redis) and how changes arrive.
+- ``stores``: the flag store, a view over the storage backend (``gateway.storage``: a local
+  file, Redis, memory) where the live state lives and from which changes arrive.
+- ``build``: the storage backend and the runtime, from ``[flags]``.
 - ``runtime``: the in-memory snapshot the request path reads, kept fresh by a store watcher.
 """

@@ -25,6 +25,7 @@ from gateway.flags.evaluate import FlagInput, evaluate
 from gateway.flags.model import FlagDecision, FlagSpec, FlagState, Side
 from gateway.flags.openfeature import OpenFeatureEvaluator
 from gateway.flags.stores import FlagStore, StoreUnavailable
+from gateway.storage.tasks import cancel_and_wait
 
 log = structlog.get_logger("gateway.flags")
 
@@ -84,14 +85,17 @@ class FlagRuntime:
         self._watcher = asyncio.create_task(self.store.watch(self.apply))
 
     async def stop(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-            # Bounded: a store whose watcher ignores cancellation must not hold up shut-down.
-            done, _ = await asyncio.wait({self._watcher}, timeout=_STOP_TIMEOUT)
-            if not done:
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            try:
+                # Bounded: a store whose watcher ignores cancellation must not hold up shut-down.
+                async with asyncio.timeout(_STOP_TIMEOUT):
+                    await cancel_and_wait(watcher)
+            except TimeoutError:
                 log.warning("flags.watcher_did_not_stop", store=self.store.description)
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.store.close(), _STOP_TIMEOUT)
+            async with asyncio.timeout(_STOP_TIMEOUT):
+                await self.store.close()
         if self.provider is not None:
             self.provider.shutdown()
 
