@@ -10,11 +10,12 @@ several ``Cookie`` headers (HTTP/2 sends one per cookie) count as one, joined wi
 the legacy adapter joins them for Flask::
 
     session = read_cookie(scope["headers"], "session")   # str, or None when absent
+    headers = without_cookie(scope["headers"], "session")   # every cookie of that name gone
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from werkzeug.http import parse_cookie
 
@@ -27,3 +28,22 @@ def read_cookie(headers: Iterable[tuple[bytes, bytes]], name: str) -> str | None
     # Latin-1 text is what WSGI hands Flask (a2wsgi decodes so); Werkzeug decodes UTF-8 from it.
     joined = b"; ".join(cookie_headers).decode("latin-1")
     return parse_cookie(joined).get(name)
+
+
+def without_cookie(headers: Sequence[tuple[bytes, bytes]], name: str) -> list[tuple[bytes, bytes]]:
+    """``headers`` with every cookie called ``name`` taken out of each ``Cookie`` header (a
+    header left empty is dropped); other cookies are kept byte for byte, as the client sent
+    them. A pair is a cookie of that name when Werkzeug's parser reads it as one."""
+    kept: list[tuple[bytes, bytes]] = []
+    for key, value in headers:
+        if key == b"cookie":
+            pairs = [
+                pair
+                for pair in value.split(b";")
+                if name not in parse_cookie(pair.decode("latin-1").strip())
+            ]
+            if not pairs:
+                continue
+            value = b";".join(pairs).strip()
+        kept.append((key, value))
+    return kept

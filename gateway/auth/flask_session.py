@@ -43,7 +43,7 @@ from werkzeug.http import dump_cookie
 
 from gateway.auth import RawHeaders
 from gateway.context import Identity
-from gateway.cookies import read_cookie
+from gateway.cookies import read_cookie, without_cookie
 from gateway.errors import InvalidCredentials
 
 #: Takes a subject, returns its roles, or ``None`` when the user no longer exists.
@@ -176,16 +176,7 @@ class FlaskSessionBackend:
 
     def without_credential(self, headers: RawHeaders) -> RawHeaders:
         """Every cookie of the session's name removed; other cookies are kept as sent."""
-        name = self._codec.cookie_name.encode("latin-1")
-        kept: RawHeaders = []
-        for header, value in headers:
-            if header == b"cookie":
-                pairs = [p for p in value.split(b";") if p.split(b"=", 1)[0].strip() != name]
-                if not pairs:
-                    continue
-                value = b";".join(pairs).strip()
-            kept.append((header, value))
-        return kept
+        return without_cookie(headers, self._codec.cookie_name)
 
     async def authenticate(self, headers: Headers) -> Identity | None:
         # Read as Flask reads it (the first cookie of a name wins), and as the shared session
