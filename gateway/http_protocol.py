@@ -198,6 +198,12 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             log.debug("http.trailer_dropped", name=name[:64].decode("latin-1"))
             return
         super().on_header(name, value)
+        # Checked as each header arrives: no second pass over the head.
+        name = self.headers[-1][0]  # lower-cased by uvicorn
+        if name == b"content-length" and not value.isdigit():
+            raise _BadFraming("the Content-Length header is not a number")
+        if name == b"transfer-encoding" and value.lower() != b"chunked":
+            raise _BadFraming("the only transfer coding accepted is chunked")
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -209,9 +215,6 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             self._head_bytes > self._max_head_size or self._chunk_size > self._max_head_size
         ) and self._exact_head_size() > self._max_head_size:
             raise _HeadTooLarge
-        problem = self._framing_problem()
-        if problem is not None:
-            raise _BadFraming(problem)
         if self.parser.should_upgrade() and self._should_upgrade() and self._declares_body():
             raise _UpgradeWithBody
         authority = _absolute_form_authority(self.url)
@@ -240,14 +243,6 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             self._head_started = self.loop.time()
 
     # -- limits --------------------------------------------------------------------------------
-
-    def _framing_problem(self) -> str | None:
-        for name, value in self.headers:
-            if name == b"content-length" and not value.isdigit():
-                return "the Content-Length header is not a number"
-            if name == b"transfer-encoding" and value.lower() != b"chunked":
-                return "the only transfer coding accepted is chunked"
-        return None
 
     def _declares_body(self) -> bool:
         for name, value in self.headers:
