@@ -130,13 +130,15 @@ class LegacyApp:
         if scope["type"] != "http":
             return
         loop = asyncio.get_running_loop()
+        declared = declared_body_size(scope)
         buffer_limit = self._buffer_body_limit
-        form = _is_urlencoded(scope)
+        # Only a request with a body can be a form: a GET pays for no Content-Type scan.
+        form = declared != 0 and _is_urlencoded(scope)
         if form:
             # Werkzeug reads a url-encoded form whole into memory, and limits neither its size
             # nor its number of fields (multipart forms have Flask's MAX_FORM_*): the gateway
             # checks both, before a thread is taken, with the form read whole here.
-            problem = self._form_size_problem(scope)
+            problem = self._form_size_problem(declared)
             if problem is not None:
                 await refuse(scope, send, 413, problem)
                 return
@@ -145,7 +147,9 @@ class LegacyApp:
         # body (or never sends it) must not hold a slot of the pool meanwhile, or a handful of
         # anonymous sockets would answer every legacy request with 503.
         try:
-            body, watch_disconnect = await self._request_body(scope, receive, loop, buffer_limit)
+            body, watch_disconnect = await self._request_body(
+                scope, receive, loop, declared, buffer_limit
+            )
         except ClientDisconnected:
             # Gone before its body was whole: Flask never sees half a body as a whole one.
             _client_gone(scope)
@@ -188,20 +192,23 @@ class LegacyApp:
                 send, 504, "the legacy application did not answer in time", _request_id(scope)
             )
 
-    def _form_size_problem(self, scope: Scope) -> str | None:
+    def _form_size_problem(self, declared: int | None) -> str | None:
         limit = self._max_form_memory_size
         if limit is None:
             return None
-        declared = declared_body_size(scope)
         if declared is None or declared > limit:
             return f"a url-encoded form must declare its size, at most {limit} bytes"
         return None
 
     async def _request_body(
-        self, scope: Scope, receive: Receive, loop: asyncio.AbstractEventLoop, buffer_limit: int
+        self,
+        scope: Scope,
+        receive: Receive,
+        loop: asyncio.AbstractEventLoop,
+        declared: int | None,
+        buffer_limit: int,
     ) -> tuple[Any, bool]:
         """The ``wsgi.input`` stream, and whether the request body is already fully read."""
-        declared = declared_body_size(scope)
         if declared == 0:
             return io.BytesIO(b""), True
         if declared is not None and declared <= buffer_limit:
