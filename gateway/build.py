@@ -73,7 +73,7 @@ def build_legacy(settings: Settings) -> tuple[Any, LegacyApp]:
     wsgi_app = load_app(legacy.app, legacy.options, settings.source, "legacy")
     if not callable(wsgi_app):
         raise ConfigError.at(settings.source, "legacy.app", f"{legacy.app!r} is not a WSGI app")
-    _apply_form_limits(settings, wsgi_app)
+    max_form_parts, max_form_memory_size = _form_limits(settings, wsgi_app)
     adapter = LegacyApp(
         wsgi_app,
         threads=legacy.threads,
@@ -81,19 +81,30 @@ def build_legacy(settings: Settings) -> tuple[Any, LegacyApp]:
         queue_timeout=legacy.queue_timeout,
         request_timeout=legacy.request_timeout,
         send_timeout=legacy.send_timeout,
-        max_form_parts=settings.limits.max_form_parts,
-        max_form_memory_size=settings.limits.max_form_memory_size,
+        max_form_parts=max_form_parts,
+        max_form_memory_size=max_form_memory_size,
     )
     return wsgi_app, adapter
 
 
-def _apply_form_limits(settings: Settings, wsgi_app: Any) -> None:
-    """``[limits]``'s form limits become a Flask app's own (Werkzeug applies them to multipart
-    forms; the legacy adapter checks url-encoded ones, which Werkzeug does not limit)."""
+#: Flask's own defaults (``MAX_FORM_PARTS``, ``MAX_FORM_MEMORY_SIZE``), for other WSGI apps.
+_FORM_LIMITS = {"MAX_FORM_PARTS": 1000, "MAX_FORM_MEMORY_SIZE": 500_000}
+
+
+def _form_limits(settings: Settings, wsgi_app: Any) -> tuple[int | None, int | None]:
+    """The form limits the legacy adapter enforces on url-encoded forms (Werkzeug has none for
+    them): ``[limits]``'s when set, which then also become a Flask app's own ``MAX_FORM_*``
+    (Werkzeug applies those to multipart forms); otherwise the Flask app's own settings, so
+    nothing the app configured is overridden; Flask's defaults for another WSGI app."""
     config = getattr(wsgi_app, "config", None)
-    if isinstance(config, dict):
-        config["MAX_FORM_PARTS"] = settings.limits.max_form_parts
-        config["MAX_FORM_MEMORY_SIZE"] = settings.limits.max_form_memory_size
+    own = config if isinstance(config, dict) else dict(_FORM_LIMITS)
+    for key, value in (
+        ("MAX_FORM_PARTS", settings.limits.max_form_parts),
+        ("MAX_FORM_MEMORY_SIZE", settings.limits.max_form_memory_size),
+    ):
+        if value is not None:
+            own[key] = value
+    return own.get("MAX_FORM_PARTS"), own.get("MAX_FORM_MEMORY_SIZE")
 
 
 def build_services(settings: Settings, codec: FlaskSessionCodec | None) -> dict[str, Service]:

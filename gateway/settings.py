@@ -466,11 +466,13 @@ class LimitsSettings(_Section):
     routes: tuple[BodyLimitSettings, ...] = ()
     #: Fields (and files) a form sent to the legacy app may have. The gateway counts those of
     #: a url-encoded body itself (Werkzeug does not limit them); a Flask app also gets it as its
-    #: ``MAX_FORM_PARTS`` for multipart forms. More gets 413.
-    max_form_parts: Annotated[int, Field(ge=1)] = 1000
+    #: ``MAX_FORM_PARTS`` for multipart forms. More gets 413. Unset: a Flask app's own
+    #: ``MAX_FORM_PARTS`` (Flask's default: 1000); 1000 for another WSGI app.
+    max_form_parts: Annotated[int, Field(ge=1)] | None = None
     #: Bytes of form fields held in memory: a url-encoded body larger than this gets 413 from
     #: the gateway; a Flask app also gets it as its ``MAX_FORM_MEMORY_SIZE`` (multipart).
-    max_form_memory_size: Annotated[int, Field(ge=1)] = 500_000
+    #: Unset: a Flask app's own (Flask's default: 500 kB); 500 kB for another WSGI app.
+    max_form_memory_size: Annotated[int, Field(ge=1)] | None = None
 
 
 class Settings(_Section):

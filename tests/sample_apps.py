@@ -269,3 +269,18 @@ def create_cors_service() -> FastAPI:
         return {"status": "ok"}
 
     return app
+
+
+def create_form_flask(max_form_parts: int | None = None) -> Flask:
+    """Counts a posted form's fields; ``max_form_parts`` is the app's own ``MAX_FORM_PARTS``."""
+    from flask import request
+
+    app = Flask("sample_forms")
+    if max_form_parts is not None:
+        app.config["MAX_FORM_PARTS"] = max_form_parts
+
+    @app.post("/form")
+    def form() -> dict[str, int]:
+        return {"fields": len(request.form)}
+
+    return app

@@ -197,3 +197,36 @@ def test_form_limits_hold_for_the_legacy_app(
         assert response.json() == {"fields": len(form), "files": 1 if multipart else 0}
     elif not multipart:
         assert response.headers["x-gateway-backend"] == "gateway"  # refused before Flask ran
+
+
+@pytest.mark.parametrize(
+    ("own", "configured", "fields", "status"),
+    [
+        (3, None, 3, 200),  # the app's own limit holds for url-encoded forms too...
+        (3, None, 4, 413),
+        (3000, None, 2000, 200),  # ...and is not lowered to Flask's default by the gateway
+        (3000, 5, 6, 413),  # [limits] set: it wins, and becomes the app's own
+    ],
+)
+def test_a_flask_apps_own_form_limit_is_kept_unless_limits_set_one(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    own: int,
+    configured: int | None,
+    fields: int,
+    status: int,
+) -> None:
+    monkeypatch.syspath_prepend(str(TESTS))
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        '[legacy]\napp = "sample_apps:create_form_flask"\n'
+        f"[legacy.options]\nmax_form_parts = {own}\n"
+        + (f"[limits]\nmax_form_parts = {configured}\n" if configured else "")
+    )
+    app = create_app(load_settings(config, {}))
+    form = {f"f{index}": "v" for index in range(fields)}
+    with TestClient(app, base_url="http://localhost") as client:
+        response = client.post("/form", data=form)
+    assert response.status_code == status, response.text
+    flask_app = app.legacy.wsgi_app
+    assert flask_app.config["MAX_FORM_PARTS"] == (configured or own)
