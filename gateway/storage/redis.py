@@ -233,7 +233,8 @@ class RedisStorage(Storage):
                     )
             finally:
                 if pubsub is not None:
-                    await self._quietly(pubsub.aclose())  # type: ignore[no-untyped-call]
+                    # redis < 8 leaves aclose untyped; 8.x types it.
+                    await self._quietly(pubsub.aclose())  # type: ignore[no-untyped-call, unused-ignore]
             if self._closed:
                 return
             await asyncio.sleep(backoff)
