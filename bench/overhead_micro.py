@@ -5,6 +5,7 @@
     python bench/overhead_micro.py                    # 20,000 calls x 7 repeats per variant
     python bench/overhead_micro.py -n 5000 --repeats 3
     python bench/overhead_micro.py --profile          # and where the gateway's time goes
+    python bench/overhead_micro.py --tracing          # and a third gateway, tracing on
 
 The gateway is built from ``bench/gateway.toml`` with ``create_app``, once with the access log on
 (written to ``os.devnull``, so rendering and the write call are paid for but no disk is) and
@@ -12,7 +13,13 @@ once with it off; their lifespans run as a server would run them. Each variant i
 as an ASGI app for ``GET /trivial`` with a minimal HTTP scope and stub ``receive``/``send``:
 
 - the gateway, access log on and off;
-- the trivial service the gateway routes to (``bench.apps.trivial_asgi``), called directly.
+- the trivial service the gateway routes to (``bench.apps.trivial_asgi``), called directly;
+- with ``--tracing`` (the ``otel`` extra): the gateway with the access log and tracing on, every
+  request sampled, spans batched by the SDK's ``BatchSpanProcessor`` to an exporter that drops
+  them (the export itself runs on the SDK's thread, not in the request).
+
+Tracing off is the first variant: compare it with the same command run in a checkout from
+before tracing existed to see what the off switch costs.
 
 Repeats interleave the variants and the report gives the median µs per request. The difference
 between the gateway and the direct call is the gateway's pure in-process overhead (middleware,
@@ -108,9 +115,24 @@ class Lifespan:
             raise RuntimeError(f"{event}: the app answered {reply}")
 
 
-def build_gateway(*, access_log: bool, log_stream: TextIO) -> GatewayApp:
+def build_gateway(*, access_log: bool, log_stream: TextIO, **options: Any) -> GatewayApp:
     environ = {"GATEWAY_LOGGING__ACCESS_LOG": "true" if access_log else "false"}
-    return create_app(load_settings(BENCH_CONFIG, environ), log_stream=log_stream)
+    if options:
+        environ["GATEWAY_TRACING__ENABLED"] = "true"
+    return create_app(load_settings(BENCH_CONFIG, environ), log_stream=log_stream, **options)
+
+
+def build_traced_gateway(log_stream: TextIO) -> GatewayApp:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    class Dropped(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(Dropped()))
+    return build_gateway(access_log=True, log_stream=log_stream, tracer_provider=provider)
 
 
 async def check(variant: Variant) -> None:
@@ -161,7 +183,8 @@ async def run(args: argparse.Namespace, log_stream: TextIO) -> None:
     # is bound at build time to the stream configured then (the same one here).
     logged = build_gateway(access_log=True, log_stream=log_stream)
     silent = build_gateway(access_log=False, log_stream=log_stream)
-    lifespans = [Lifespan(logged), Lifespan(silent)]
+    traced = build_traced_gateway(log_stream) if args.tracing else None
+    lifespans = [Lifespan(app) for app in (logged, silent, traced) if app is not None]
     for lifespan in lifespans:
         await lifespan.startup()
     try:
@@ -170,6 +193,8 @@ async def run(args: argparse.Namespace, log_stream: TextIO) -> None:
             Variant("gateway, access log off", silent),
             Variant("trivial service, direct", logged.services["trivial"].app),
         ]
+        if traced is not None:
+            variants.append(Variant("gateway, tracing on", traced))
         timings = await measure(variants, args.calls, args.repeats)
         report(timings, args)
         if args.profile:
@@ -194,6 +219,9 @@ def report(timings: dict[str, list[float]], args: argparse.Namespace) -> None:
     print(f"{'gateway overhead, access log on':<37}{logged - direct:>8.2f} µs/req")
     print(f"{'gateway overhead, access log off':<37}{silent - direct:>8.2f} µs/req")
     print(f"{'access line alone':<37}{logged - silent:>8.2f} µs/req")
+    if "gateway, tracing on" in median:
+        tracing = median["gateway, tracing on"] - logged
+        print(f"{'tracing on (spans batched, dropped)':<37}{tracing:>8.2f} µs/req")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -201,6 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-n", "--calls", type=int, default=20_000, help="calls per repeat")
     parser.add_argument("--repeats", type=int, default=7, help="repeats per variant (median)")
     parser.add_argument("--profile", action="store_true", help="profile the gateway afterwards")
+    parser.add_argument("--tracing", action="store_true", help="also measure tracing on")
     parser.add_argument("--top", type=int, default=25, help="functions shown by --profile")
     args = parser.parse_args(argv)
     if args.calls < 10 or args.repeats < 1:

@@ -24,7 +24,7 @@ import gc
 import os
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import structlog
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -42,8 +42,10 @@ from gateway.build import (
     build_services,
     build_shadow_runner,
     build_storage,
+    build_tracing,
     wrap,
 )
+from gateway.context import GATEWAY, LEGACY
 from gateway.dispatch import Dispatcher
 from gateway.errors import ConfigError, GatewayError
 from gateway.flags.runtime import FlagRuntime
@@ -55,6 +57,9 @@ from gateway.route_plan import RoutePlan
 from gateway.routes import RouteTable
 from gateway.settings import Settings
 from gateway.shadow.runner import ShadowRunner
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 log = structlog.get_logger("gateway")
 
@@ -75,6 +80,7 @@ class GatewayApp:
         flags: FlagRuntime,
         shadow: ShadowRunner,
         reports: ReportPublisher,
+        tracing: AbstractAsyncContextManager[Any] | None = None,
     ) -> None:
         self.settings = settings
         self.legacy = legacy
@@ -85,14 +91,17 @@ class GatewayApp:
         self.flags = flags
         self.shadow = shadow
         self.reports = reports
+        self.tracing = tracing
         self._handler = handler
 
     @property
     def components(self) -> Sequence[AbstractAsyncContextManager[Any]]:
         """What has a lifetime, in start-up order: shut-down runs it backwards. Flags come before
         the services (the snapshot must be there for the first request); the shadow runner is
-        left first, so copies still running are cancelled before the services stop."""
-        return [self.legacy, self.flags, *self.services.values(), self.reports, self.shadow]
+        left first, so copies still running are cancelled before the services stop. Tracing
+        (when on) starts first and stops last, so every span is exported."""
+        first = [] if self.tracing is None else [self.tracing]
+        return [*first, self.legacy, self.flags, *self.services.values(), self.reports, self.shadow]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -141,8 +150,16 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-def create_app(settings: Settings, *, log_stream: TextIO | None = None) -> GatewayApp:
-    """Build the gateway; raise ``ConfigError`` or ``StartupError`` with a clear message."""
+def create_app(
+    settings: Settings,
+    *,
+    log_stream: TextIO | None = None,
+    tracer_provider: TracerProvider | None = None,
+) -> GatewayApp:
+    """Build the gateway; raise ``ConfigError`` or ``StartupError`` with a clear message.
+
+    ``tracer_provider``: where spans go when tracing is on (default: the global provider).
+    """
     configure_logging(
         format=settings.logging.format, level=settings.logging.level, stream=log_stream
     )
@@ -155,7 +172,13 @@ def create_app(settings: Settings, *, log_stream: TextIO | None = None) -> Gatew
     storage = build_storage(settings)
     flags = build_flags(settings, storage)
     shadow = build_shadow_runner(settings)
-    plans = build_route_plans(settings, services, legacy, shadow)
+    tracing = build_tracing(settings, tracer_provider)
+    # With tracing on, every call to a backend is a span (gateway.tracing.TracedBackend).
+    legacy_app: ASGIApp = legacy if tracing is None else tracing.traced(legacy, LEGACY)
+    service_apps: dict[str, ASGIApp] = dict(services)
+    if tracing is not None:
+        service_apps = {name: tracing.traced(app, name) for name, app in services.items()}
+    plans = build_route_plans(settings, service_apps, legacy_app, shadow)
     table = build_route_table(settings, plans)
     inventory = build_inventory(wsgi_app, {n: s.app for n, s in services.items()}, table)
     problems = inventory.route_problems(settings.source)
@@ -173,23 +196,24 @@ def create_app(settings: Settings, *, log_stream: TextIO | None = None) -> Gatew
         version=lambda: results.version + sum(breaker.changes for breaker in breakers),
     )
     state = GatewayState()
+    admin = AdminApp(
+        state=state,
+        inventory=inventory,
+        flags=flags,
+        reports=reports,
+        admin_roles=settings.server.admin_roles,
+    )
     dispatcher = Dispatcher(
         table=table,
         legacy_rules=RouteTable(inventory.legacy_routes),
-        legacy=legacy,
-        gateway_app=AdminApp(
-            state=state,
-            inventory=inventory,
-            flags=flags,
-            reports=reports,
-            admin_roles=settings.server.admin_roles,
-        ),
+        legacy=legacy_app,
+        gateway_app=admin if tracing is None else tracing.traced(admin, GATEWAY),
         flags=flags,
         override_header=settings.flags.override_header,
     )
     return GatewayApp(
         settings=settings,
-        handler=wrap(dispatcher, build_middleware(settings, auth)),
+        handler=wrap(dispatcher, build_middleware(settings, auth, tracing)),
         legacy=legacy,
         services=services,
         table=table,
@@ -198,4 +222,5 @@ def create_app(settings: Settings, *, log_stream: TextIO | None = None) -> Gatew
         flags=flags,
         shadow=shadow,
         reports=reports,
+        tracing=tracing,
     )

@@ -18,8 +18,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import structlog
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp
 
@@ -63,6 +64,11 @@ from gateway.storage import Storage
 from gateway.storage.file import FileStorage
 from gateway.storage.memory import MemoryStorage
 from gateway.storage.redis import RedisStorage
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+
+    from gateway.tracing import Tracing
 
 # -- the two sides ------------------------------------------------------------------------------
 
@@ -385,9 +391,17 @@ def build_body_limits(settings: Settings) -> list[BodyLimit]:
 # -- the middleware stack -----------------------------------------------------------------------
 
 
-def build_middleware(settings: Settings, auth: Auth) -> list[Middleware]:
+def build_middleware(
+    settings: Settings, auth: Auth, tracing: Tracing | None = None
+) -> list[Middleware]:
     """The middleware, in the order a request passes through it (the dispatcher comes last)."""
     server, limits = settings.server, settings.limits
+    traced = []
+    if tracing is not None:
+        from gateway.tracing import TracingMiddleware
+
+        # The request's server span, current for everything further in.
+        traced = [Middleware(TracingMiddleware, tracing=tracing)]
     return [
         # Canonical path (400 if ambiguous), request id, logging context, the access line.
         Middleware(
@@ -396,6 +410,7 @@ def build_middleware(settings: Settings, auth: Auth) -> list[Middleware]:
             backend_header=server.backend_header,
             access_log=settings.logging.access_log,
         ),
+        *traced,
         # Host, forwarding headers, method token, method overrides.
         Middleware(
             RequestHeadMiddleware,
@@ -417,6 +432,32 @@ def build_middleware(settings: Settings, auth: Auth) -> list[Middleware]:
             strip_headers=settings.auth.strip_headers,
         ),
     ]
+
+
+# -- tracing ------------------------------------------------------------------------------------
+
+
+def build_tracing(settings: Settings, provider: TracerProvider | None = None) -> Tracing | None:
+    """``[tracing]``, resolved against ``OTEL_*`` by ``load_settings``; ``None`` when off, so no
+    request calls into OpenTelemetry. On without the ``otel`` extra: an error when
+    ``enabled = true`` said so, a warning when only ``OTEL_TRACES_EXPORTER`` did."""
+    tracing = settings.tracing
+    if tracing.enabled is False:
+        return None
+    try:
+        from gateway.tracing import Tracing, exporter_installed
+    except ImportError as exc:
+        problem = f"needs the otel extra: pip install 'flask-fastapi-gateway[otel]' ({exc})"
+        if tracing.enabled is True:
+            raise ConfigError.at(settings.source, "tracing.enabled", problem) from None
+        structlog.get_logger("gateway.tracing").warning("tracing.unavailable", problem=problem)
+        return None
+    if provider is None:
+        for name in tracing.exporters:
+            if not exporter_installed(name):
+                problem = f"no trace exporter {name!r} is installed (OTEL_TRACES_EXPORTER)"
+                raise ConfigError.at(settings.source, "tracing.exporters", problem)
+    return Tracing(exporters=tracing.exporters, provider=provider)
 
 
 def wrap(app: ASGIApp, middleware: Sequence[Middleware]) -> ASGIApp:

@@ -21,6 +21,7 @@ from starlette.types import Scope
 
 if TYPE_CHECKING:
     from gateway.flags.model import FlagDecision
+    from gateway.tracing import StageSpans
 
 #: The one scope key the gateway owns. Namespaced, like werkzeug's environ keys, so it never
 #: clashes with a key a backend framework sets.
@@ -71,6 +72,11 @@ class RequestFacts:
     #: ``LEGACY`` or a service name; ``GATEWAY`` for the gateway's own endpoints and refusals.
     backend: str = LEGACY
     identity: Identity = ANONYMOUS
+    #: The OpenTelemetry trace the request's server span belongs to (32 hex digits), when
+    #: tracing is on.
+    trace_id: str | None = None
+    #: The stages' span hooks (``gateway.tracing``), when tracing is on; never logged.
+    spans: StageSpans | None = None
     #: Why the gateway refused the request itself (a 400, 408, 413 or 431 it answered).
     rejected: str | None = None
     #: Why the access policy refused it (401, 403).
@@ -97,6 +103,8 @@ class RequestFacts:
     def log_fields(self) -> dict[str, Any]:
         """The optional fields of the access line, in their documented order (only those set)."""
         fields: dict[str, Any] = {}
+        if self.trace_id is not None:
+            fields["trace_id"] = self.trace_id
         if self.rejected is not None:
             fields["rejected"] = self.rejected
         if self.denied is not None:

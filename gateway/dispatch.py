@@ -64,7 +64,10 @@ class Dispatcher:
         facts.route = plan.template
         decision = None
         if plan.flag is not None:
-            decision = self._flags.evaluate(
+            evaluate = self._flags.evaluate
+            if facts.spans is not None:
+                evaluate = facts.spans.flag_decision(evaluate)
+            decision = evaluate(
                 plan.flag, facts.identity, _client_address(scope), self._override(scope)
             )
             facts.decision = decision

@@ -131,6 +131,20 @@ class LoggingSettings(_Section):
     access_log: bool = True
 
 
+class TracingSettings(_Section):
+    """OpenTelemetry tracing (``[tracing]``; the ``otel`` extra). The SDK's own ``OTEL_*``
+    variables configure the rest: service name, sampler, exporter endpoints, propagators."""
+
+    #: ``"auto"``: on when an exporter is named (``OTEL_TRACES_EXPORTER`` or ``exporters``);
+    #: ``true``: on, with the ``otlp`` exporter unless one is named; ``false``: off. Either way
+    #: ``OTEL_SDK_DISABLED=true`` turns it off. ``load_settings`` turns ``"auto"`` into
+    #: ``false`` when no exporter is named.
+    enabled: bool | Literal["auto"] = "auto"
+    #: Trace exporters by their entry-point name (``console``, ``otlp``, ``otlp_proto_http``);
+    #: ``OTEL_TRACES_EXPORTER``, when set, wins.
+    exporters: tuple[str, ...] = ()
+
+
 class LegacySettings(_Section):
     #: ``module:attribute``: a Flask (or any WSGI) app, or a factory that returns one.
     app: str
@@ -487,6 +501,7 @@ class Settings(_Section):
     flags: FlagsSettings = FlagsSettings()
     shadow: ShadowSettings = ShadowSettings()
     limits: LimitsSettings = LimitsSettings()
+    tracing: TracingSettings = TracingSettings()
 
     @field_validator("services")
     @classmethod
@@ -567,7 +582,34 @@ def load_settings(path: str | Path | None, environ: Mapping[str, str]) -> Settin
         settings = Settings.model_validate({**data, "source": source})
     except ValidationError as exc:
         raise ConfigError(_describe(exc, source, origins)) from None
-    return _resolve_secrets(settings, environ)
+    return _resolve_tracing(_resolve_secrets(settings, environ), environ)
+
+
+def _resolve_tracing(settings: Settings, environ: Mapping[str, str]) -> Settings:
+    """Apply the OpenTelemetry variables that decide whether the gateway traces, as the SDK
+    reads them (``opentelemetry.sdk._configuration``): ``OTEL_SDK_DISABLED``, and
+    ``OTEL_TRACES_EXPORTER`` (comma-separated; ``none`` for no exporter). ``otlp`` means OTLP
+    over HTTP (the specification's default protocol, and the one the ``otel`` extra installs)
+    unless ``OTEL_EXPORTER_OTLP[_TRACES]_PROTOCOL`` says ``grpc``."""
+    tracing = settings.tracing
+    exporters = tracing.exporters
+    named = environ.get("OTEL_TRACES_EXPORTER", "").strip()
+    if named:
+        exporters = tuple(n.strip() for n in named.split(",") if n.strip() not in ("", "none"))
+    enabled = tracing.enabled
+    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        enabled = False
+    elif enabled == "auto" and not exporters:
+        enabled = False  # "auto" stays "auto" when on: the extra missing is then no error
+    elif enabled and not exporters and named.lower() != "none":
+        exporters = ("otlp",)
+    protocol = environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or environ.get(
+        "OTEL_EXPORTER_OTLP_PROTOCOL", ""
+    )
+    otlp = "otlp_proto_grpc" if protocol.strip() == "grpc" else "otlp_proto_http"
+    exporters = tuple(otlp if name == "otlp" else name for name in exporters)
+    update = {"enabled": enabled, "exporters": exporters if enabled else ()}
+    return settings.model_copy(update={"tracing": tracing.model_copy(update=update)})
 
 
 def _resolve_secrets(settings: Settings, environ: Mapping[str, str]) -> Settings:

@@ -83,7 +83,11 @@ class AuthMiddleware:
 
         try:
             if self._backends:
-                identity, invalid = await self._authenticate(Headers(raw=kept))
+                authenticating = self._authenticate(Headers(raw=kept))
+                spans = facts.spans
+                identity, invalid = await (
+                    authenticating if spans is None else spans.auth(authenticating)
+                )
             else:
                 identity, invalid = ANONYMOUS, []
         except Exception:
