@@ -173,11 +173,13 @@ def create_app(
     flags = build_flags(settings, storage)
     shadow = build_shadow_runner(settings)
     tracing = build_tracing(settings, tracer_provider)
-    # With tracing on, every call to a backend is a span (gateway.tracing.TracedBackend).
-    legacy_app: ASGIApp = legacy if tracing is None else tracing.traced(legacy, LEGACY)
-    service_apps: dict[str, ASGIApp] = dict(services)
-    if tracing is not None:
-        service_apps = {name: tracing.traced(app, name) for name, app in services.items()}
+
+    def traced(app: ASGIApp, backend: str) -> ASGIApp:
+        """With tracing on, every call to a backend is a span (``gateway.tracing``)."""
+        return app if tracing is None else tracing.traced(app, backend)
+
+    legacy_app = traced(legacy, LEGACY)
+    service_apps = {name: traced(app, name) for name, app in services.items()}
     plans = build_route_plans(settings, service_apps, legacy_app, shadow)
     table = build_route_table(settings, plans)
     inventory = build_inventory(wsgi_app, {n: s.app for n, s in services.items()}, table)
@@ -207,7 +209,7 @@ def create_app(
         table=table,
         legacy_rules=RouteTable(inventory.legacy_routes),
         legacy=legacy_app,
-        gateway_app=admin if tracing is None else tracing.traced(admin, GATEWAY),
+        gateway_app=traced(admin, GATEWAY),
         flags=flags,
         override_header=settings.flags.override_header,
     )
