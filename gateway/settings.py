@@ -398,6 +398,28 @@ class BreakerSettings(_Section):
     cooldown: Annotated[float, Field(gt=0)] = 30.0
 
 
+class RecordRouteSettings(_Section):
+    """Record a share of a route's real traffic as samples (``[routes.record]``).
+
+    Samples (redacted request and response pairs) feed ``gateway parity``, the response
+    models ``gateway scaffold`` writes and the merged OpenAPI document.
+    """
+
+    #: Share of the route's requests recorded, 0-1.
+    sample_rate: Annotated[float, Field(ge=0, le=1)] = 0.1
+    #: Stop recording once the route's file holds this many samples.
+    max_samples: Annotated[int, Field(ge=1)] = 200
+    #: Request and response bodies are cut at this many bytes (and such samples not replayed).
+    max_body: Annotated[int, Field(ge=0)] = 64 * 1024
+
+
+class RecordSettings(_Section):
+    """Where recorded samples are kept (``[record]``): one JSON Lines file per route and method."""
+
+    #: Relative to the config file's folder.
+    dir: Path = Path("var/samples")
+
+
 class ShadowSettings(_Section):
     """Limits shared by every shadowed route (``[shadow]``)."""
 
@@ -430,6 +452,8 @@ class RouteSettings(_Section):
     breaker: BreakerSettings | None = None
     #: Comparison settings for when the route's flag is in ``shadow`` mode.
     shadow: ShadowRouteSettings | None = None
+    #: Record a share of the route's traffic as samples (``gateway parity``).
+    record: RecordRouteSettings | None = None
 
     @field_validator("methods")
     @classmethod
@@ -502,6 +526,7 @@ class Settings(_Section):
     shadow: ShadowSettings = ShadowSettings()
     limits: LimitsSettings = LimitsSettings()
     tracing: TracingSettings = TracingSettings()
+    record: RecordSettings = RecordSettings()
 
     @field_validator("services")
     @classmethod
@@ -619,6 +644,9 @@ def _resolve_secrets(settings: Settings, environ: Mapping[str, str]) -> Settings
     if not settings.flags.file.is_absolute():
         flags = settings.flags.model_copy(update={"file": base / settings.flags.file})
         settings = settings.model_copy(update={"flags": flags})
+    if not settings.record.dir.is_absolute():
+        record = settings.record.model_copy(update={"dir": base / settings.record.dir})
+        settings = settings.model_copy(update={"record": record})
     jwt = settings.auth.jwt
     if jwt is None:
         return settings
