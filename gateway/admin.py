@@ -123,9 +123,12 @@ class AdminApp:
         flags: FlagRuntime,
         reports: ReportPublisher | None = None,
         admin_roles: Sequence[str] = ("admin",),
+        routers: Sequence[APIRouter] = (),
     ) -> None:
         self._admin_policy = requiring(admin_roles)
-        self._api = create_admin_api(state=state, inventory=inventory, flags=flags, reports=reports)
+        self._api = create_admin_api(
+            state=state, inventory=inventory, flags=flags, reports=reports, routers=routers
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -188,8 +191,10 @@ def create_admin_api(
     inventory: Inventory,
     flags: FlagRuntime,
     reports: ReportPublisher | None,
+    routers: Sequence[APIRouter] = (),
 ) -> FastAPI:
     """The FastAPI app that serves (and documents) ``/_gateway/``; ``AdminApp`` guards it.
+    ``routers`` add endpoints under ``/_gateway/api`` (the rollouts).
 
     Every handler is ``async``: none blocks, and a ``def`` one would cost a thread hop per
     health check.
@@ -320,6 +325,9 @@ def create_admin_api(
         return BreakerReport.model_validate(
             {"workers": report["workers"], "breakers": report["breakers"]}
         )
+
+    for router in routers:
+        admin.include_router(router)
 
     # Starlette's 405 names the methods of the first route on the path only: a path that two
     # routes serve (GET and PUT) must list both.

@@ -53,6 +53,10 @@ from gateway.inventory import Inventory, build_inventory
 from gateway.loading import add_import_paths
 from gateway.log import configure_logging, flush_logs
 from gateway.reports import ReportPublisher, ReportStore
+from gateway.rollout.api import rollout_router
+from gateway.rollout.commands import RolloutCommands, rollout_settings
+from gateway.rollout.controller import RolloutController
+from gateway.rollout.outcomes import RolloutOutcomes, labels_by_flag
 from gateway.route_plan import RoutePlan
 from gateway.routes import RouteTable
 from gateway.settings import Settings
@@ -81,6 +85,7 @@ class GatewayApp:
         shadow: ShadowRunner,
         reports: ReportPublisher,
         tracing: AbstractAsyncContextManager[Any] | None = None,
+        rollouts: RolloutController | None = None,
     ) -> None:
         self.settings = settings
         self.legacy = legacy
@@ -92,6 +97,7 @@ class GatewayApp:
         self.shadow = shadow
         self.reports = reports
         self.tracing = tracing
+        self.rollouts = rollouts
         self._handler = handler
 
     @property
@@ -101,7 +107,17 @@ class GatewayApp:
         left first, so copies still running are cancelled before the services stop. Tracing
         (when on) starts first and stops last, so every span is exported."""
         first = [] if self.tracing is None else [self.tracing]
-        return [*first, self.legacy, self.flags, *self.services.values(), self.reports, self.shadow]
+        # The rollout controller decides from the reports: it stops before they do.
+        rollouts = [] if self.rollouts is None else [self.rollouts]
+        return [
+            *first,
+            self.legacy,
+            self.flags,
+            *self.services.values(),
+            self.reports,
+            *rollouts,
+            self.shadow,
+        ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -189,14 +205,23 @@ def create_app(
 
     breakers = [plan.breaker for plan in plans if plan.breaker is not None]
     results = shadow.results
+    outcomes = RolloutOutcomes(results, labels_by_flag(plans))
+    flags.listeners.append(outcomes.follow)
     reports = ReportPublisher(
         ReportStore(storage),
         build=lambda: {
             "shadow": results.snapshot(),
             "breakers": {breaker.label: breaker.view() for breaker in breakers},
+            "rollouts": outcomes.snapshot(),
         },
-        version=lambda: results.version + sum(breaker.changes for breaker in breakers),
+        version=lambda: (
+            results.version + sum(breaker.changes for breaker in breakers) + outcomes.version
+        ),
     )
+    rollouts = RolloutController(
+        flags, reports, rollout_settings(settings), settings.flags.defaults
+    )
+    flags.listeners.append(rollouts.follow)
     state = GatewayState()
     admin = AdminApp(
         state=state,
@@ -204,6 +229,7 @@ def create_app(
         flags=flags,
         reports=reports,
         admin_roles=settings.server.admin_roles,
+        routers=[rollout_router(RolloutCommands(settings, flags), flags)],
     )
     dispatcher = Dispatcher(
         table=table,
@@ -215,7 +241,9 @@ def create_app(
     )
     return GatewayApp(
         settings=settings,
-        handler=wrap(dispatcher, build_middleware(settings, auth, tracing)),
+        handler=wrap(
+            dispatcher, build_middleware(settings, auth, tracing, observers=[outcomes.observe])
+        ),
         legacy=legacy,
         services=services,
         table=table,
@@ -225,4 +253,5 @@ def create_app(
         shadow=shadow,
         reports=reports,
         tracing=tracing,
+        rollouts=rollouts,
     )

@@ -44,7 +44,7 @@ from gateway.flags.stores import FlagStore
 from gateway.loading import import_object, load_app
 from gateway.middleware.auth import AuthMiddleware
 from gateway.middleware.limits import BodyLimit, LimitsMiddleware
-from gateway.middleware.request_context import RequestContextMiddleware
+from gateway.middleware.request_context import Observer, RequestContextMiddleware
 from gateway.middleware.request_head import RequestHeadMiddleware
 from gateway.resilience import Breaker, GuardedService
 from gateway.route_plan import RoutePlan, route_label
@@ -392,7 +392,10 @@ def build_body_limits(settings: Settings) -> list[BodyLimit]:
 
 
 def build_middleware(
-    settings: Settings, auth: Auth, tracing: Tracing | None = None
+    settings: Settings,
+    auth: Auth,
+    tracing: Tracing | None = None,
+    observers: Sequence[Observer] = (),
 ) -> list[Middleware]:
     """The middleware, in the order a request passes through it (the dispatcher comes last)."""
     server, limits = settings.server, settings.limits
@@ -409,6 +412,7 @@ def build_middleware(
             request_id_header=server.request_id_header,
             backend_header=server.backend_header,
             access_log=settings.logging.access_log,
+            observers=observers,
         ),
         *traced,
         # Host, forwarding headers, method token, method overrides.

@@ -31,7 +31,7 @@ from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
-from gateway import __version__
+from gateway import __version__, cli_rollout
 from gateway.app import GatewayApp, create_app
 from gateway.build import build_flags, build_storage
 from gateway.draining import DrainingServer
@@ -141,6 +141,7 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--json", action="store_true", help="print JSON")
     report.add_argument("--recent", type=int, default=10, help="mismatches shown (default 10)")
     report.set_defaults(handler=_shadow_report)
+    cli_rollout.register(commands)
     return parser
 
 

@@ -13,6 +13,7 @@ error: nothing an operator wrote is silently ignored.
 
 from __future__ import annotations
 
+import itertools
 import re
 import tomllib
 from collections.abc import Mapping
@@ -413,6 +414,46 @@ class RecordRouteSettings(_Section):
     max_body: Annotated[int, Field(ge=0)] = 64 * 1024
 
 
+class RolloutSettings(_Section):
+    """How ``gateway rollout start`` moves a route's flag (``[routes.rollout]``).
+
+    Each step holds at least ``hold`` seconds and until each side has ``min_requests``; then
+    the new side is compared with legacy (error rate, latency, shadow mismatches, breakers) and
+    the flag advances, or goes back to legacy at once on a significant regression.
+    """
+
+    #: Shares of users on the new side, in order; ``"shadow"`` (first only) compares answers
+    #: before anyone is served by the new side. The last step must be 100: reaching it
+    #: completes the rollout (the flag's mode becomes ``new``).
+    steps: tuple[Annotated[int, Field(ge=1, le=100)] | Literal["shadow"], ...] = (5, 25, 50, 100)
+    #: Minimum seconds per step.
+    hold: Annotated[float, Field(gt=0)] = 300.0
+    #: Seconds between analyses (and the lease's renewal).
+    interval: Annotated[float, Field(gt=0)] = 10.0
+    #: Requests each side needs in a step before it is judged ("not enough data" until then).
+    min_requests: Annotated[int, Field(ge=1)] = 100
+    #: Significance level of the statistical tests.
+    alpha: Annotated[float, Field(gt=0, lt=1)] = 0.01
+    #: Error-rate increase tolerated (absolute: 0.01 is one percentage point).
+    max_error_rate_increase: Annotated[float, Field(ge=0, le=1)] = 0.01
+    #: New-side median latency tolerated, as a multiple of legacy's.
+    max_latency_ratio: Annotated[float, Field(ge=1)] = 1.5
+    #: Shadow mismatch rate tolerated in a shadow step.
+    max_mismatch_rate: Annotated[float, Field(ge=0, le=1)] = 0.01
+
+    @field_validator("steps")
+    @classmethod
+    def _valid_steps(cls, value: tuple[int | str, ...]) -> tuple[int | str, ...]:
+        if not value or value[-1] != 100:
+            raise ValueError("the last step must be 100 (the rollout completes there)")
+        if "shadow" in value[1:]:
+            raise ValueError("'shadow' can only be the first step")
+        shares = [step for step in value if isinstance(step, int)]
+        if any(b <= a for a, b in itertools.pairwise(shares)):
+            raise ValueError("percentages must increase from step to step")
+        return value
+
+
 class RecordSettings(_Section):
     """Where recorded samples are kept (``[record]``): one JSON Lines file per route and method."""
 
@@ -454,6 +495,8 @@ class RouteSettings(_Section):
     shadow: ShadowRouteSettings | None = None
     #: Record a share of the route's traffic as samples (``gateway parity``).
     record: RecordRouteSettings | None = None
+    #: How ``gateway rollout start`` moves the route's flag (defaults when absent).
+    rollout: RolloutSettings | None = None
 
     @field_validator("methods")
     @classmethod
@@ -568,6 +611,8 @@ class Settings(_Section):
                             f"routes[{index}].{key}: only for a route whose backend is a "
                             "service (legacy has nothing to fall back to)"
                         )
+            if route.rollout is not None and route.flag is None:
+                problems.append(f"routes[{index}].rollout: needs a flag (a rollout moves it)")
             if route.shadow is not None and route.flag is None:
                 problems.append(
                     f"routes[{index}].shadow: needs a flag (shadowing starts when the flag's "

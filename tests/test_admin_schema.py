@@ -17,15 +17,21 @@ from gateway.admin import AdminApp, GatewayState
 from gateway.flags.runtime import FlagRuntime
 from gateway.flags.stores import FlagStore
 from gateway.inventory import Inventory
+from gateway.rollout.api import rollout_router
+from gateway.rollout.commands import RolloutCommands
+from gateway.settings import LegacySettings, Settings
 from gateway.storage.memory import MemoryStorage
 
 
 def generated_document() -> dict[str, Any]:
     """What any gateway serves: the document depends on the endpoints, not on their data."""
+    flags = FlagRuntime(defaults={}, store=FlagStore(MemoryStorage()))
+    settings = Settings(legacy=LegacySettings(app="legacy_flask:create_app"))
     admin = AdminApp(
         state=GatewayState(),
         inventory=Inventory(rows=(), legacy_routes=(), plans=(), service_methods={}),
-        flags=FlagRuntime(defaults={}, store=FlagStore(MemoryStorage())),
+        flags=flags,
+        routers=[rollout_router(RolloutCommands(settings, flags), flags)],
     )
     return admin.openapi()
 

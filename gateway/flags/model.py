@@ -15,6 +15,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from gateway.rollout.state import RolloutState
+
 Mode = Literal["legacy", "new", "canary", "shadow"]
 Side = Literal["legacy", "new"]
 Reason = Literal[
@@ -61,6 +63,8 @@ class FlagState(BaseModel):
     version: int = 0
     kill_switch: bool = False
     flags: dict[str, FlagSpec] = Field(default_factory=dict)
+    #: Rollouts in progress (or stopped), by the flag they move (``gateway.rollout``).
+    rollouts: dict[str, RolloutState] = Field(default_factory=dict)
 
     _names = field_validator("flags")(lambda value: check_flag_names(value))
 

@@ -60,6 +60,10 @@ class FlagRuntime:
         self._loaded = False
         self._updated_here_at = -_STALE_READ_WINDOW
         self._watcher: asyncio.Task[None] | None = None
+        #: The last shared state applied (the rollouts live there too).
+        self.state = FlagState()
+        #: Called with every state applied (rollouts follow the shared state this way).
+        self.listeners: list[Callable[[FlagState], None]] = []
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -110,12 +114,21 @@ class FlagRuntime:
             # state. Outside that window a lower version is the truth: the store was reset (a
             # Redis without persistence restarted) and its versions started again.
             return
-        changed = not self._loaded or state.version != self._version
+        # A rollout's lease renewals and verdicts change the state every interval: only a
+        # change to what decides requests is worth a line.
+        changed = (
+            not self._loaded
+            or state.flags != self.state.flags
+            or state.kill_switch != self._kill_switch
+        )
         self._specs = {**self._defaults, **state.flags}
         self._from_store = frozenset(state.flags)
         self._kill_switch = state.kill_switch
         self._version = state.version
         self._loaded = True
+        self.state = state
+        for listener in self.listeners:
+            listener(state)
         if changed:
             log.info("flags.applied", version=state.version, kill_switch=state.kill_switch)
 
@@ -166,14 +179,21 @@ class FlagRuntime:
 
     # -- reading and changing ------------------------------------------------------------------
 
-    async def update(self, change: Callable[[FlagState], FlagState], *, actor: str) -> FlagState:
+    async def update(
+        self,
+        change: Callable[[FlagState], FlagState],
+        *,
+        actor: str,
+        reason: str | None = None,
+    ) -> FlagState:
         """Change the shared state through the store (every process follows) and apply it here
-        at once. Writes one audit line per changed flag: who, which flag, old and new."""
+        at once. Writes one audit line per changed flag: who, which flag, old and new (and why,
+        when the change says: a rollout's verdict)."""
         before = self.view()
         state = await self.store.update(change)
         self._updated_here_at = time.monotonic()
         self.apply(state)
-        audit(before, self.view(), actor=actor, store=self.store.description)
+        audit(before, self.view(), actor=actor, store=self.store.description, reason=reason)
         return state
 
     def view(self) -> dict[str, Any]:
@@ -193,8 +213,16 @@ class FlagRuntime:
         }
 
 
-def audit(before: Mapping[str, Any], after: Mapping[str, Any], *, actor: str, store: str) -> None:
+def audit(
+    before: Mapping[str, Any],
+    after: Mapping[str, Any],
+    *,
+    actor: str,
+    store: str,
+    reason: str | None = None,
+) -> None:
     """One ``flags.changed`` line per flag (and the kill switch) that changed."""
+    why = {} if reason is None else {"reason": reason}
     if before.get("kill_switch") != after.get("kill_switch"):
         log.warning(
             "flags.changed",
@@ -203,6 +231,7 @@ def audit(before: Mapping[str, Any], after: Mapping[str, Any], *, actor: str, st
             old=before.get("kill_switch"),
             new=after.get("kill_switch"),
             store=store,
+            **why,
         )
     old_flags, new_flags = before.get("flags", {}), after.get("flags", {})
     for name in sorted(set(old_flags) | set(new_flags)):
@@ -215,6 +244,7 @@ def audit(before: Mapping[str, Any], after: Mapping[str, Any], *, actor: str, st
                 old=_without_source(old),
                 new=_without_source(new),
                 store=store,
+                **why,
             )
 
 

@@ -26,6 +26,7 @@ import os
 import random
 import re
 import time
+from collections.abc import Callable, Sequence
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -34,6 +35,10 @@ from gateway.canonical import canonical_path
 from gateway.context import FACTS_KEY, RequestFacts
 from gateway.errors import BadRequest, refuse, send_error
 from gateway.log import write_access
+
+#: Sees every finished HTTP request: its facts, its status (``None``: no answer was sent) and
+#: its duration in seconds. Rollout outcomes are recorded this way.
+Observer = Callable[[RequestFacts, int | None, float], None]
 
 _VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:@+=-]{1,128}$")
 #: Request ids correlate log lines; they are not secrets, so a PRNG seeded from the OS (per
@@ -66,8 +71,11 @@ class RequestContextMiddleware:
         request_id_header: str = "X-Request-ID",
         backend_header: bool = True,
         access_log: bool = True,
+        observers: Sequence[Observer] = (),
     ) -> None:
         self.app = app
+        #: Called once per finished HTTP request with its facts, status and duration.
+        self._observers = tuple(observers)
         self._request_id_header = request_id_header.lower().encode("latin-1")
         self._backend_header = backend_header
         # Bound once: the lazy proxy would rebuild the logger on every request.
@@ -136,8 +144,13 @@ class RequestContextMiddleware:
                     headers.append((_BACKEND_HEADER, facts.backend.encode("latin-1")))
                 await send_error(send, 500, "internal server error", request_id, headers)
         finally:
-            if self._access is not None and scope["type"] == "http":
-                _log_access(self._access, scope, facts, status, started)
+            if scope["type"] == "http":
+                if self._access is not None:
+                    _log_access(self._access, scope, facts, status, started)
+                if self._observers:
+                    seconds = time.perf_counter() - started
+                    for observe in self._observers:
+                        observe(facts, status, seconds)
             structlog.contextvars.reset_contextvars(**tokens)
 
     def _incoming_request_id(self, scope: Scope) -> str | None:
