@@ -120,6 +120,16 @@ def eventually(check: Callable[[], Any], limit: float = 10.0, interval: float = 
         time.sleep(interval)
 
 
+def seconds_until(condition: Callable[[], bool], limit: float) -> float:
+    """Seconds until ``condition()`` holds (polled every 20 ms); infinity after ``limit``."""
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > limit:
+            return float("inf")
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
 def redis_reachable(port: int = 6379) -> bool:
     """Whether something accepts connections on the Redis port on 127.0.0.1."""
     try:

@@ -27,6 +27,7 @@ from support import (
     free_port,
     needs_redis,
     redis_reachable,
+    seconds_until,
 )
 
 pytestmark = pytest.mark.e2e
@@ -52,15 +53,6 @@ def backend_of(gateway: GatewayProcess, path: str = "/api/me") -> str:
     response = httpx.get(f"{gateway.base_url}{path}", headers=API_KEY, timeout=5)
     assert response.status_code == 200, response.text
     return response.headers["x-gateway-backend"]
-
-
-def seconds_until(condition: Callable[[], bool], limit: float) -> float:
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > limit:
-            return float("inf")
-        time.sleep(0.02)
-    return time.monotonic() - started
 
 
 @pytest.fixture
