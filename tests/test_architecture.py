@@ -28,6 +28,9 @@ SETTINGS_MAY_IMPORT = {
     "gateway.request_body",
     "gateway.flags",
     "gateway.flags.model",
+    # The rollout state is part of the flag state document (a value module, like flags.model).
+    "gateway.rollout",
+    "gateway.rollout.state",
 }
 
 

@@ -248,7 +248,7 @@ def test_three_hosts_follow_each_step_and_survive_the_leader_dying(
     tmp_path: Path, redis_key: str
 ) -> None:
     # Steps hold long enough for the test to find the leader and kill it mid-step.
-    config = _config(tmp_path, hold=5)
+    config = _config(tmp_path, hold=8)
     text = config.read_text().replace(
         'allowed_hosts = ["127.0.0.1", "localhost", "[::1]"]',
         'allowed_hosts = ["127.0.0.1", "127.0.0.2", "127.0.0.3", "localhost"]',

@@ -20,9 +20,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import numpy
-from scipy.stats import binomtest, fisher_exact, mannwhitneyu
-
 Status = Literal["healthy", "breach", "not-enough-data"]
 
 
@@ -116,6 +113,9 @@ def _error_breach(
     new_rate, legacy_rate = _rate(new), _rate(legacy)
     if new_rate - legacy_rate <= thresholds.max_error_rate_increase:
         return None
+    import numpy  # scipy's, imported late: a worker that never leads a rollout never loads them
+    from scipy.stats import fisher_exact
+
     table = numpy.array(
         [
             [new.errors, new.requests - new.errors],
@@ -145,6 +145,8 @@ def _latency_breach(
     ratio = new_median / legacy_median if legacy_median > 0 else float("inf")
     if ratio <= thresholds.max_latency_ratio:
         return None
+    from scipy.stats import mannwhitneyu
+
     p = float(mannwhitneyu(new.durations, legacy.durations, alternative="greater").pvalue)
     if p >= thresholds.alpha:
         return None
@@ -166,6 +168,8 @@ def _shadow_verdict(outcomes: StepOutcomes, thresholds: Thresholds) -> Verdict:
         )
     rate = mismatches / compared
     if rate > thresholds.max_mismatch_rate:
+        from scipy.stats import binomtest
+
         test = binomtest(mismatches, compared, thresholds.max_mismatch_rate, alternative="greater")
         p = float(test.pvalue)
         if p < thresholds.alpha:
