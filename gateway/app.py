@@ -37,6 +37,7 @@ from gateway.build import (
     build_flags,
     build_legacy,
     build_middleware,
+    build_recording,
     build_route_plans,
     build_route_table,
     build_services,
@@ -52,6 +53,7 @@ from gateway.flags.runtime import FlagRuntime
 from gateway.inventory import Inventory, build_inventory
 from gateway.loading import add_import_paths
 from gateway.log import configure_logging, flush_logs
+from gateway.recording.writer import SampleWriter
 from gateway.reports import ReportPublisher, ReportStore
 from gateway.rollout.api import rollout_router
 from gateway.rollout.commands import RolloutCommands, rollout_settings
@@ -86,6 +88,7 @@ class GatewayApp:
         reports: ReportPublisher,
         tracing: AbstractAsyncContextManager[Any] | None = None,
         rollouts: RolloutController | None = None,
+        recorder: SampleWriter | None = None,
     ) -> None:
         self.settings = settings
         self.legacy = legacy
@@ -98,6 +101,7 @@ class GatewayApp:
         self.reports = reports
         self.tracing = tracing
         self.rollouts = rollouts
+        self.recorder = recorder
         self._handler = handler
 
     @property
@@ -109,8 +113,11 @@ class GatewayApp:
         first = [] if self.tracing is None else [self.tracing]
         # The rollout controller decides from the reports: it stops before they do.
         rollouts = [] if self.rollouts is None else [self.rollouts]
+        # The sample writer is left late too, so samples still queued get written.
+        recorder = [] if self.recorder is None else [self.recorder]
         return [
             *first,
+            *recorder,
             self.legacy,
             self.flags,
             *self.services.values(),
@@ -239,10 +246,15 @@ def create_app(
         flags=flags,
         override_header=settings.flags.override_header,
     )
+    recorder, recording = build_recording(settings, flags)
     return GatewayApp(
         settings=settings,
         handler=wrap(
-            dispatcher, build_middleware(settings, auth, tracing, observers=[outcomes.observe])
+            dispatcher,
+            [
+                *build_middleware(settings, auth, tracing, observers=[outcomes.observe]),
+                recording,
+            ],
         ),
         legacy=legacy,
         services=services,
@@ -254,4 +266,5 @@ def create_app(
         reports=reports,
         tracing=tracing,
         rollouts=rollouts,
+        recorder=recorder,
     )

@@ -46,6 +46,9 @@ from gateway.middleware.auth import AuthMiddleware
 from gateway.middleware.limits import BodyLimit, LimitsMiddleware
 from gateway.middleware.request_context import Observer, RequestContextMiddleware
 from gateway.middleware.request_head import RequestHeadMiddleware
+from gateway.recording.middleware import RecordingMiddleware, recorded_routes
+from gateway.recording.redact import Redactor
+from gateway.recording.writer import SampleWriter
 from gateway.resilience import Breaker, GuardedService
 from gateway.route_plan import RoutePlan, route_label
 from gateway.routes import RouteTable
@@ -339,12 +342,7 @@ def build_route_plan(
             timeout=spec.timeout,
             max_body=spec.max_body,
             side_effect_free=spec.side_effect_free,
-            rules=CompareRules(
-                headers=spec.compare_headers,
-                ignore=spec.ignore,
-                unordered=spec.unordered,
-                float_tolerance=spec.float_tolerance,
-            ),
+            rules=compare_rules(route),
         )
     return RoutePlan(
         template=route.path,
@@ -462,6 +460,36 @@ def build_tracing(settings: Settings, provider: TracerProvider | None = None) ->
                 problem = f"no trace exporter {name!r} is installed (OTEL_TRACES_EXPORTER)"
                 raise ConfigError.at(settings.source, "tracing.exporters", problem)
     return Tracing(exporters=tracing.exporters, provider=provider)
+
+
+# -- recording ----------------------------------------------------------------------------------
+
+
+def build_recording(settings: Settings, flags: FlagRuntime) -> tuple[SampleWriter, Middleware]:
+    """``[routes.record]`` and ``gateway record``'s requests (read from the flag store): the
+    writer thread, and the hook that feeds it (innermost, just before the dispatcher)."""
+    api_keys = settings.auth.api_keys
+    header = None if api_keys is None else api_keys.header
+    writer = SampleWriter(redactor=Redactor(api_key_header=header))
+    hook = Middleware(
+        RecordingMiddleware,
+        routes=recorded_routes(settings),
+        writer=writer,
+        recordings=lambda: flags.state.recordings,
+    )
+    return writer, hook
+
+
+def compare_rules(route: RouteSettings) -> CompareRules:
+    """How the route's two sides are compared (shadow traffic, ``gateway parity``): its
+    ``[routes.shadow]`` rules, or the defaults."""
+    spec = route.shadow or ShadowRouteSettings()
+    return CompareRules(
+        headers=spec.compare_headers,
+        ignore=spec.ignore,
+        unordered=spec.unordered,
+        float_tolerance=spec.float_tolerance,
+    )
 
 
 def wrap(app: ASGIApp, middleware: Sequence[Middleware]) -> ASGIApp:

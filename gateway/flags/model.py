@@ -55,8 +55,19 @@ class FlagSpec(BaseModel):
     deny_roles: frozenset[str] = frozenset()
 
 
+class Recording(BaseModel):
+    """A ``gateway record`` request that every worker follows: record each request of the route
+    until its samples file holds ``target`` samples, or until ``until`` (a Unix time) passes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    target: Annotated[int, Field(ge=1)]
+    until: float
+
+
 class FlagState(BaseModel):
-    """Everything a store shares: every flag's spec and the kill switch."""
+    """Everything a store shares: every flag's spec and the kill switch (and the recordings
+    ``gateway record`` asked for, by route label: ``GET /api/me``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -65,6 +76,7 @@ class FlagState(BaseModel):
     flags: dict[str, FlagSpec] = Field(default_factory=dict)
     #: Rollouts in progress (or stopped), by the flag they move (``gateway.rollout``).
     rollouts: dict[str, RolloutState] = Field(default_factory=dict)
+    recordings: dict[str, Recording] = Field(default_factory=dict)
 
     _names = field_validator("flags")(lambda value: check_flag_names(value))
 

@@ -121,7 +121,7 @@ def matches_pattern(pattern: str, pointer_or_pattern: str) -> bool:
 def redact(key: str, value: str) -> str:
     """``[redacted]`` when the key looks secret or the value looks like a credential, else the
     value cut to 120 characters."""
-    if _looks_secret(key) or _is_credential(value):
+    if looks_secret(key) or is_credential(value):
         return _REDACTED
     return _truncate(value)
 
@@ -178,7 +178,7 @@ class _Comparison:
                     break
                 token = escape_token(key)
                 a_value, b_value = a.get(key, _ABSENT), b.get(key, _ABSENT)
-                below_secret = secret or _looks_secret(key)
+                below_secret = secret or looks_secret(key)
                 self.walk(a_value, b_value, (*ptr, token), (*pat, token), below_secret)
         elif isinstance(a, list) and isinstance(b, list):
             if self.unordered_at(ptr):
@@ -324,27 +324,30 @@ def _canonical(value: object) -> bytes:
 def _render(value: object, secret: bool) -> str | None:
     if value is _ABSENT:
         return None
-    if secret or (isinstance(value, str) and _is_credential(value)):
+    if secret or (isinstance(value, str) and is_credential(value)):
         return _REDACTED
     return _truncate(orjson.dumps(_scrubbed(value)).decode())
 
 
 def _scrubbed(value: object) -> object:
     if isinstance(value, dict):
-        return {k: _REDACTED if _looks_secret(k) else _scrubbed(v) for k, v in value.items()}
+        return {k: _REDACTED if looks_secret(k) else _scrubbed(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_scrubbed(v) for v in value]
-    if isinstance(value, str) and _is_credential(value):
+    if isinstance(value, str) and is_credential(value):
         return _REDACTED
     return value
 
 
-def _looks_secret(key: str) -> bool:
+def looks_secret(key: str) -> bool:
+    """Whether a JSON key, form field or header name looks like it holds a secret (the
+    recorder masks such values too, ``gateway.recording.redact``)."""
     folded = key.lower().replace("-", "_")  # header names: "x-api-key" looks like "api_key"
     return _SECRET_KEY.search(folded) is not None
 
 
-def _is_credential(value: str) -> bool:
+def is_credential(value: str) -> bool:
+    """Whether a string is shaped like a JWT or a ``Bearer`` credential."""
     return bool(_JWT.search(value) or _BEARER.match(value))
 
 
