@@ -18,7 +18,7 @@ import asyncio
 import hashlib
 from typing import Any
 
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.shadow.compare import Captured
 
@@ -103,6 +103,24 @@ class ResponseRecorder:
             digest=self._digest.hexdigest(),
             truncated=truncated,
         )
+
+
+async def call_captured(
+    app: ASGIApp, scope: Scope, body: bytes, *, seconds: float, limit: int
+) -> tuple[Captured | None, str | None]:
+    """Call ``app`` with ``body`` for at most ``seconds`` and capture its answer (at
+    most ``limit`` body bytes kept): the answer, or ``None`` and why there is none."""
+    recorder = ResponseRecorder(limit=limit)
+    try:
+        async with asyncio.timeout(seconds):
+            await app(scope, replay(body), recorder)
+    except TimeoutError:
+        return None, f"timeout after {seconds:g}s"
+    except Exception as exc:
+        return None, f"{type(exc).__name__}: {exc}"[:200]
+    if not recorder.complete:
+        return None, "incomplete response"
+    return recorder.captured(), None
 
 
 def copy_scope(scope: Scope, **changes: Any) -> Scope:

@@ -30,6 +30,7 @@ from gateway.request_body import declared_body_size, read_body
 from gateway.shadow.capture import (
     SAFE_METHODS,
     ResponseRecorder,
+    call_captured,
     copy_scope,
     replay,
 )
@@ -183,17 +184,7 @@ class ShadowRunner:
         self, app: ASGIApp, scope: Scope, body: bytes, limit: float
     ) -> tuple[Captured | None, str | None]:
         """Call ``app`` with a copy of the request, for at most ``limit`` seconds."""
-        recorder = ResponseRecorder(limit=self._max_compare_body)
-        try:
-            async with asyncio.timeout(limit):
-                await app(scope, replay(body), recorder)
-        except TimeoutError:
-            return None, f"timeout after {limit:g}s"
-        except Exception as exc:
-            return None, f"{type(exc).__name__}: {exc}"[:200]
-        if not recorder.complete:
-            return None, "incomplete response"
-        return recorder.captured(), None
+        return await call_captured(app, scope, body, seconds=limit, limit=self._max_compare_body)
 
     async def _calibrate(
         self, plan: ShadowPlan, primary: ASGIApp, scope: Scope, body: bytes, first: Captured
