@@ -6,6 +6,7 @@
     python bench/overhead_micro.py -n 5000 --repeats 3
     python bench/overhead_micro.py --profile          # and where the gateway's time goes
     python bench/overhead_micro.py --tracing          # and a third gateway, tracing on
+    python bench/overhead_micro.py --recording        # and gateways recording /trivial
 
 The gateway is built from ``bench/gateway.toml`` with ``create_app``, once with the access log on
 (written to ``os.devnull``, so rendering and the write call are paid for but no disk is) and
@@ -17,6 +18,12 @@ as an ASGI app for ``GET /trivial`` with a minimal HTTP scope and stub ``receive
 - with ``--tracing`` (the ``otel`` extra): the gateway with the access log and tracing on, every
   request sampled, spans batched by the SDK's ``BatchSpanProcessor`` to an exporter that drops
   them (the export itself runs on the SDK's thread, not in the request).
+
+- with ``--recording``: the gateway with ``[routes.record]`` on ``/trivial``, once with
+  ``sample_rate = 1.0`` (every request captured and handed to the writer thread, which writes
+  samples to a temporary folder until its queue is full, then drops: the request path pays the
+  same either way) and once with ``sample_rate = 0.0`` (the route is matched and the coin tossed,
+  nothing captured).
 
 Tracing off is the first variant: compare it with the same command run in a checkout from
 before tracing existed to see what the off switch costs.
@@ -39,8 +46,9 @@ import os
 import pstats
 import statistics
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -75,6 +83,9 @@ REQUEST: Message = {"type": "http.request", "body": b"", "more_body": False}
 class Variant:
     name: str
     app: ASGIApp
+    #: Awaited after each timed run, untimed: work the variant left running in the background
+    #: (the sample writer's thread) must not be billed to the next variant.
+    settle: Callable[[], Awaitable[None]] | None = None
 
 
 async def _receive() -> Message:
@@ -115,11 +126,24 @@ class Lifespan:
             raise RuntimeError(f"{event}: the app answered {reply}")
 
 
-def build_gateway(*, access_log: bool, log_stream: TextIO, **options: Any) -> GatewayApp:
+def build_gateway(
+    *, access_log: bool, log_stream: TextIO, config: Path = BENCH_CONFIG, **options: Any
+) -> GatewayApp:
     environ = {"GATEWAY_LOGGING__ACCESS_LOG": "true" if access_log else "false"}
     if options:
         environ["GATEWAY_TRACING__ENABLED"] = "true"
-    return create_app(load_settings(BENCH_CONFIG, environ), log_stream=log_stream, **options)
+    return create_app(load_settings(config, environ), log_stream=log_stream, **options)
+
+
+def build_recording_gateway(log_stream: TextIO, folder: Path, rate: float) -> GatewayApp:
+    """The bench gateway with ``[routes.record]`` on ``/trivial``, samples kept in ``folder``."""
+    text = BENCH_CONFIG.read_text(encoding="utf-8")
+    route = 'path = "/trivial"\nmethods = ["GET"]\nbackend = "trivial"\n'
+    record = f"[routes.record]\nsample_rate = {rate}\nmax_samples = 100000000\n"
+    text = text.replace(route, route + record) + f"\n[record]\ndir = {str(folder)!r}\n"
+    config = folder / f"gateway-{rate}.toml"
+    config.write_text(text, encoding="utf-8")
+    return build_gateway(access_log=True, log_stream=log_stream, config=config)
 
 
 def build_traced_gateway(log_stream: TextIO) -> GatewayApp:
@@ -166,6 +190,8 @@ async def measure(variants: Sequence[Variant], calls: int, repeats: int) -> dict
     for _ in range(repeats):
         for variant in variants:
             timings[variant.name].append(await time_calls(variant.app, calls))
+            if variant.settle is not None:
+                await variant.settle()
     return timings
 
 
@@ -184,7 +210,12 @@ async def run(args: argparse.Namespace, log_stream: TextIO) -> None:
     logged = build_gateway(access_log=True, log_stream=log_stream)
     silent = build_gateway(access_log=False, log_stream=log_stream)
     traced = build_traced_gateway(log_stream) if args.tracing else None
-    lifespans = [Lifespan(app) for app in (logged, silent, traced) if app is not None]
+    recording: list[GatewayApp | None] = [None, None]
+    if args.recording:
+        folder = Path(tempfile.mkdtemp(prefix="overhead-recording-"))
+        recording = [build_recording_gateway(log_stream, folder, rate) for rate in (1.0, 0.0)]
+    apps = (logged, silent, traced, *recording)
+    lifespans = [Lifespan(app) for app in apps if app is not None]
     for lifespan in lifespans:
         await lifespan.startup()
     try:
@@ -195,6 +226,16 @@ async def run(args: argparse.Namespace, log_stream: TextIO) -> None:
         ]
         if traced is not None:
             variants.append(Variant("gateway, tracing on", traced))
+        if recording[0] is not None and recording[1] is not None:
+            writer = recording[0].recorder
+
+            async def drained() -> None:
+                # A thread's queue offers no event to await: poll it.
+                while writer is not None and writer.pending:  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+
+            variants.append(Variant("gateway, recording 100%", recording[0], drained))
+            variants.append(Variant("gateway, recording 0%", recording[1]))
         timings = await measure(variants, args.calls, args.repeats)
         report(timings, args)
         if args.profile:
@@ -202,6 +243,12 @@ async def run(args: argparse.Namespace, log_stream: TextIO) -> None:
     finally:
         for lifespan in reversed(lifespans):
             await lifespan.shutdown()
+        for rate, app in zip(("100%", "0%"), recording, strict=True):
+            if app is not None and app.recorder is not None:
+                print(
+                    f"recording {rate}: {app.recorder.written} samples written, "
+                    f"{app.recorder.dropped} dropped (queue full)"
+                )
 
 
 def report(timings: dict[str, list[float]], args: argparse.Namespace) -> None:
@@ -222,6 +269,11 @@ def report(timings: dict[str, list[float]], args: argparse.Namespace) -> None:
     if "gateway, tracing on" in median:
         tracing = median["gateway, tracing on"] - logged
         print(f"{'tracing on (spans batched, dropped)':<37}{tracing:>8.2f} µs/req")
+    if "gateway, recording 100%" in median:
+        every = median["gateway, recording 100%"] - logged
+        none = median["gateway, recording 0%"] - logged
+        print(f"{'recording every request':<37}{every:>8.2f} µs/req")
+        print(f"{'recording configured, not sampled':<37}{none:>8.2f} µs/req")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -230,6 +282,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=7, help="repeats per variant (median)")
     parser.add_argument("--profile", action="store_true", help="profile the gateway afterwards")
     parser.add_argument("--tracing", action="store_true", help="also measure tracing on")
+    parser.add_argument(
+        "--recording", action="store_true", help="also measure [routes.record] on /trivial"
+    )
     parser.add_argument("--top", type=int, default=25, help="functions shown by --profile")
     args = parser.parse_args(argv)
     if args.calls < 10 or args.repeats < 1:

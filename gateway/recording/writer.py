@@ -92,6 +92,11 @@ class SampleWriter:
             return False
         return True
 
+    @property
+    def pending(self) -> int:
+        """Exchanges queued, not yet written (approximate, as ``Queue.qsize`` is)."""
+        return self._queue.qsize()
+
     def lines(self, path: Path) -> int:
         """The samples in ``path`` as this process last counted them (0 before any count)."""
         counted = self._counted.get(path)
