@@ -74,14 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
-        command = commands.add_parser(name, help=help_text, description=help_text)
-        command.add_argument(
-            "--config",
-            "-c",
-            metavar="PATH",
-            help=f"config file (default: ${CONFIG_ENV} or {DEFAULT_CONFIG})",
-        )
-        return command
+        return add_command(commands, name, help_text)
 
     serve = add("serve", "run the gateway with uvicorn")
     serve.add_argument("--host", help="bind address (default: server.host)")
@@ -146,6 +139,20 @@ def _parser() -> argparse.ArgumentParser:
     cli_rollout.register(commands)
     cli_parity.register(commands)
     return parser
+
+
+def add_command(commands: Any, name: str, help_text: str) -> argparse.ArgumentParser:
+    """A subcommand that reads the config (``--config``); modules that add commands use it."""
+    command: argparse.ArgumentParser = commands.add_parser(
+        name, help=help_text, description=help_text
+    )
+    command.add_argument(
+        "--config",
+        "-c",
+        metavar="PATH",
+        help=f"config file (default: ${CONFIG_ENV} or {DEFAULT_CONFIG})",
+    )
+    return command
 
 
 def _load(args: argparse.Namespace) -> Settings:

@@ -36,7 +36,7 @@ from gateway.recording.writer import count_samples
 from gateway.replay.replay import no_samples_message, replay_samples
 from gateway.replay.report import render_report, report_json
 from gateway.route_lookup import FoundRoute, RouteNotFound, find_route
-from gateway.settings import CONFIG_ENV, DEFAULT_CONFIG, Settings, load_settings
+from gateway.settings import Settings, load_settings
 
 EXIT_MISMATCH = 1
 EXIT_USAGE = 2
@@ -46,7 +46,10 @@ _POLL = 0.2
 
 def register(commands: Any) -> None:
     """Add ``record`` and ``parity`` to the ``gateway`` command's subcommands."""
-    record = _add(commands, "record", "record the next N requests of a route as samples")
+    # Here, not at the top: gateway.cli imports this module to call register.
+    from gateway.cli import add_command
+
+    record = add_command(commands, "record", "record the next N requests of a route as samples")
     record.add_argument("route", metavar="ROUTE", help='e.g. "GET /api/me"')
     record.add_argument("--samples", type=int, default=20, metavar="N", help="default 20")
     record.add_argument(
@@ -54,7 +57,7 @@ def register(commands: Any) -> None:
     )
     record.set_defaults(handler=_record)
 
-    parity = _add(
+    parity = add_command(
         commands, "parity", "replay a route's samples against legacy and its service, compare"
     )
     parity.add_argument("route", metavar="ROUTE", help='e.g. "GET /api/me"')
@@ -68,19 +71,6 @@ def register(commands: Any) -> None:
     )
     parity.add_argument("--json", action="store_true", help="print JSON")
     parity.set_defaults(handler=_parity)
-
-
-def _add(commands: Any, name: str, help_text: str) -> argparse.ArgumentParser:
-    command: argparse.ArgumentParser = commands.add_parser(
-        name, help=help_text, description=help_text
-    )
-    command.add_argument(
-        "--config",
-        "-c",
-        metavar="PATH",
-        help=f"config file (default: ${CONFIG_ENV} or {DEFAULT_CONFIG})",
-    )
-    return command
 
 
 def _route(settings: Settings, text: str, command: str) -> FoundRoute | None:

@@ -7,6 +7,9 @@ sent to both as the dispatcher would send it, with the recorded identity in the 
 (``[routes.shadow]``: ignore, unordered, float tolerance, compare_headers; the defaults without
 one) by the shadow comparison itself (``gateway.shadow.compare``)::
 
+    from gateway.recording.samples import read_samples
+    from gateway.route_lookup import find_route
+
     found = find_route(settings, "GET /api/me")
     async with Replayer(settings, found) as replayer:
         for index, sample in enumerate(read_samples(path), start=1):
