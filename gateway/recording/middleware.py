@@ -99,6 +99,8 @@ class RecordingMiddleware:
         route = match.route
         settings = route.record or DEFAULT_RECORD
         capture = _Capture(settings.max_body)
+        # Taken now: a backend may change the scope's header list while it serves.
+        capture.request_headers = list(scope["headers"])
 
         async def receive_copy() -> Message:
             message = await receive()
@@ -137,7 +139,7 @@ class RecordingMiddleware:
                 method=facts.method,
                 target=facts.path,
                 query=scope.get("query_string", b""),
-                request_headers=list(scope["headers"]),
+                request_headers=capture.request_headers,
                 request_body=capture.request.value(),
                 identity=RecordedIdentity(
                     identity.subject, tuple(sorted(identity.roles)), identity.method
@@ -183,9 +185,10 @@ class _Kept:
 
 
 class _Capture:
-    __slots__ = ("complete", "headers", "request", "response", "status")
+    __slots__ = ("complete", "headers", "request", "request_headers", "response", "status")
 
     def __init__(self, max_body: int) -> None:
+        self.request_headers: list[tuple[bytes, bytes]] = []
         self.request = _Kept(max_body)
         self.response = _Kept(max_body)
         self.status: int | None = None
