@@ -4,12 +4,14 @@ demo's legacy app and its services, compared with the route's shadow rules."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from support import demo_config
 
 from gateway.cli import main
+from gateway.log import configure_logging
 from gateway.recording.samples import (
     Body,
     RecordedIdentity,
@@ -38,6 +40,13 @@ def _sample(route: str, path: str, *, query: str = "", body: bytes = b"") -> Sam
         ),
         response=RecordedResponse(status=200),
     )
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    yield
+    # `gateway parity` keeps its log to warnings; later tests expect info lines to be kept.
+    configure_logging(format="console", level="info")
 
 
 @pytest.fixture
