@@ -118,6 +118,9 @@ def test_a_route_both_sides_serve_is_the_service_operation_marked_with_both(
         "legacy_endpoint": "books.get_book",
         "services": ["catalog"],
     }
+    assert book["description"] == (
+        "Today: **canary**, served by catalog, legacy; flag `catalog-books` (canary, 50%)."
+    )
     # Legacy-only methods on the same path: one path, legacy's parameter typed from <int:...>.
     update = ops[("PUT", "/api/books/{book_id}")]
     assert update["operationId"] == "books.update_book"
@@ -359,12 +362,15 @@ def test_docstrings_methods_and_endpoints_of_legacy_views() -> None:
     }  # no HEAD, no OPTIONS
     read = ops[("GET", "/orders/{order_id}")]
     assert read["summary"] == "Read or cancel one order."
-    assert read["description"] == "Cancelling refunds the payment."
+    # The docstring's rest, after the line saying who serves it (Swagger UI shows no x-gateway).
+    assert read["description"] == (
+        "Today: **legacy**, served by legacy.\n\nCancelling refunds the payment."
+    )
     assert read["operationId"] == "order_GET"
     assert ops[("DELETE", "/orders/{order_id}")]["operationId"] == "order_DELETE"
     create = ops[("POST", "/orders")]
     assert (create["operationId"], create["summary"]) == ("create_order", "create_order")
-    assert "description" not in create
+    assert create["description"] == "Today: **legacy**, served by legacy."
     assert create["x-gateway"]["state"] == "legacy"
     assert [op.endpoint for op in legacy_operations(object())] == []  # not a Flask app
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from gateway.flags.runtime import FlagRuntime
 from gateway.openapi.components import merge_components
-from gateway.openapi.extension import x_gateway
+from gateway.openapi.extension import describe, x_gateway
 from gateway.openapi.legacy import legacy_operations
 from gateway.path_template import shape
 from gateway.route_plan import RoutePlan
@@ -102,7 +102,10 @@ class AppDocument:
                 services=op.services,
                 retired=(shape(op.path), op.method.upper()) in self._retired,
             )
-            paths.setdefault(op.path, {})[op.method] = {**op.operation, "x-gateway": extension}
+            operation = {**op.operation, "x-gateway": extension}
+            details = op.operation.get("description")
+            operation["description"] = describe(extension) + (f"\n\n{details}" if details else "")
+            paths.setdefault(op.path, {})[op.method] = operation
         gateway = {"kill_switch": flags["kill_switch"], "flags_version": flags["version"]}
         return {**built.document, "paths": paths, "x-gateway": gateway}
 
@@ -138,7 +141,9 @@ class AppDocument:
             for path, items in paths.items():
                 if not path.startswith(GATEWAY_PREFIX):
                     for method, operation in items.items():
-                        add(path, method, operation).services.append(service)
+                        # Untagged, Swagger UI would list it under "default": group by service.
+                        tagged = {"tags": [service], **operation}
+                        add(path, method, tagged).services.append(service)
         sample_templates = {shape(plan.template): plan.template for plan in self._table.routes}
         legacy = legacy_operations(
             self._wsgi_app, samples_dir=self._samples_dir, sample_templates=sample_templates

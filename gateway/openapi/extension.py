@@ -87,3 +87,17 @@ def retired_routes(routes: Iterable[RouteSettings]) -> frozenset[tuple[str, str]
         if getattr(route, "retired", None)
         for method in route.methods
     )
+
+
+def describe(extension: Mapping[str, Any]) -> str:
+    """One Markdown line for people reading Swagger UI, which shows no operation extensions:
+    ``Today: **canary**, served by catalog, legacy; flag `catalog-books` (canary, 50%).``"""
+    served = ", ".join(extension["served_by"]) or "nobody (no configured route)"
+    line = f"Today: **{extension['state']}**, served by {served}"
+    flag = extension.get("flag")
+    if flag is not None:
+        share = f", {flag['percentage']}%" if flag["mode"] == "canary" else ""
+        line += f"; flag `{flag['name']}` ({flag['mode']}{share})"
+    if extension.get("kill_switch"):
+        line += "; the kill switch is on"
+    return line + "."

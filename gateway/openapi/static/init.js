@@ -6,6 +6,8 @@ window.addEventListener("load", function () {
     url: "openapi/app.json",
     dom_id: "#swagger-ui",
     deepLinking: true,
+    // Each operation's x-gateway (who serves it today, its flag and state) in its details.
+    showExtensions: true,
     // No call to an outside validator: the page talks to this origin only.
     validatorUrl: null,
     // The admin's session cookie goes with the document request and with "Try it out".
