@@ -14,6 +14,7 @@ from flask import Flask
 from openapi_spec_validator import validate
 from pydantic import create_model
 from starlette.testclient import TestClient
+from structlog.testing import capture_logs
 from support import demo_config
 
 from gateway.app import GatewayApp, create_app
@@ -21,6 +22,7 @@ from gateway.flags.runtime import FlagRuntime
 from gateway.flags.stores import FlagStore
 from gateway.inventory import service_routes
 from gateway.openapi.document import AppDocument
+from gateway.openapi.extension import retired_routes, x_gateway
 from gateway.openapi.legacy import legacy_operations
 from gateway.path_template import shape
 from gateway.recording.samples import (
@@ -31,8 +33,10 @@ from gateway.recording.samples import (
     append_samples,
     sample_path,
 )
+from gateway.route_plan import RoutePlan
 from gateway.routes import RouteTable
 from gateway.settings import load_settings
+from gateway.shadow.runner import ShadowPlan
 from gateway.storage.memory import MemoryStorage
 
 DOCUMENT = "/_gateway/openapi/app.json"
@@ -407,3 +411,105 @@ def test_component_name_clashes_are_renamed_per_service() -> None:
     }
     # A service route no configured route sends traffic to: unrouted.
     assert document["paths"]["/books/{book_id}"]["get"]["x-gateway"]["state"] == "unrouted"
+
+
+def test_an_unreadable_samples_file_or_a_broken_service_schema_leaves_the_rest(
+    tmp_path: Path,
+) -> None:
+    app = Flask(__name__)
+    app.add_url_rule("/a", "a", lambda: "")
+    app.add_url_rule("/b", "b", lambda: "")
+    sample_path(tmp_path, "GET", "/a").write_text("not json\n")
+    append_samples(
+        sample_path(tmp_path, "GET", "/b"),
+        [
+            Sample(
+                "GET /b",
+                RecordedRequest("GET", "/b"),
+                RecordedResponse(200, headers=JSON, body=Body([1], "json")),
+            )
+        ],
+    )
+    broken = FastAPI()
+
+    @broken.get("/c")
+    async def c() -> None:
+        return None
+
+    def fail() -> dict[str, Any]:
+        raise RuntimeError("cannot render a model")
+
+    broken.openapi = fail  # type: ignore[method-assign]
+    with capture_logs() as logs:
+        document = _document(app, {"broken": broken}, samples=tmp_path)
+    validate(document)
+    assert "/c" not in document["paths"]
+    assert list(document["paths"]["/a"]["get"]["responses"]) == ["default"]
+    assert document["paths"]["/b"]["get"]["responses"]["200"]["content"] == {
+        "application/json": {"schema": {"type": "array", "items": {"type": "integer"}}}
+    }
+    events = {line["event"]: line for line in logs}
+    assert events["openapi.samples_unreadable"]["file"].endswith("get-a.jsonl")
+    assert events["openapi.service_schema_failed"]["service"] == "broken"
+
+
+def _plan(flag: str | None, primary: str = "legacy") -> RoutePlan:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        return None
+
+    return RoutePlan(
+        template="/x",
+        methods=frozenset({"GET"}),
+        backend="svc",
+        flag=flag,
+        app=app,
+        service=app,
+        legacy=app,
+        shadow=ShadowPlan(label="GET /x", primary=primary) if flag else None,
+        label="GET /x",
+    )
+
+
+def _flags(mode: str, percentage: int = 0, kill_switch: bool = False) -> dict[str, Any]:
+    spec = {"mode": mode, "percentage": percentage, "source": "store"}
+    return {"kill_switch": kill_switch, "flags": {"f": spec}}
+
+
+STATES = [
+    (None, {}, "legacy.x", False, "legacy", ["legacy"]),
+    (None, {}, None, False, "unrouted", []),
+    (_plan(None), {}, "legacy.x", False, "new", ["svc"]),
+    (_plan(None), {}, "legacy.x", True, "retired", ["svc"]),
+    (_plan("f"), _flags("legacy"), "legacy.x", False, "legacy", ["legacy"]),
+    (_plan("f"), _flags("shadow"), "legacy.x", False, "shadow", ["legacy"]),
+    (_plan("f", "new"), _flags("shadow"), "legacy.x", False, "shadow", ["svc"]),
+    (_plan("f"), _flags("canary", 0), "legacy.x", False, "canary", ["legacy"]),
+    (_plan("f"), _flags("canary", 30), "legacy.x", False, "canary", ["svc", "legacy"]),
+    (_plan("f"), _flags("canary", 100), "legacy.x", False, "canary", ["svc"]),
+    (_plan("f"), _flags("new"), "legacy.x", False, "new", ["svc"]),
+    (_plan("f"), _flags("new", kill_switch=True), "legacy.x", False, "new", ["legacy"]),
+]
+
+
+@pytest.mark.parametrize(("plan", "flags", "endpoint", "retired", "state", "served_by"), STATES)
+def test_x_gateway_states(
+    plan: RoutePlan | None,
+    flags: dict[str, Any],
+    endpoint: str | None,
+    retired: bool,
+    state: str,
+    served_by: list[str],
+) -> None:
+    extension = x_gateway(plan, flags, legacy_endpoint=endpoint, services=(), retired=retired)
+    assert (extension["state"], extension["served_by"]) == (state, served_by)
+
+
+def test_retired_routes_come_from_the_settings_when_they_have_the_key() -> None:
+    class Route:
+        def __init__(self, path: str, retired: object = None) -> None:
+            self.path, self.methods = path, ("GET", "PUT")
+            if retired is not None:
+                self.retired = retired
+
+    routes = [Route("/a/{id:int}", {"endpoint": "a"}), Route("/b"), Route("/c", None)]
+    assert retired_routes(routes) == {("/a/{}", "GET"), ("/a/{}", "PUT")}  # type: ignore[arg-type]

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from gateway.flags.runtime import FlagRuntime
 from gateway.openapi.components import merge_components
 from gateway.openapi.extension import describe, x_gateway
@@ -34,6 +36,7 @@ from gateway.path_template import shape
 from gateway.route_plan import RoutePlan
 from gateway.routes import RouteTable
 
+log = structlog.get_logger("gateway.openapi")
 GATEWAY_PREFIX = "/_gateway/"
 _PATH_PARAM = re.compile(r"\{([^}]*)\}")
 _METHOD_ORDER = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
@@ -119,11 +122,17 @@ class AppDocument:
             return self._built
 
     def _build(self) -> _Built:
-        documents = {
-            name: app.openapi()
-            for name, app in self._services.items()
-            if callable(getattr(app, "openapi", None))
-        }
+        documents = {}
+        for name, app in self._services.items():
+            generate = getattr(app, "openapi", None)
+            if not callable(generate):
+                continue  # a raw ASGI app: it has no schema to list
+            try:
+                documents[name] = generate()
+            except Exception as exc:
+                # One service's broken schema (a model FastAPI cannot render) leaves its routes
+                # out, not the whole document; the log line says which and why.
+                log.warning("openapi.service_schema_failed", service=name, error=repr(exc))
         merged = merge_components(documents)
         operations: dict[tuple[str, str], _Operation] = {}
         paths_by_shape: dict[str, str] = {}

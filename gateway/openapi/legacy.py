@@ -24,10 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import structlog
 from werkzeug.routing import parse_converter_args
 
 from gateway.path_template import from_flask_rule, shape
-from gateway.recording.samples import Sample, read_samples, sample_path
+from gateway.recording.samples import Sample, SampleFileError, read_samples, sample_path
 from gateway.schema_infer import infer_schema
 
 #: Werkzeug's own rule syntax: ``<converter(arguments):name>``, converter and arguments optional.
@@ -35,6 +36,7 @@ _RULE_PARAM = re.compile(
     r"<(?:(?P<converter>[a-zA-Z_][a-zA-Z0-9_]*)(?:\((?P<args>.*?)\))?:)?"
     r"(?P<name>[a-zA-Z_][a-zA-Z0-9_]*)>"
 )
+log = structlog.get_logger("gateway.openapi")
 _IMPLICIT_METHODS = frozenset({"HEAD", "OPTIONS"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
@@ -83,7 +85,7 @@ def legacy_operations(
             if parameters:
                 operation["parameters"] = parameters
             files = _sample_files(samples_dir, method, [template, other.get(shape(template))])
-            samples = [sample for file in files for sample in read_samples(file)]
+            samples = [sample for file in files for sample in _read(file)]
             body = _request_body(samples) if method in _BODY_METHODS else None
             if body is not None:
                 operation["requestBody"] = body
@@ -174,6 +176,16 @@ def _sample_files(
     return tuple(
         dict.fromkeys(sample_path(directory, method, t) for t in templates if t is not None)
     )
+
+
+def _read(file: Path) -> list[Sample]:
+    """The file's samples; none when it cannot be read (one bad file must not take the whole
+    document down: the log line names it, and the operation says no samples were recorded)."""
+    try:
+        return read_samples(file)
+    except (SampleFileError, OSError, UnicodeDecodeError) as exc:
+        log.warning("openapi.samples_unreadable", file=str(file), error=str(exc))
+        return []
 
 
 def _responses(samples: list[Sample]) -> dict[str, Any]:
