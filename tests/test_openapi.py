@@ -513,3 +513,15 @@ def test_retired_routes_come_from_the_settings_when_they_have_the_key() -> None:
 
     routes = [Route("/a/{id:int}", {"endpoint": "a"}), Route("/b"), Route("/c", None)]
     assert retired_routes(routes) == {("/a/{}", "GET"), ("/a/{}", "PUT")}  # type: ignore[arg-type]
+
+
+def test_other_methods_are_405_naming_get_and_head_answers_without_a_body(
+    admin: TestClient,
+) -> None:
+    refused = admin.post(DOCUMENT, json={})
+    assert refused.status_code == 405
+    assert refused.headers["allow"] == "GET, HEAD"
+    assert refused.json()["error"]["status"] == 405
+    head = admin.head("/_gateway/docs/static/init.js")
+    assert head.status_code == 200
+    assert head.content == b""
