@@ -28,6 +28,7 @@ from typing import Any
 
 import structlog
 
+from gateway.dispatch import GATEWAY_PREFIX
 from gateway.flags.runtime import FlagRuntime
 from gateway.openapi.components import merge_components
 from gateway.openapi.extension import describe, x_gateway
@@ -37,7 +38,6 @@ from gateway.route_plan import RoutePlan
 from gateway.routes import RouteTable
 
 log = structlog.get_logger("gateway.openapi")
-GATEWAY_PREFIX = "/_gateway/"
 _PATH_PARAM = re.compile(r"\{([^}]*)\}")
 _METHOD_ORDER = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 _DESCRIPTION = (
