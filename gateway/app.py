@@ -232,7 +232,14 @@ def create_app(
         admin_roles=settings.server.admin_roles,
         routers=[rollout_router(RolloutCommands(settings, flags), flags)],
         root_routers=[
-            app_docs(settings, wsgi_app, {n: s.app for n, s in services.items()}, table, flags)
+            app_docs(
+                settings,
+                wsgi_app,
+                {n: s.app for n, s in services.items()},
+                table,
+                flags,
+                auth.policies,
+            )
         ],
     )
     dispatcher = Dispatcher(

@@ -121,7 +121,9 @@ def test_a_route_both_sides_serve_is_the_service_operation_marked_with_both(
         "flag": {"name": "catalog-books", "mode": "canary", "percentage": 50, "source": "default"},
         "legacy_endpoint": "books.get_book",
         "services": ["catalog"],
+        "access": "public",
     }
+    assert book["security"] == []  # [auth.policies]: public
     assert book["description"] == (
         "Today: **canary**, served by catalog, legacy; flag `catalog-books` (canary, 50%)."
     )
@@ -136,6 +138,20 @@ def test_a_route_both_sides_serve_is_the_service_operation_marked_with_both(
             "schema": {"type": "integer", "minimum": 0},
         }
     ]
+    assert update["x-gateway"]["access"] == "roles: admin"
+    # Any one of the gateway's credentials, in [auth] order, whichever side answers.
+    assert update["security"] == [
+        {"gateway_bearer": []},
+        {"gateway_session": []},
+        {"gateway_api_key": []},
+    ]
+    schemes = admin.get(DOCUMENT).json()["components"]["securitySchemes"]
+    assert schemes == {
+        "gateway_bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+        "gateway_session": {"type": "apiKey", "in": "cookie", "name": "session"},
+        "gateway_api_key": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+    }
+    assert ops[("GET", "/api/me")]["x-gateway"]["access"] == "authenticated"
     assert update["x-gateway"]["state"] == "legacy"
     assert update["x-gateway"]["served_by"] == ["legacy"]
     assert update["x-gateway"]["services"] == []

@@ -28,11 +28,13 @@ from typing import Any
 
 import structlog
 
+from gateway.auth.policy import PolicyTable
 from gateway.dispatch import GATEWAY_PREFIX
 from gateway.flags.runtime import FlagRuntime
 from gateway.openapi.components import merge_components
 from gateway.openapi.extension import describe, x_gateway
 from gateway.openapi.legacy import legacy_operations
+from gateway.openapi.security import requirement
 from gateway.path_template import shape
 from gateway.route_plan import RoutePlan
 from gateway.routes import RouteTable
@@ -57,6 +59,8 @@ class _Operation:
     legacy_endpoint: str | None = None
     services: list[str] = field(default_factory=list)
     plan: RoutePlan | None = None
+    #: The route's access policy, in words (``public``, ``roles: admin``).
+    access: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +81,8 @@ class AppDocument:
         flags: FlagRuntime,
         samples_dir: Path | None = None,
         retired: frozenset[tuple[str, str]] = frozenset(),
+        policies: PolicyTable | None = None,
+        security_schemes: Mapping[str, Any] | None = None,
         title: str | None = None,
     ) -> None:
         self._wsgi_app = wsgi_app
@@ -85,6 +91,8 @@ class AppDocument:
         self._flags = flags
         self._samples_dir = samples_dir
         self._retired = retired
+        self._policies = policies
+        self._schemes = dict(security_schemes or {})
         self._title = title or f"{getattr(wsgi_app, 'name', 'legacy')}: the whole application"
         self._built: _Built | None = None
         # Two first requests at once build it once; rendering needs no lock.
@@ -105,6 +113,8 @@ class AppDocument:
                 services=op.services,
                 retired=(shape(op.path), op.method.upper()) in self._retired,
             )
+            if op.access is not None:
+                extension["access"] = op.access
             operation = {**op.operation, "x-gateway": extension}
             details = op.operation.get("description")
             operation["description"] = describe(extension) + (f"\n\n{details}" if details else "")
@@ -168,15 +178,25 @@ class AppDocument:
         )
         _unique_operation_ids(ordered)
         for op in ordered:
-            match = self._table.match(op.method.upper(), _sample_path(op.path, op.operation))
+            sample = _sample_path(op.path, op.operation)
+            match = self._table.match(op.method.upper(), sample)
             op.plan = match.route if match is not None else None
+            if self._policies is not None:
+                policy = self._policies.lookup(op.method.upper(), sample)
+                op.access = policy.describe()
+                if "security" not in op.operation:  # a service's own requirement stands
+                    op.operation = {**op.operation, "security": requirement(policy, self._schemes)}
         document: dict[str, Any] = {
             "openapi": "3.1.0",
             "info": {"title": self._title, "version": "1", "description": _DESCRIPTION},
             "paths": {},
         }
-        if merged.components:
-            document["components"] = merged.components
+        components = merged.components
+        if self._schemes:
+            schemes = {**components.get("securitySchemes", {}), **self._schemes}
+            components = {**components, "securitySchemes": schemes}
+        if components:
+            document["components"] = components
         files = tuple(dict.fromkeys(file for op in legacy for file in op.sample_files))
         return _Built(document, tuple(ordered), _fingerprint(files), files)
 
