@@ -124,10 +124,16 @@ class AdminApp:
         reports: ReportPublisher | None = None,
         admin_roles: Sequence[str] = ("admin",),
         routers: Sequence[APIRouter] = (),
+        root_routers: Sequence[APIRouter] = (),
     ) -> None:
         self._admin_policy = requiring(admin_roles)
         self._api = create_admin_api(
-            state=state, inventory=inventory, flags=flags, reports=reports, routers=routers
+            state=state,
+            inventory=inventory,
+            flags=flags,
+            reports=reports,
+            routers=routers,
+            root_routers=root_routers,
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -192,9 +198,12 @@ def create_admin_api(
     flags: FlagRuntime,
     reports: ReportPublisher | None,
     routers: Sequence[APIRouter] = (),
+    root_routers: Sequence[APIRouter] = (),
 ) -> FastAPI:
     """The FastAPI app that serves (and documents) ``/_gateway/``; ``AdminApp`` guards it.
     ``routers`` add endpoints under ``/_gateway/api`` (the rollouts).
+    ``root_routers`` add endpoints with their own ``/_gateway/...`` prefix (the merged OpenAPI
+    and its docs).
 
     Every handler is ``async``: none blocks, and a ``def`` one would cost a thread hop per
     health check.
@@ -332,7 +341,11 @@ def create_admin_api(
     # Starlette's 405 names the methods of the first route on the path only: a path that two
     # routes serve (GET and PUT) must list both.
     allowed: dict[str, set[str]] = {}
-    for route in [*gateway.routes, *admin.routes]:
+    for route in [
+        *gateway.routes,
+        *admin.routes,
+        *(r for root in root_routers for r in root.routes),
+    ]:
         if isinstance(route, APIRoute):
             allowed.setdefault(route.path, {"HEAD"}).update(route.methods or ())
 
@@ -368,6 +381,8 @@ def create_admin_api(
     )
     api.include_router(gateway)
     api.include_router(admin)
+    for root in root_routers:
+        api.include_router(root)
     return api
 
 

@@ -53,6 +53,7 @@ from gateway.flags.runtime import FlagRuntime
 from gateway.inventory import Inventory, build_inventory
 from gateway.loading import add_import_paths
 from gateway.log import configure_logging, flush_logs
+from gateway.openapi import app_docs
 from gateway.recording.writer import SampleWriter
 from gateway.reports import ReportPublisher, ReportStore
 from gateway.rollout.api import rollout_router
@@ -237,6 +238,16 @@ def create_app(
         reports=reports,
         admin_roles=settings.server.admin_roles,
         routers=[rollout_router(RolloutCommands(settings, flags), flags)],
+        root_routers=[
+            app_docs(
+                settings,
+                wsgi_app,
+                {n: s.app for n, s in services.items()},
+                table,
+                flags,
+                auth.policies,
+            )
+        ],
     )
     dispatcher = Dispatcher(
         table=table,

@@ -7,6 +7,7 @@ release is allowed, this file is what fails first and says what moved.
 from __future__ import annotations
 
 import inspect
+import re
 
 import httptools
 import uvicorn
@@ -63,3 +64,17 @@ def test_uvicorn_request_cycle_keeps_the_framing_state_http_1_0_bodies_use() -> 
     for attribute in ("self.chunked_encoding", "self.expected_content_length", "self.keep_alive"):
         assert attribute in source, attribute
     assert "def eof_received" in inspect.getsource(HttpToolsProtocol)
+
+
+def test_fastapi_offline_ships_the_swagger_ui_files_gateway_openapi_docs_serves() -> None:
+    """gateway.openapi.docs serves Swagger UI's files by their path inside fastapi-offline."""
+    from gateway.openapi.docs import ASSETS, VENDORED
+
+    for name in ("swagger-ui-bundle.js", "swagger-ui.css", "favicon.png"):
+        path, _ = ASSETS[name]
+        assert path.parent == VENDORED
+        assert path.is_file(), path
+    bundle = ASSETS["swagger-ui-bundle.js"][0].read_text(encoding="utf-8")
+    # Swagger UI 5 (the first to render OpenAPI 3.1), defining the global init.js calls.
+    assert "SwaggerUIBundle" in bundle
+    assert re.search(r'PACKAGE_VERSION:"5\.\d+\.\d+"', bundle)
