@@ -28,12 +28,10 @@ from gateway.shadow.results import ShadowResults
 RESERVOIR = 1000
 
 
-@dataclass(slots=True)
-class _Side:
-    requests: int = 0
-    errors: int = 0
-    fallbacks: int = 0
-    durations: list[float] = field(default_factory=list)
+class _Side(SideOutcomes):
+    """One side's outcomes as a worker records them: the same fields the analysis reads."""
+
+    __slots__ = ()
 
     def add(self, seconds: float, *, error: bool, fallback: bool) -> None:
         self.requests += 1
