@@ -24,6 +24,9 @@ routing, whatever the access policies say (with no ``[auth]`` at all, it is clos
     counts, the noise learned, and the recent mismatches with their (redacted) differences;
   - ``GET  /_gateway/api/breakers``: each guarded route's circuit breaker, per worker.
 
+- ``GET /_gateway/metrics``: Prometheus metrics in the text format (``gateway.metrics``), when
+  ``[metrics]`` is on.
+
 Every change goes through the flag store (so every process and host follows) and is written as
 an audit line (``flags.changed``: who, which flag, old, new). Every answer says
 ``Cache-Control: no-store``; every GET endpoint answers HEAD; every error is the gateway's JSON
@@ -43,6 +46,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Request, Response, Security
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import PlainTextResponse
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPBearer
 from pydantic import ValidationError
@@ -69,6 +73,7 @@ from gateway.flags.runtime import FlagRuntime
 from gateway.flags.stores import StoreUnavailable
 from gateway.head import as_get
 from gateway.inventory import Inventory
+from gateway.metrics import CONTENT_TYPE, Metrics
 from gateway.reports import ReportPublisher, combine_reports
 
 #: Open to anyone (for probes); the rest of the gateway's surface is for admins only.
@@ -125,6 +130,7 @@ class AdminApp:
         admin_roles: Sequence[str] = ("admin",),
         routers: Sequence[APIRouter] = (),
         root_routers: Sequence[APIRouter] = (),
+        metrics: Metrics | None = None,
     ) -> None:
         self._admin_policy = requiring(admin_roles)
         self._api = create_admin_api(
@@ -134,6 +140,7 @@ class AdminApp:
             reports=reports,
             routers=routers,
             root_routers=root_routers,
+            metrics=metrics,
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -199,6 +206,7 @@ def create_admin_api(
     reports: ReportPublisher | None,
     routers: Sequence[APIRouter] = (),
     root_routers: Sequence[APIRouter] = (),
+    metrics: Metrics | None = None,
 ) -> FastAPI:
     """The FastAPI app that serves (and documents) ``/_gateway/``; ``AdminApp`` guards it.
     ``routers`` add endpoints under ``/_gateway/api`` (the rollouts).
@@ -257,6 +265,18 @@ def create_admin_api(
     )
     async def openapi() -> dict[str, Any]:
         return api.openapi()
+
+    if metrics is not None:
+
+        @gateway.get(
+            "/metrics",
+            summary="Prometheus metrics, in the text format",
+            dependencies=authenticated,
+            response_class=PlainTextResponse,
+            responses=_errors(401, 403),
+        )
+        async def prometheus_metrics() -> Response:
+            return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     def flag_view(name: str) -> dict[str, Any]:
         views: dict[str, Any] = flags.view()["flags"]

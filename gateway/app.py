@@ -36,6 +36,7 @@ from gateway.build import (
     build_auth,
     build_flags,
     build_legacy,
+    build_metrics,
     build_middleware,
     build_recording,
     build_route_plans,
@@ -53,6 +54,8 @@ from gateway.flags.runtime import FlagRuntime
 from gateway.inventory import Inventory, build_inventory
 from gateway.loading import add_import_paths
 from gateway.log import configure_logging, flush_logs
+from gateway.metrics import Metrics
+from gateway.metrics.recorder import STATE_KEY
 from gateway.openapi import app_docs
 from gateway.recording.writer import SampleWriter
 from gateway.reports import ReportPublisher, ReportStore
@@ -90,6 +93,7 @@ class GatewayApp:
         tracing: AbstractAsyncContextManager[Any] | None = None,
         rollouts: RolloutController | None = None,
         recorder: SampleWriter | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.legacy = legacy
@@ -103,6 +107,7 @@ class GatewayApp:
         self.tracing = tracing
         self.rollouts = rollouts
         self.recorder = recorder
+        self.metrics = metrics
         self._handler = handler
 
     @property
@@ -110,8 +115,11 @@ class GatewayApp:
         """What has a lifetime, in start-up order: shut-down runs it backwards. Flags come before
         the services (the snapshot must be there for the first request); the shadow runner is
         left first, so copies still running are cancelled before the services stop. Tracing
-        (when on) starts first and stops last, so every span is exported."""
-        first = [] if self.tracing is None else [self.tracing]
+        (when on) starts first and stops last, so every span is exported; metrics (when on)
+        flush for the last time after everything else has stopped."""
+        first: list[AbstractAsyncContextManager[Any]] = [
+            c for c in (self.tracing, self.metrics) if c is not None
+        ]
         # The rollout controller decides from the reports: it stops before they do.
         rollouts = [] if self.rollouts is None else [self.rollouts]
         # The sample writer is left late too, so samples still queued get written.
@@ -129,11 +137,11 @@ class GatewayApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
+            await self._lifespan(scope, receive, send)
             return
         await self._handler(scope, receive, send)
 
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         await receive()  # lifespan.startup
         async with AsyncExitStack() as running:
             try:
@@ -153,6 +161,10 @@ class GatewayApp:
             gc.collect()
             gc.freeze()
             self.state.ready = True
+            if self.metrics is not None and "state" in scope:
+                # The server's connection protocol counts the requests it refuses itself
+                # (gateway.http_protocol): uvicorn hands it this lifespan state.
+                scope["state"][STATE_KEY] = self.metrics.recorder
             log.info(
                 "gateway.started",
                 pid=os.getpid(),
@@ -197,9 +209,13 @@ def create_app(
     flags = build_flags(settings, storage)
     shadow = build_shadow_runner(settings)
     tracing = build_tracing(settings, tracer_provider)
+    metrics = build_metrics(settings)
 
     def traced(app: ASGIApp, backend: str) -> ASGIApp:
-        """With tracing on, every call to a backend is a span (``gateway.tracing``)."""
+        """With tracing on, every call to a backend is a span (``gateway.tracing``); with
+        metrics on, it counts as in flight while it runs."""
+        if metrics is not None:
+            app = metrics.counted(app, backend)
         return app if tracing is None else tracing.traced(app, backend)
 
     legacy_app = traced(legacy, LEGACY)
@@ -248,6 +264,7 @@ def create_app(
                 auth.policies,
             )
         ],
+        metrics=metrics,
     )
     dispatcher = Dispatcher(
         table=table,
@@ -257,15 +274,25 @@ def create_app(
         flags=flags,
         override_header=settings.flags.override_header,
     )
+    if metrics is not None:
+        templates = {plan.label: plan.template for plan in plans}
+        metrics.recorder.watch(
+            legacy=legacy,
+            breakers=[(plan.template, plan.breaker) for plan in plans if plan.breaker is not None],
+            shadow=results,
+            template=lambda label: templates.get(label, label),
+            route_of=dispatcher.route_template,
+        )
+    # Every finished request is seen by the rollouts and, when on, the metrics (its facts).
+    observers = (
+        [outcomes.observe] if metrics is None else [outcomes.observe, metrics.recorder.request]
+    )
     recorder, recording = build_recording(settings, flags)
     return GatewayApp(
         settings=settings,
         handler=wrap(
             dispatcher,
-            [
-                *build_middleware(settings, auth, tracing, observers=[outcomes.observe]),
-                recording,
-            ],
+            [*build_middleware(settings, auth, tracing, observers=observers), recording],
         ),
         legacy=legacy,
         services=services,
@@ -278,4 +305,5 @@ def create_app(
         tracing=tracing,
         rollouts=rollouts,
         recorder=recorder,
+        metrics=metrics,
     )

@@ -42,6 +42,7 @@ from gateway.flags.openfeature import OpenFeatureEvaluator
 from gateway.flags.runtime import FlagRuntime
 from gateway.flags.stores import FlagStore
 from gateway.loading import import_object, load_app
+from gateway.metrics import Metrics
 from gateway.middleware.auth import AuthMiddleware
 from gateway.middleware.limits import BodyLimit, LimitsMiddleware
 from gateway.middleware.request_context import Observer, RequestContextMiddleware
@@ -436,7 +437,15 @@ def build_middleware(
     ]
 
 
-# -- tracing ------------------------------------------------------------------------------------
+# -- metrics and tracing ------------------------------------------------------------------------
+
+
+def build_metrics(settings: Settings) -> Metrics | None:
+    """``[metrics]``; ``None`` when off, so no request records anything."""
+    metrics = settings.metrics
+    if not metrics.enabled:
+        return None
+    return Metrics(multiprocess_dir=metrics.multiprocess_dir)
 
 
 def build_tracing(settings: Settings, provider: TracerProvider | None = None) -> Tracing | None:

@@ -161,9 +161,11 @@ def _load(args: argparse.Namespace) -> Settings:
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
-    from uvicorn.supervisors import ChangeReload, Multiprocess
+    from uvicorn.supervisors import ChangeReload
 
     from gateway.http_protocol import HttpProtocolFactory
+    from gateway.metrics.listener import serving_metrics
+    from gateway.metrics.multiproc import WorkerSupervisor
 
     settings = _load(args)
     server = settings.server
@@ -203,11 +205,16 @@ def _serve(args: argparse.Namespace) -> int:
             ).as_uvicorn_http(),
             timeout_graceful_shutdown=int(server.graceful_shutdown),
         )
-        with contextlib.suppress(KeyboardInterrupt):
+        metrics = app.metrics if isinstance(app, GatewayApp) else None
+        separate = not isinstance(app, GatewayApp)
+        with (
+            contextlib.suppress(KeyboardInterrupt),
+            serving_metrics(settings.metrics, metrics, separate_workers=separate),
+        ):
             if args.reload:
                 ChangeReload(config, target=DrainingServer(config).run, sockets=[sock]).run()
             elif workers > 1:
-                Multiprocess(config, sockets=[sock]).run()
+                WorkerSupervisor(config, sockets=[sock]).run()
             else:
                 runner = DrainingServer(config)
                 runner.run(sockets=[sock])

@@ -73,6 +73,16 @@ class Dispatcher:
             facts.decision = decision
         await plan.serve(decision, facts, scope, receive, send)
 
+    def route_template(self, method: str, path: str) -> str | None:
+        """The template of the route (or Flask rule) that would serve ``method path``: for a
+        request answered before the dispatcher matched it (a refusal), so it is labelled
+        (``gateway.metrics``) as those that got through."""
+        match = self._table.match(method, path)
+        if match is not None:
+            return match.route.template
+        rule = self._legacy_rules.match(method, path)
+        return rule.route.template if rule is not None else None
+
     def _other_spelling(self, method: str, path: str) -> RouteMatch[RoutePlan] | None:
         """The service route that ``path`` names with a trailing slash added, when no Flask rule
         claims ``path`` itself: the service redirects to its own spelling (FastAPI's

@@ -66,6 +66,7 @@ from uvicorn.protocols.http.httptools_impl import (
 from uvicorn.server import ServerState
 
 from gateway.errors import error_body
+from gateway.metrics.recorder import STATE_KEY
 from gateway.middleware.request_context import new_request_id
 
 log = structlog.get_logger("gateway.http")
@@ -299,6 +300,9 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         )
         self.transport.write(b"".join(content))
         self.transport.close()
+        recorder = self.app_state.get(STATE_KEY)
+        if recorder is not None:
+            recorder.rejected(status, message)
         log.warning(
             "http.request_rejected",
             request_id=request_id,

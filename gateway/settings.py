@@ -146,6 +146,29 @@ class TracingSettings(_Section):
     exporters: tuple[str, ...] = ()
 
 
+#: ``host:port`` or ``[ipv6]:port``.
+_LISTEN = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[^:\s\[\]]+):\d{1,5}")
+
+
+class MetricsSettings(_Section):
+    """Prometheus metrics (``[metrics]``; ``gateway.metrics``)."""
+
+    enabled: bool = True
+    #: ``host:port`` serving the text format without authentication (for scrapers), besides
+    #: the admin-only ``/_gateway/metrics``.
+    listen: str | None = None
+    #: prometheus-client's multiprocess directory (``PROMETHEUS_MULTIPROC_DIR``, which
+    #: ``gateway serve --workers N`` sets); not a config key.
+    multiprocess_dir: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("listen")
+    @classmethod
+    def _valid_listen(cls, value: str | None) -> str | None:
+        if value is not None and not _LISTEN.fullmatch(value):
+            raise ValueError(f"{value!r} is not host:port (e.g. '127.0.0.1:9100')")
+        return value
+
+
 class LegacySettings(_Section):
     #: ``module:attribute``: a Flask (or any WSGI) app, or a factory that returns one.
     app: str
@@ -570,6 +593,7 @@ class Settings(_Section):
     limits: LimitsSettings = LimitsSettings()
     tracing: TracingSettings = TracingSettings()
     record: RecordSettings = RecordSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @field_validator("services")
     @classmethod
@@ -652,7 +676,12 @@ def load_settings(path: str | Path | None, environ: Mapping[str, str]) -> Settin
         settings = Settings.model_validate({**data, "source": source})
     except ValidationError as exc:
         raise ConfigError(_describe(exc, source, origins)) from None
-    return _resolve_tracing(_resolve_secrets(settings, environ), environ)
+    settings = _resolve_tracing(_resolve_secrets(settings, environ), environ)
+    # prometheus-client reads the same variable when it is imported: the gateway must agree.
+    directory = environ.get("PROMETHEUS_MULTIPROC_DIR")
+    update = {"multiprocess_dir": Path(directory) if directory else None}
+    metrics = settings.metrics.model_copy(update=update)
+    return settings.model_copy(update={"metrics": metrics})
 
 
 def _resolve_tracing(settings: Settings, environ: Mapping[str, str]) -> Settings:

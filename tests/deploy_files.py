@@ -28,41 +28,17 @@ K8S = DEPLOY / "k8s"
 _COMPOSE_DEFAULT = re.compile(r"\$\{(?P<name>\w+):-(?P<default>[^}]*)\}")
 
 
-def metrics_supported() -> bool:
-    """Whether the ``[metrics]`` section exists in this tree (the metrics work is merged)."""
-    return "metrics" in Settings.model_fields
-
-
 def metrics_port() -> int:
-    """The port of ``[metrics] listen``, read from the file itself (whether or not merged)."""
+    """The port of ``[metrics] listen``, read from the file itself."""
     listen = tomllib.loads(DEPLOY_CONFIG.read_text())["metrics"]["listen"]
     return int(listen.rsplit(":", 1)[1])
-
-
-def without_metrics(text: str) -> str:
-    """``text`` without its ``[metrics]`` table: what a tree without the metrics work can load."""
-    kept, skipping = [], False
-    for line in text.splitlines(keepends=True):
-        if line.startswith("["):
-            skipping = line.strip() == "[metrics]"
-        if not skipping:
-            kept.append(line)
-    return "".join(kept)
 
 
 def load_deploy_settings(
     environ: Mapping[str, str], tmp_path: Path, text: str | None = None
 ) -> Settings:
-    """``deploy/gateway.toml`` (or ``text``) through the project's own ``load_settings``.
-
-    Until the metrics work is merged, ``Settings`` has no ``metrics`` field and would refuse the
-    ``[metrics]`` table as an unknown key: only that table (and ``GATEWAY_METRICS__*``) is left
-    out then; everything else is checked either way.
-    """
+    """``deploy/gateway.toml`` (or ``text``) through the project's own ``load_settings``."""
     text = DEPLOY_CONFIG.read_text() if text is None else text
-    if not metrics_supported():
-        text = without_metrics(text)
-        environ = {k: v for k, v in environ.items() if not k.startswith("GATEWAY_METRICS__")}
     path = tmp_path / "deploy-gateway.toml"
     path.write_text(text)
     return load_settings(path, environ)

@@ -17,6 +17,7 @@ from gateway.admin import AdminApp, GatewayState
 from gateway.flags.runtime import FlagRuntime
 from gateway.flags.stores import FlagStore
 from gateway.inventory import Inventory
+from gateway.metrics import Metrics
 from gateway.rollout.api import rollout_router
 from gateway.rollout.commands import RolloutCommands
 from gateway.settings import LegacySettings, Settings
@@ -24,7 +25,8 @@ from gateway.storage.memory import MemoryStorage
 
 
 def generated_document() -> dict[str, Any]:
-    """What any gateway serves: the document depends on the endpoints, not on their data."""
+    """What any gateway serves (metrics on, the default): the document depends on the
+    endpoints, not on their data."""
     flags = FlagRuntime(defaults={}, store=FlagStore(MemoryStorage()))
     settings = Settings(legacy=LegacySettings(app="legacy_flask:create_app"))
     admin = AdminApp(
@@ -32,6 +34,7 @@ def generated_document() -> dict[str, Any]:
         inventory=Inventory(rows=(), legacy_routes=(), plans=(), service_methods={}),
         flags=flags,
         routers=[rollout_router(RolloutCommands(settings, flags), flags)],
+        metrics=Metrics(),
     )
     return admin.openapi()
 

@@ -137,8 +137,8 @@ def test_deploy_config_loads_in_every_environment(
     assert settings.auth.jwt.keys[0].secret.get_secret_value() == environ["BOOKSTORE_JWT_SECRET"]
     # The probes and the HEALTHCHECK send Host: localhost / 127.0.0.1.
     assert {"localhost", "127.0.0.1"} <= set(settings.server.allowed_hosts)
-    if "metrics" in Settings.model_fields:
-        assert str(getattr(settings, "metrics").listen).endswith(f":{metrics_port()}")  # noqa: B009
+    assert settings.metrics.listen is not None
+    assert str(settings.metrics.listen).endswith(f":{metrics_port()}")
 
 
 def test_compose_load_balancer_is_the_trusted_proxy(tmp_path: Path) -> None:

@@ -21,8 +21,6 @@ from deploy_files import (
     dockerfile_args,
     exec_form,
     k8s_environment,
-    metrics_supported,
-    without_metrics,
 )
 from support import GatewayProcess, free_port, needs_redis
 
@@ -33,11 +31,10 @@ PROBE_HOST = "localhost"
 
 
 def deploy_gateway(tmp_path: Path, store: str, metrics_listen: str = "") -> GatewayProcess:
-    text = DEPLOY_CONFIG.read_text()
-    if not metrics_supported():
-        text = without_metrics(text)  # the one section a tree without the metrics work refuses
+    """The deploy config as the image runs it; its metrics address moved to a free port (or
+    ``metrics_listen``), so tests never fight over the image's fixed 9100."""
     config = tmp_path / "gateway.toml"
-    config.write_text(text)
+    config.write_text(DEPLOY_CONFIG.read_text())
     env = {
         **k8s_environment(),
         "BOOKSTORE_DATABASE": str(tmp_path / "bookstore.sqlite3"),
@@ -49,14 +46,13 @@ def deploy_gateway(tmp_path: Path, store: str, metrics_listen: str = "") -> Gate
     else:
         env["GATEWAY_FLAGS__STORE"] = "file"
         env["GATEWAY_FLAGS__FILE"] = str(tmp_path / "flags.json")
-    if metrics_listen:
-        env["GATEWAY_METRICS__LISTEN"] = metrics_listen
+    env["GATEWAY_METRICS__LISTEN"] = metrics_listen or f"127.0.0.1:{free_port()}"
     return GatewayProcess(config, env=env, args=["--host", "127.0.0.1"])
 
 
 @pytest.mark.parametrize("store", ["file", pytest.param("redis", marks=needs_redis)])
 def test_the_probes_get_200_from_the_deploy_config(tmp_path: Path, store: str) -> None:
-    metrics_listen = f"127.0.0.1:{free_port()}" if metrics_supported() else ""
+    metrics_listen = f"127.0.0.1:{free_port()}"
     with deploy_gateway(tmp_path, store, metrics_listen) as gateway:
         probe = {"host": PROBE_HOST}
         health = httpx.get(f"{gateway.base_url}/_gateway/health", headers=probe, timeout=5)
@@ -79,16 +75,16 @@ def test_the_probes_get_200_from_the_deploy_config(tmp_path: Path, store: str) -
         (line,) = [e for e in gateway.events_for(request_id) if e["event"] == "request"]
         assert line["route"] == "/api/books/{book_id:int}"
 
-        if metrics_listen:  # the address Prometheus scrapes, without auth
-            # Prometheus cannot set Host: it sends the target's address (prometheus.yml), which
-            # is no allowed host, so the metrics address must answer whatever Host it gets.
-            metrics = httpx.get(
-                f"http://{metrics_listen}/_gateway/metrics",
-                headers={"host": "gateway-1:9100"},
-                timeout=5,
-            )
-            assert metrics.status_code == 200
-            assert "gateway_requests_total" in metrics.text
+        # The address Prometheus scrapes, without auth. Prometheus cannot set Host: it sends
+        # the target's address (prometheus.yml), which is no allowed host, so the metrics
+        # address must answer whatever Host it gets.
+        metrics = httpx.get(
+            f"http://{metrics_listen}/_gateway/metrics",
+            headers={"host": "gateway-1:9100"},
+            timeout=5,
+        )
+        assert metrics.status_code == 200
+        assert "gateway_requests_total" in metrics.text
 
 
 def test_the_images_healthcheck_passes_against_a_live_gateway_and_fails_without_one(

@@ -78,3 +78,33 @@ def test_fastapi_offline_ships_the_swagger_ui_files_gateway_openapi_docs_serves(
     # Swagger UI 5 (the first to render OpenAPI 3.1), defining the global init.js calls.
     assert "SwaggerUIBundle" in bundle
     assert re.search(r'PACKAGE_VERSION:"5\.\d+\.\d+"', bundle)
+
+
+def test_prometheus_histogram_keeps_per_bucket_values_that_observe_adds_to() -> None:
+    """gateway.metrics.recorder adds a worker's bucket counts with ``_buckets[i].inc(n)`` and
+    ``_sum.inc(s)``: the same values ``observe()`` increments, non-cumulative per bucket."""
+    from prometheus_client import CollectorRegistry, Histogram
+
+    histogram = Histogram("h", "h", ("a",), buckets=(1.0, 2.0), registry=CollectorRegistry())
+    child = histogram.labels("x")
+    assert len(child._buckets) == 3  # the bounds and +Inf
+    child._buckets[1].inc(2)
+    child._sum.inc(3.0)
+    child.observe(1.5)
+    samples = {(s.name, s.labels.get("le")): s.value for s in histogram.collect()[0].samples}
+    assert samples[("h_bucket", "1.0")] == 0
+    assert samples[("h_bucket", "2.0")] == 3
+    assert samples[("h_bucket", "+Inf")] == 3
+    assert samples[("h_count", None)] == 3
+    assert samples[("h_sum", None)] == 4.5
+
+
+def test_uvicorn_multiprocess_supervisor_has_what_the_worker_supervisor_overrides() -> None:
+    """gateway.metrics.multiproc.WorkerSupervisor marks replaced workers dead around these."""
+    from uvicorn.supervisors import Multiprocess
+
+    for name in ("keep_subprocess_alive", "restart_all"):
+        assert callable(getattr(Multiprocess, name, None)), name
+    assert "self.processes" in inspect.getsource(Multiprocess.keep_subprocess_alive)
+    # The connection protocol reads the lifespan state (gateway.http_protocol's refusals).
+    assert "app_state" in inspect.signature(HttpToolsProtocol.__init__).parameters

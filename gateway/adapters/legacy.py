@@ -122,6 +122,16 @@ class LegacyApp:
     def busy_threads(self) -> int:
         return self._admission.busy
 
+    @property
+    def admission_waits(self) -> int:
+        """Requests that waited for a free thread, since the start (``gateway.metrics``)."""
+        return self._admission.waits
+
+    @property
+    def admission_rejections(self) -> int:
+        """Requests answered 503 because none came free in time, since the start."""
+        return self._admission.rejections
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             # WSGI has no websockets; refuse the handshake like a2wsgi does.
@@ -626,6 +636,9 @@ class _Admission:
     def __init__(self, limit: int) -> None:
         self._limit = limit
         self._busy = 0
+        #: Running totals, for the metrics (only the event loop's thread changes them).
+        self.waits = 0
+        self.rejections = 0
         self._lock = threading.Lock()
         self._waiters: collections.deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = (
             collections.deque()
@@ -643,9 +656,11 @@ class _Admission:
                 return True
             future: asyncio.Future[None] = loop.create_future()
             self._waiters.append((loop, future))
+        self.waits += 1
         try:
             await asyncio.wait_for(future, wait)
         except TimeoutError:
+            self.rejections += 1
             # Already handed a slot? Then _grant sees the cancelled future and passes it on.
             with self._lock, contextlib.suppress(ValueError):
                 self._waiters.remove((loop, future))

@@ -110,6 +110,10 @@ class ShadowResults:
         self.recent.append(mismatch)
         self.version += 1
 
+    def counts(self) -> dict[str, tuple[dict[str, int], dict[str, int]]]:
+        """Per route label: its running counts and skip reasons (read by ``gateway.metrics``)."""
+        return {route: (r.counts, r.skipped) for route, r in self.routes.items()}
+
     def snapshot(self) -> dict[str, Any]:
         return {
             "routes": {
