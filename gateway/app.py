@@ -46,6 +46,8 @@ from gateway.build import (
     wrap,
 )
 from gateway.context import GATEWAY, LEGACY
+from gateway.dashboard import Dashboard, DashboardApp
+from gateway.dashboard.standin import StandinMetrics
 from gateway.dispatch import Dispatcher
 from gateway.errors import ConfigError, GatewayError
 from gateway.flags.runtime import FlagRuntime
@@ -86,6 +88,7 @@ class GatewayApp:
         reports: ReportPublisher,
         tracing: AbstractAsyncContextManager[Any] | None = None,
         rollouts: RolloutController | None = None,
+        dashboard: Dashboard | None = None,
     ) -> None:
         self.settings = settings
         self.legacy = legacy
@@ -98,6 +101,7 @@ class GatewayApp:
         self.reports = reports
         self.tracing = tracing
         self.rollouts = rollouts
+        self.dashboard = dashboard
         self._handler = handler
 
     @property
@@ -109,6 +113,7 @@ class GatewayApp:
         first = [] if self.tracing is None else [self.tracing]
         # The rollout controller decides from the reports: it stops before they do.
         rollouts = [] if self.rollouts is None else [self.rollouts]
+        last = [] if self.dashboard is None else [self.dashboard.sampler]
         return [
             *first,
             self.legacy,
@@ -117,6 +122,7 @@ class GatewayApp:
             self.reports,
             *rollouts,
             self.shadow,
+            *last,
         ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -231,18 +237,31 @@ def create_app(
         admin_roles=settings.server.admin_roles,
         routers=[rollout_router(RolloutCommands(settings, flags), flags)],
     )
+    # The dashboard reads the metric families from a registry; until gateway.metrics provides
+    # it, a stand-in fills one from this worker's requests (gateway.dashboard.standin).
+    standin = StandinMetrics(plans, results)
+    dashboard = Dashboard(
+        registry=standin.registry,
+        inventory=inventory,
+        flags=flags,
+        reports=reports,
+        recent_mismatches=settings.shadow.recent_mismatches,
+    )
+    admin_app = DashboardApp(admin, dashboard=dashboard, admin_roles=settings.server.admin_roles)
     dispatcher = Dispatcher(
         table=table,
         legacy_rules=RouteTable(inventory.legacy_routes),
         legacy=legacy_app,
-        gateway_app=traced(admin, GATEWAY),
+        gateway_app=traced(admin_app, GATEWAY),
         flags=flags,
         override_header=settings.flags.override_header,
     )
     return GatewayApp(
         settings=settings,
-        handler=wrap(
-            dispatcher, build_middleware(settings, auth, tracing, observers=[outcomes.observe])
+        handler=standin.wrap(
+            wrap(
+                dispatcher, build_middleware(settings, auth, tracing, observers=[outcomes.observe])
+            )
         ),
         legacy=legacy,
         services=services,
@@ -254,4 +273,5 @@ def create_app(
         reports=reports,
         tracing=tracing,
         rollouts=rollouts,
+        dashboard=dashboard,
     )
