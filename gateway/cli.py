@@ -9,6 +9,7 @@
     gateway flags set catalog-books --mode canary --percentage 10
     gateway flags kill                     # every flagged route to legacy, in every process
     gateway shadow report                  # what shadow traffic found, over every worker
+    gateway status                         # migration progress of the running server
     gateway --version                      # also: python -m gateway ...
 
 Configuration errors print one line per problem (file, key, problem) and exit with status 2;
@@ -31,7 +32,7 @@ from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
-from gateway import __version__, cli_rollout
+from gateway import __version__, cli_rollout, cli_status
 from gateway.app import GatewayApp, create_app
 from gateway.build import build_flags, build_storage
 from gateway.draining import DrainingServer
@@ -142,6 +143,7 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--recent", type=int, default=10, help="mismatches shown (default 10)")
     report.set_defaults(handler=_shadow_report)
     cli_rollout.register(commands)
+    cli_status.register(commands)
     return parser
 
 

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import anyio.to_thread
+from starlette.exceptions import HTTPException
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -148,7 +149,10 @@ class DashboardApp:
             static = self._static
 
             async def serve_static(scope: Scope, receive: Receive, send: Send) -> None:
-                await static({**scope, "path": "/" + name, "root_path": ""}, receive, send)
+                try:
+                    await static({**scope, "path": "/" + name, "root_path": ""}, receive, send)
+                except HTTPException as exc:  # StaticFiles leaves its 404 to an app's handler
+                    await send_error(send, exc.status_code, "no such file", facts.request_id)
 
             return serve_static
         api = self._api[facts.path]

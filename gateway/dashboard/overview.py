@@ -112,8 +112,27 @@ def shadow_view(now: Reading, shadow_report: Mapping[str, Any]) -> dict[str, Any
     skipped = {
         label: row.get("skipped", {}) for label, row in shadow_report.get("routes", {}).items()
     }
-    recent = [_readable(mismatch) for mismatch in shadow_report.get("recent", [])[:20]]
-    return {"routes": routes, "skipped": skipped, "recent": recent}
+    return {"routes": routes, "skipped": skipped, "recent": group_mismatches(shadow_report)}
+
+
+def group_mismatches(shadow_report: Mapping[str, Any], *, limit: int = 10) -> list[dict[str, Any]]:
+    """The recent mismatches, newest first, those with the same differences on the same route
+    shown once with how many there were: a hundred copies of one known difference would hide
+    the new one."""
+    groups: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for mismatch in shadow_report.get("recent", []):
+        shown = _readable(mismatch)
+        key = (
+            shown["route"],
+            shown["legacy_status"],
+            shown["new_status"],
+            *((d["pointer"], d["kind"], d["legacy"], d["new"]) for d in shown["differences"]),
+        )
+        if key in groups:
+            groups[key]["count"] += 1
+        elif len(groups) < limit:
+            groups[key] = {**shown, "count": 1}
+    return list(groups.values())
 
 
 def _readable(mismatch: Mapping[str, Any]) -> dict[str, Any]:

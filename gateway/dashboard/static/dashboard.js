@@ -198,8 +198,9 @@ function mismatchView(mismatch) {
   return el("div", {class: "mismatch", "data-path": mismatch.path},
     el("p", {},
       el("strong", {text: `${mismatch.method} ${mismatch.path}`}),
-      ` legacy ${mismatch.legacy_status} vs ${mismatch.service} ${mismatch.new_status} at ${when} `,
-      el("small", {class: "muted", text: `request ${mismatch.request_id}`})),
+      ` legacy ${mismatch.legacy_status} vs ${mismatch.service} ${mismatch.new_status} `,
+      el("span", {class: "count", text: mismatch.count > 1 ? `${mismatch.count} times, latest at ${when}` : `at ${when}`}),
+      " ", el("small", {class: "muted", text: `request ${mismatch.request_id}`})),
     el("table", {class: "diff"},
       el("thead", {}, el("tr", {}, el("th", {text: "JSON Pointer"}), el("th", {text: "difference"}),
         el("th", {text: "legacy"}), el("th", {text: "new"}))),
@@ -228,6 +229,10 @@ function svg(tag, attrs) {
   return node;
 }
 
+function tick(value) {
+  return value >= 100 ? value.toFixed(0) : value >= 1 ? value.toFixed(1) : value.toPrecision(2);
+}
+
 function linePlot(series, unit) {
   // series: [{name, class, points: [[t, y], ...]}]; y null points are skipped.
   const width = 520, height = 180, left = 48, bottom = 22, top = 8, right = 8;
@@ -247,11 +252,11 @@ function linePlot(series, unit) {
   plot.append(svg("line", {x1: left, y1: top, x2: left, y2: height - bottom, class: "axis"}));
   for (const fraction of [0.5, 1]) {
     const label = svg("text", {x: left - 4, y: y(yMax * fraction / 1.1) + 4, "text-anchor": "end", class: "tick"});
-    label.textContent = `${(yMax * fraction / 1.1).toPrecision(2)}${unit}`;
+    label.textContent = `${tick(yMax * fraction / 1.1)}${unit}`;
     plot.append(label);
   }
   const minutes = svg("text", {x: width - right, y: height - 6, "text-anchor": "end", class: "tick"});
-  minutes.textContent = `${Math.round((t1 - t0) / 60)} min`;
+  minutes.textContent = t1 - t0 < 120 ? `${Math.round(t1 - t0)} s` : `${Math.round((t1 - t0) / 60)} min`;
   plot.append(minutes);
   series.forEach((s, index) => {
     const points = s.points.filter((p) => p[1] !== null).map((p) => `${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`);
