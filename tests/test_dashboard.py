@@ -234,7 +234,7 @@ HOST = (b"host", b"gw.example")
         ("PUT", ALICE_SESSION, [JSON, MARK, HOST, (b"sec-fetch-site", b"same-origin")], False),
         ("PUT", ALICE_SESSION, [JSON, MARK, HOST, (b"origin", b"http://gw.example")], False),
         ("PUT", ALICE_SESSION, [JSON, HOST], True),  # a form: no custom header
-        ("POST", ALICE_SESSION, [(b"content-type", b"text/plain"), MARK, HOST], True),
+        ("POST", ALICE_SESSION, [(b"content-type", b"text/plain"), HOST], True),  # a form
         ("PUT", ALICE_SESSION, [JSON, MARK, HOST, (b"sec-fetch-site", b"same-site")], True),
         ("PUT", ALICE_SESSION, [JSON, MARK, HOST, (b"origin", b"http://evil.example")], True),
         ("PUT", ALICE_SESSION, [JSON, MARK, HOST, (b"origin", b"https://gw.example")], True),

@@ -4,8 +4,8 @@ Route states (the life cycle in DESIGN.md): ``legacy`` (legacy only), ``shadow``
 ``new`` and ``retired``, decided per route-table row from who serves it and its flag's mode as
 it is in effect now (the kill switch sends every flagged route to legacy)::
 
-    status = migration_status(inventory.rows, flags.view(), history, read_registry(registry))
-    overview = dashboard_overview(..., reports=combine_reports(await reports.read_all()))
+    status = migration_status(inventory.rows, flags.view(), history, reading)
+    rows = route_table(inventory.rows, flags.view(), history, reading)   # the 5-minute numbers
 """
 
 from __future__ import annotations
