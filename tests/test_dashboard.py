@@ -341,3 +341,59 @@ async def test_status_endpoint_answers_json() -> None:
     body = json.loads(answer.body)
     assert body["states"]["legacy"] == 1
     assert body["windows"]["5m"]["requests"] == 0
+
+
+# -- sampling and the stand-in registry ---------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_the_sampler_reads_from_the_start_until_it_stops() -> None:
+    import anyio
+
+    from gateway.dashboard.sampler import Sampler
+
+    registry = CollectorRegistry()
+    requests = Counter(
+        "gateway_requests_total",
+        "",
+        ["route", "method", "backend", "status_class"],
+        registry=registry,
+    )
+    history = History()
+    async with Sampler(registry, history, interval=0.01):
+        assert len(history._totals) == 1  # the baseline, before the first request
+        requests.labels("/a", "GET", "svc", "2xx").inc()
+        with anyio.fail_after(5):
+            while history._totals[-1][1]["new"].requests < 1:
+                await anyio.sleep(0.01)
+    taken = len(history._totals)
+    await anyio.sleep(0.05)
+    assert len(history._totals) == taken  # stopped with the gateway
+
+
+def test_the_standin_counts_what_the_facts_say() -> None:
+    from gateway.dashboard.standin import StandinMetrics
+    from gateway.shadow.results import ShadowResults
+
+    results = ShadowResults()
+    results.count("GET /api/me", "mismatches")
+    metrics = StandinMetrics([], results)
+
+    def facts(**fields: Any) -> RequestFacts:
+        return RequestFacts(request_id="r", path="/p", method="GET", **fields)
+
+    metrics.record(facts(route="/api/books", backend="catalog"), 200, 0.01)
+    metrics.record(facts(route="/api/books", backend="legacy", fallback="timeout"), 200, 2.5)
+    metrics.record(facts(route="/api/books", backend="legacy", breaker="open"), 200, 0.01)
+    metrics.record(facts(backend="legacy"), 404, 0.01)
+    metrics.record(facts(route="/api/books", backend="catalog", fallback="status-502"), 502, 0.1)
+    now = read_registry(metrics.registry)
+    books = now.routes[("/api/books", "GET")]
+    assert (books["new"].requests, books["new"].errors, books["legacy"].requests) == (2, 1, 2)
+    assert now.routes[("<unmatched>", "GET")]["legacy"].requests == 1
+    assert now.fallbacks == {
+        ("/api/books", "timeout"): 1,
+        ("/api/books", "breaker"): 1,
+        ("/api/books", "status"): 1,
+    }
+    assert now.shadow[("GET /api/me", "mismatch")] == 1  # no plan: named by its label

@@ -62,12 +62,17 @@ def refused_everywhere(anonymous: httpx.Client, bob: httpx.Client) -> None:
         assert refused.status_code == 401, path
         assert refused.json()["request_id"] == refused.headers["x-request-id"]
         assert bob.get(path).status_code == 403, path
+    # The controls' calls: refused by the admin check, whatever the CSRF header says.
     change = {"X-Gateway-CSRF": "1"}
-    assert anonymous.put("/_gateway/api/kill-switch", json={"enabled": True}).status_code == 401
-    assert (
-        bob.put("/_gateway/api/kill-switch", json={"enabled": True}, headers=change).status_code
-        == 403
-    )
+    controls = [
+        ("/_gateway/api/kill-switch", {"enabled": True}),
+        ("/_gateway/api/flags/catalog-books", {"percentage": 100}),
+    ]
+    for path, body in controls:
+        assert anonymous.put(path, json=body, headers=change).status_code == 401, path
+        refused = bob.put(path, json=body, headers=change)
+        assert refused.status_code == 403, path
+        assert "admin" in refused.json()["error"]["message"]
 
 
 def test_a_cookie_signed_change_needs_the_csrf_header(gateway: GatewayProcess) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import anyio.to_thread
 import structlog
 
 from gateway.dashboard.traffic import Collectable, History, read_registry
@@ -30,11 +31,13 @@ class Sampler:
         self._interval = interval
         self._task: asyncio.Task[None] | None = None
 
-    def sample(self) -> None:
-        self.history.add(read_registry(self.registry))
+    async def sample(self) -> None:
+        # A multiprocess registry reads every worker's files: off the event loop. The history
+        # itself is only touched here, on the loop.
+        self.history.add(await anyio.to_thread.run_sync(read_registry, self.registry))
 
     async def __aenter__(self) -> Sampler:
-        self.sample()  # the baseline: every window starts at the gateway's start
+        await self.sample()  # the baseline: every window starts at the gateway's start
         self._task = asyncio.get_running_loop().create_task(self._run())
         return self
 
@@ -48,6 +51,6 @@ class Sampler:
         while True:
             await asyncio.sleep(self._interval)
             try:
-                self.sample()
+                await self.sample()
             except Exception:  # a broken collector must not end the sampling for good
                 log.exception("dashboard.sample_failed")
