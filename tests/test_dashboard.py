@@ -17,6 +17,7 @@ from gateway.dashboard.overview import (
     group_mismatches,
     migration_status,
     route_state,
+    shadow_view,
 )
 from gateway.dashboard.traffic import Counts, History, Reading, read_registry
 from gateway.inventory import InventoryRow
@@ -377,6 +378,7 @@ def test_the_standin_counts_what_the_facts_say() -> None:
 
     results = ShadowResults()
     results.count("GET /api/me", "mismatches")
+    results.skip("GET /api/me", "concurrency")
     metrics = StandinMetrics([], results)
 
     def facts(**fields: Any) -> RequestFacts:
@@ -397,3 +399,6 @@ def test_the_standin_counts_what_the_facts_say() -> None:
         ("/api/books", "status"): 1,
     }
     assert now.shadow[("GET /api/me", "mismatch")] == 1  # no plan: named by its label
+    assert now.shadow_skipped == {"GET /api/me": 1}
+    shown = shadow_view(now, {"recent": []})["routes"]["GET /api/me"]
+    assert (shown["mismatch"], shown["match"], shown["skipped"]) == (1, 0, 1)

@@ -103,16 +103,17 @@ def route_table(
 
 
 def shadow_view(now: Reading, shadow_report: Mapping[str, Any]) -> dict[str, Any]:
-    """Per route the shadow outcomes (from the metrics) and what was skipped, and the recent
-    mismatches (from the workers' reports) as rows of JSON Pointer, legacy value, new value."""
+    """Per route the shadow outcomes and the requests not shadowed (from the metrics), and the
+    recent mismatches (from the workers' reports) as rows of JSON Pointer, legacy value, new
+    value."""
     routes: dict[str, dict[str, Any]] = {}
+    empty = {**dict.fromkeys(_SHADOW_OUTCOMES, 0), "skipped": 0}
     for (route, outcome), count in sorted(now.shadow.items()):
         if outcome in _SHADOW_OUTCOMES:
-            routes.setdefault(route, dict.fromkeys(_SHADOW_OUTCOMES, 0))[outcome] = round(count)
-    skipped = {
-        label: row.get("skipped", {}) for label, row in shadow_report.get("routes", {}).items()
-    }
-    return {"routes": routes, "skipped": skipped, "recent": group_mismatches(shadow_report)}
+            routes.setdefault(route, dict(empty))[outcome] = round(count)
+    for route, count in sorted(now.shadow_skipped.items()):
+        routes.setdefault(route, dict(empty))["skipped"] = round(count)
+    return {"routes": routes, "recent": group_mismatches(shadow_report)}
 
 
 def group_mismatches(shadow_report: Mapping[str, Any], *, limit: int = 10) -> list[dict[str, Any]]:

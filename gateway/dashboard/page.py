@@ -73,7 +73,7 @@ PAGE = """<!doctype html>
   <section id="shadow">
     <h2>Shadow results</h2>
     <table><thead><tr><th>Route</th><th>Match</th><th>Mismatch</th><th>Noisy</th>
-      <th>Candidate errors</th></tr></thead><tbody id="shadow-rows"></tbody></table>
+      <th>Candidate errors</th><th>Skipped</th></tr></thead><tbody id="shadow-rows"></tbody></table>
     <h3>Recent mismatches</h3>
     <div id="mismatches"></div>
   </section>

@@ -120,9 +120,17 @@ class StandinCollector(Collector):
             route = self._templates.get(label, label)
             for counter, outcome in _OUTCOMES.items():
                 shadow.add_metric([route, outcome], results.counts.get(counter, 0))
+        skipped = CounterMetricFamily(
+            "gateway_shadow_skipped",
+            "Requests eligible for a shadow copy that got none, by reason.",
+            labels=["route", "reason"],
+        )
+        for label, results in list(self._results.routes.items()):
+            for reason, count in list(results.skipped.items()):
+                skipped.add_metric([self._templates.get(label, label), reason], count)
         breakers = GaugeMetricFamily(
             "gateway_breaker_open", "1 while the route's breaker is open.", labels=["route"]
         )
         for route, breaker in self._breakers:
             breakers.add_metric([route], 1.0 if breaker.state == "open" else 0.0)
-        return [shadow, breakers]
+        return [shadow, skipped, breakers]

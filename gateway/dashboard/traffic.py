@@ -39,6 +39,7 @@ DURATION = "gateway_request_duration_seconds"
 FALLBACKS = "gateway_fallbacks_total"
 BREAKER_OPEN = "gateway_breaker_open"
 SHADOW_SAMPLES = "gateway_shadow_samples_total"
+SHADOW_SKIPPED = "gateway_shadow_skipped_total"
 
 
 class Collectable(Protocol):
@@ -119,6 +120,8 @@ class Reading:
     breakers_open: dict[str, float] = field(default_factory=dict)
     #: (route, outcome) → shadow samples.
     shadow: dict[tuple[str, str], float] = field(default_factory=dict)
+    #: route → requests not shadowed (any reason).
+    shadow_skipped: dict[str, float] = field(default_factory=dict)
 
     def sides(self) -> dict[Side, Counts]:
         """Everything added up per side."""
@@ -157,6 +160,9 @@ def read_registry(registry: Collectable, at: float | None = None) -> Reading:
             elif name == SHADOW_SAMPLES:
                 key = (labels.get("route", ""), labels.get("outcome", ""))
                 reading.shadow[key] = reading.shadow.get(key, 0.0) + value
+            elif name == SHADOW_SKIPPED:
+                route = labels.get("route", "")
+                reading.shadow_skipped[route] = reading.shadow_skipped.get(route, 0.0) + value
     return reading
 
 

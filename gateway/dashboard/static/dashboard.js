@@ -187,8 +187,9 @@ function renderShadow(shadow) {
   replace("shadow-rows", ...(rows.length ? rows.map(([route, counts]) =>
     el("tr", {"data-shadow-route": route}, el("td", {class: "path", text: route}),
       el("td", {class: "num", text: counts.match}), el("td", {class: "num", text: counts.mismatch}),
-      el("td", {class: "num", text: counts.noisy}), el("td", {class: "num", text: counts.candidate_error})))
-    : [el("tr", {}, el("td", {colspan: 5, class: "muted", text: "No shadowed requests yet."}))]));
+      el("td", {class: "num", text: counts.noisy}), el("td", {class: "num", text: counts.candidate_error}),
+      el("td", {class: "num", text: counts.skipped})))
+    : [el("tr", {}, el("td", {colspan: 6, class: "muted", text: "No shadowed requests yet."}))]));
   replace("mismatches", ...(shadow.recent.length ? shadow.recent.map(mismatchView)
     : [el("p", {class: "muted", text: "No mismatch."})]));
 }
