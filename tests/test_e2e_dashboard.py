@@ -25,6 +25,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwr
 if not CHROMIUM.exists():
     pytest.skip("no /usr/bin/chromium (apt-get install chromium)", allow_module_level=True)
 
+CATALOG_FLAG = "/_gateway/api/flags/catalog-books"
 DASHBOARD_APIS = ["/_gateway/", "/_gateway/api/dashboard", "/_gateway/api/status"]
 
 
@@ -174,6 +175,17 @@ def drive_the_dashboard(gateway: GatewayProcess, page: sync_api.Page, api: httpx
         row.locator("button.apply").click()
         expect(books).to_contain_text(f"catalog-books (canary {percentage}%)")
         assert api.get("/api/books").headers["x-gateway-backend"] == backend
+
+        if percentage == 0:
+            # The allow list: alice on catalog while everyone else stays on legacy.
+            row.locator("input[name=allow_subjects]").fill("alice")
+            row.locator("button.apply").click()
+            assert eventually(
+                lambda: api.get(CATALOG_FLAG, headers=bearer).json()["allow_subjects"] == ["alice"]
+            )
+            assert api.get("/api/books", headers=bearer).headers["x-gateway-backend"] == "catalog"
+            assert api.get("/api/books").headers["x-gateway-backend"] == "legacy"
+            row.locator("input[name=allow_subjects]").fill("")
 
     # Traffic shows in the route table: /api/books' new side has a rate now.
     for _ in range(20):
