@@ -23,7 +23,7 @@ from typing import Any
 
 import anyio.to_thread
 from starlette.exceptions import HTTPException
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -139,38 +139,31 @@ class DashboardApp:
             await send_error(send, 405, "method not allowed", facts.request_id, allow)
             return
         facts.route = facts.path if not facts.path.startswith(STATIC_PREFIX) else STATIC_PREFIX
-        await self._respond(facts, scope)(scope, receive, _secured(send))
+        await self._serve(facts, scope, receive, _secured(send))
 
-    def _respond(self, facts: RequestFacts, scope: Scope) -> ASGIApp:
+    async def _serve(self, facts: RequestFacts, scope: Scope, receive: Receive, send: Send) -> None:
         if facts.path == PAGE_PATH:
-            return HTMLResponse(PAGE)
-        if facts.path.startswith(STATIC_PREFIX):
+            await HTMLResponse(PAGE)(scope, receive, send)
+        elif facts.path.startswith(STATIC_PREFIX):
             name = facts.path[len(STATIC_PREFIX) :]
-            static = self._static
+            try:
+                await self._static({**scope, "path": "/" + name, "root_path": ""}, receive, send)
+            except HTTPException as exc:  # StaticFiles leaves its 404 to an app's handler
+                await send_error(send, exc.status_code, "no such file", facts.request_id)
+        else:
+            answer = await self._api[facts.path](facts)
+            await JSONResponse(answer)(scope, receive, send)
 
-            async def serve_static(scope: Scope, receive: Receive, send: Send) -> None:
-                try:
-                    await static({**scope, "path": "/" + name, "root_path": ""}, receive, send)
-                except HTTPException as exc:  # StaticFiles leaves its 404 to an app's handler
-                    await send_error(send, exc.status_code, "no such file", facts.request_id)
 
-            return serve_static
-        api = self._api[facts.path]
-
-        async def serve_json(scope: Scope, receive: Receive, send: Send) -> None:
-            response: Response = JSONResponse(await api(facts))
-            await response(scope, receive, send)
-
-        return serve_json
+_SECURITY = [(name.lower().encode(), value.encode()) for name, value in SECURITY_HEADERS.items()]
 
 
 def _secured(send: Send) -> Send:
     """``send``, adding the security headers to the response."""
-    extra = [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
 
     async def send_secured(message: Any) -> None:
         if message["type"] == "http.response.start":
-            message = {**message, "headers": [*message.get("headers", ()), *extra]}
+            message = {**message, "headers": [*message.get("headers", ()), *_SECURITY]}
         await send(message)
 
     return send_secured
