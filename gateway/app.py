@@ -27,6 +27,7 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import TYPE_CHECKING, Any, TextIO
 
 import structlog
+from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.adapters.legacy import LegacyApp
@@ -48,6 +49,7 @@ from gateway.build import (
     wrap,
 )
 from gateway.context import GATEWAY, LEGACY
+from gateway.dashboard import Dashboard, DashboardApp
 from gateway.dispatch import Dispatcher
 from gateway.errors import ConfigError, GatewayError
 from gateway.flags.runtime import FlagRuntime
@@ -94,6 +96,7 @@ class GatewayApp:
         rollouts: RolloutController | None = None,
         recorder: SampleWriter | None = None,
         metrics: Metrics | None = None,
+        dashboard: Dashboard | None = None,
     ) -> None:
         self.settings = settings
         self.legacy = legacy
@@ -108,6 +111,7 @@ class GatewayApp:
         self.rollouts = rollouts
         self.recorder = recorder
         self.metrics = metrics
+        self.dashboard = dashboard
         self._handler = handler
 
     @property
@@ -124,6 +128,7 @@ class GatewayApp:
         rollouts = [] if self.rollouts is None else [self.rollouts]
         # The sample writer is left late too, so samples still queued get written.
         recorder = [] if self.recorder is None else [self.recorder]
+        last = [] if self.dashboard is None else [self.dashboard.sampler]
         return [
             *first,
             *recorder,
@@ -133,6 +138,7 @@ class GatewayApp:
             self.reports,
             *rollouts,
             self.shadow,
+            *last,
         ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -266,11 +272,21 @@ def create_app(
         ],
         metrics=metrics,
     )
+    # The dashboard reads the metric families a scrape renders (every worker's, under
+    # --workers N); with metrics off it has no traffic to show, only the routes and flags.
+    dashboard = Dashboard(
+        registry=CollectorRegistry() if metrics is None else metrics,
+        inventory=inventory,
+        flags=flags,
+        reports=reports,
+        recent_mismatches=settings.shadow.recent_mismatches,
+    )
+    admin_app = DashboardApp(admin, dashboard=dashboard, admin_roles=settings.server.admin_roles)
     dispatcher = Dispatcher(
         table=table,
         legacy_rules=RouteTable(inventory.legacy_routes),
         legacy=legacy_app,
-        gateway_app=traced(admin, GATEWAY),
+        gateway_app=traced(admin_app, GATEWAY),
         flags=flags,
         override_header=settings.flags.override_header,
     )
@@ -306,4 +322,5 @@ def create_app(
         rollouts=rollouts,
         recorder=recorder,
         metrics=metrics,
+        dashboard=dashboard,
     )

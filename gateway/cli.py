@@ -11,6 +11,7 @@
     gateway shadow report                  # what shadow traffic found, over every worker
     gateway record "GET /api/me" --samples 20   # record real traffic (gateway.cli_parity)
     gateway parity "GET /api/me"           # replay it against both sides, compare
+    gateway status                         # migration progress of the running server
     gateway --version                      # also: python -m gateway ...
 
 Configuration errors print one line per problem (file, key, problem) and exit with status 2;
@@ -33,7 +34,7 @@ from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
-from gateway import __version__, cli_parity, cli_rollout
+from gateway import __version__, cli_parity, cli_rollout, cli_status
 from gateway.app import GatewayApp, create_app
 from gateway.build import build_flags, build_storage
 from gateway.draining import DrainingServer
@@ -138,6 +139,7 @@ def _parser() -> argparse.ArgumentParser:
     report.set_defaults(handler=_shadow_report)
     cli_rollout.register(commands)
     cli_parity.register(commands)
+    cli_status.register(commands)
     return parser
 
 

@@ -142,7 +142,9 @@ def test_two_gateways_sharing_redis_apply_an_admin_change_within_a_second(
     config = demo_config(tmp_path, flags=None)
     with GatewayProcess(config, env=env) as first, GatewayProcess(config, env=env) as second:
         assert backend_of(first) == backend_of(second) == "legacy"
-        with httpx.Client(base_url=first.base_url) as admin:
+        # The header the dashboard sends with a cookie-signed change (gateway.csrf).
+        csrf = {"X-Gateway-CSRF": "1"}
+        with httpx.Client(base_url=first.base_url, headers=csrf) as admin:
             admin.post("/login", data={"username": "alice", "password": "wonderland"})
             changed = admin.put("/_gateway/api/flags/accounts-me", json={"mode": "new"})
             assert changed.status_code == 200, changed.text

@@ -20,6 +20,9 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
     config = demo_config(tmp_path, flags=None)
     app = create_app(load_settings(config, {"GATEWAY_FLAGS__STORE": "memory"}))
     with TestClient(app, base_url="http://localhost", client=("127.0.0.1", 50000)) as test_client:
+        # What the dashboard's script sends with a change signed by the session cookie; a
+        # cross-site form cannot (gateway.csrf, tests/test_dashboard.py).
+        test_client.headers["X-Gateway-CSRF"] = "1"
         yield test_client
 
 

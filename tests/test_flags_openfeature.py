@@ -24,6 +24,8 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
     env = {**PROVIDER, "GATEWAY_FLAGS__STORE": "memory"}
     app = create_app(load_settings(demo_config(tmp_path, flags=None), env))
     with TestClient(app, base_url="http://localhost") as test_client:
+        # A change signed by the session cookie carries the dashboard's header (gateway.csrf).
+        test_client.headers["X-Gateway-CSRF"] = "1"
         yield test_client
 
 

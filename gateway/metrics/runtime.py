@@ -9,17 +9,20 @@
 
 ``registry`` is what a scrape renders: this worker's own registry, or, in multiprocess mode,
 one whose collector reads every worker's files (prometheus-client's ``MultiProcessCollector``),
-so any worker's scrape shows the whole server. The dashboard reads the same families from it.
+so any worker's scrape shows the whole server. The dashboard reads the same families through
+``collect()``, which flushes first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Iterable
 from pathlib import Path
 
 import structlog
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -53,6 +56,11 @@ class Metrics:
 
     def flush(self) -> None:
         self.recorder.flush(self.families)
+
+    def collect(self) -> Iterable[Metric]:
+        """The registry's families with this worker's latest numbers: what the dashboard reads."""
+        self.flush()
+        return self.registry.collect()
 
     def render(self) -> bytes:
         """The text format of everything, this worker's latest numbers included."""
