@@ -268,7 +268,7 @@ def build_flags(settings: Settings, storage: Storage) -> FlagRuntime:
             load_app(flags.openfeature_provider, {}, settings.source, key)
         )
     return FlagRuntime(
-        defaults=flags.defaults,
+        defaults=settings.flag_defaults(),
         store=FlagStore(storage),
         anonymous_key=flags.anonymous_key,
         override_roles=flags.override_roles,
