@@ -133,6 +133,11 @@ class FlagRuntime:
             log.info("flags.applied", version=state.version, kill_switch=state.kill_switch)
 
     @property
+    def defaults(self) -> Mapping[str, FlagSpec]:
+        """The flags the routes declare, with their config defaults."""
+        return self._defaults
+
+    @property
     def loaded(self) -> bool:
         """The store has been read at least once (before that, the config's defaults decide)."""
         return self._loaded
