@@ -26,8 +26,9 @@ DOCUMENT: dict[str, Any] = {
 }
 
 
-def legacy_app(*, custom_handlers: bool = True, **json_settings: Any) -> Flask:
+def legacy_app(*, custom_handlers: bool = True, debug: bool = False, **json_settings: Any) -> Flask:
     app = Flask("parity_legacy")
+    app.debug = debug  # with compact None (the default), debug mode indents
     for name, value in json_settings.items():
         setattr(app.json, name, value)
 
