@@ -8,14 +8,19 @@ helpers, so each side can be asked the same question.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException
 from flask import Flask, Response, abort, jsonify, request
 from werkzeug.exceptions import HTTPException as WerkzeugHTTPException
 
 from gateway.flask_support import current_request_id
-from gateway.parity import LegacyJSONResponse, install_legacy_error_handlers, legacy_json
+from gateway.parity import (
+    LegacyJSONResponse,
+    install_legacy_error_handlers,
+    legacy_json,
+    legacy_json_body,
+)
 
 #: Keys out of order, non-ASCII text, nesting: what the provider settings change.
 DOCUMENT: dict[str, Any] = {
@@ -39,6 +44,10 @@ def legacy_app(*, custom_handlers: bool = True, debug: bool = False, **json_sett
     @app.get("/pairs")
     def pairs() -> Response:
         return jsonify(b=2, a="ä")
+
+    @app.post("/echo")
+    def echo() -> Response:
+        return jsonify(got=request.get_json(silent=True))
 
     @app.get("/things/<int:thing_id>")
     def thing(thing_id: int) -> Response:
@@ -85,6 +94,10 @@ def new_app() -> FastAPI:
     @app.get("/pairs")
     def pairs() -> Any:
         return legacy_json(b=2, a="ä")
+
+    @app.post("/echo")
+    def echo(payload: Annotated[Any, Depends(legacy_json_body)]) -> Any:
+        return legacy_json(got=payload)
 
     @app.get("/things/{thing_id:int}")
     def thing(thing_id: int) -> None:

@@ -95,6 +95,27 @@ def test_standalone_json_is_flasks_default() -> None:
     assert response.media_type == "application/json"
 
 
+@pytest.mark.parametrize(
+    ("content_type", "body", "got"),
+    [
+        ("application/json", b'{"title": "Dune"}', {"title": "Dune"}),
+        ("application/vnd.api+json; charset=utf-8", b"[1, 2]", [1, 2]),
+        ("application/json", b'{"title": ', None),  # malformed: None, not a 422
+        ("application/json", b"\xff\xfe", None),  # not UTF-8
+        ("text/plain", b'{"title": "Dune"}', None),  # not declared JSON
+    ],
+)
+def test_the_body_reads_as_get_json_silent(
+    sides: Any, content_type: str, body: bytes, got: object
+) -> None:
+    both = sides(legacy_app())
+    request = {"content": body, "headers": {"Content-Type": content_type}}
+    legacy = both.legacy.post("/echo", **request)
+    new = both.new.post("/echo", **request)
+    assert legacy.json() == {"got": got}
+    assert_same(legacy, new)
+
+
 # -- errors ---------------------------------------------------------------------------------------
 
 ERRORS = [
