@@ -7,17 +7,21 @@ the legacy app; both see the gateway's facts (request id) in the scope.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any, cast
 
+import httpx
 import pytest
 from a2wsgi import WSGIMiddleware
 from flask import Flask
 from parity_apps import DOCUMENT, legacy_app, new_app
 from starlette.testclient import TestClient
 from starlette.types import ASGIApp
-from support import through_gateway
+from support import REPO, GatewayProcess, demo_config, eventually, through_gateway
 
 from gateway.adapters.services import Service
 from gateway.context import ANONYMOUS
@@ -191,3 +195,37 @@ def test_standalone_default_is_flasks_error_page() -> None:
         response = client.get("/missing")
     flask_page = Flask("bare").test_client().get("/missing")
     assert (response.status_code, response.content) == (404, flask_page.data)
+
+
+# -- the demo, under a real gateway serve ----------------------------------------------------------
+
+
+@pytest.mark.e2e
+def test_demo_catalog_errors_equal_legacys_under_gateway_serve(tmp_path: Path) -> None:
+    config = demo_config(tmp_path, flags={"catalog-books": {"mode": "legacy"}})
+    gateway = GatewayProcess(config).start()
+    try:
+
+        def answer(request_id: str) -> httpx.Response:
+            url = f"{gateway.base_url}/api/books/9999"
+            return httpx.get(url, headers={"X-Request-ID": request_id}, timeout=5)
+
+        legacy = answer("same-id")
+        assert legacy.headers["x-gateway-backend"] == "legacy"
+        command = ["flags", "set", "catalog-books", "--mode", "new", "--config", str(config)]
+        flip = subprocess.run(
+            [sys.executable, "-m", "gateway.cli", *command],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert flip.returncode == 0, flip.stderr
+        assert eventually(lambda: answer("probe").headers["x-gateway-backend"] == "catalog")
+        new = answer("same-id")
+        assert (new.status_code, new.content) == (404, legacy.content)
+        assert new.headers["content-type"] == legacy.headers["content-type"]
+        assert new.json()["request_id"] == "same-id"
+    finally:
+        gateway.stop()
