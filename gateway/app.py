@@ -219,7 +219,7 @@ def create_app(
         ),
     )
     rollouts = RolloutController(
-        flags, reports, rollout_settings(settings), settings.flags.defaults
+        flags, reports, rollout_settings(settings), settings.flag_defaults()
     )
     flags.listeners.append(rollouts.follow)
     state = GatewayState()
