@@ -18,6 +18,9 @@ routing, whatever the access policies say (with no ``[auth]`` at all, it is clos
   - ``GET  /_gateway/api/flags/{name}``: one flag;
   - ``PUT  /_gateway/api/flags/{name}``: change a flag (JSON: any of ``mode``, ``percentage``,
     ``allow_subjects``, ``deny_subjects``, ``allow_roles``, ``deny_roles``);
+  - ``DELETE /_gateway/api/flags/{name}``: remove it from the store (a flag a route declares is
+    back to its config default; another is gone); ``DELETE /_gateway/api/flags``: every
+    declared flag back to its config default (``gateway.flags.hygiene``);
   - ``GET|PUT /_gateway/api/kill-switch``: ``{"enabled": true}`` sends every flagged route to
     legacy at once; ``false`` lifts it;
   - ``GET  /_gateway/api/shadow``: shadow results of every live worker, added up: per route the
@@ -40,7 +43,7 @@ The FastAPI app is built once, in ``AdminApp.__init__``; it has no lifespan to r
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -68,6 +71,7 @@ from gateway.admin_models import (
 from gateway.auth.policy import authorize, requiring
 from gateway.context import RequestFacts, request_facts
 from gateway.errors import error_body, send_error
+from gateway.flags.hygiene import FlagNotFound, delete_flag, reset_flags
 from gateway.flags.model import FLAG_NAME, FlagSpec, FlagState
 from gateway.flags.runtime import FlagRuntime
 from gateway.flags.stores import StoreUnavailable
@@ -292,11 +296,16 @@ def create_admin_api(
         flag_view(name)
 
     async def change_flags(change: Callable[[FlagState], FlagState], facts: RequestFacts) -> None:
-        actor = f"{facts.identity.subject} ({facts.identity.method})"
+        await store_change(flags.update(change, actor=_actor(facts)))
+
+    async def store_change(changing: Awaitable[object]) -> None:
+        """Await a change to the flags; its failures as the admin API's errors."""
         try:
-            await flags.update(change, actor=actor)
+            await changing
         except StoreUnavailable as exc:
             raise AdminProblem(503, f"the flag store is unavailable: {exc}") from None
+        except FlagNotFound as exc:
+            raise AdminProblem(404, exc.args[0]) from None
 
     # The flag's name is everything after flags/ (a name with a / is simply unknown: 404).
     one_flag = "/flags/{name:path}"
@@ -329,6 +338,25 @@ def create_admin_api(
 
         await change_flags(with_spec, facts)
         return NamedFlag.model_validate({"name": name, **flag_view(name)})
+
+    @admin.delete(
+        one_flag,
+        summary="Remove a flag from the store: back to its config default when a route "
+        "declares it, gone otherwise",
+        responses=_errors(404, 503),
+    )
+    async def delete_one_flag(name: Annotated[str, _FLAG_NAME], facts: _Facts) -> FlagsView:
+        await store_change(delete_flag(flags, name, actor=_actor(facts)))
+        return FlagsView.model_validate(flags.view())
+
+    @admin.delete(
+        "/flags",
+        summary="Reset every declared flag to its config default",
+        responses=_errors(503),
+    )
+    async def reset_all_flags(facts: _Facts) -> FlagsView:
+        await store_change(reset_flags(flags, None, actor=_actor(facts)))
+        return FlagsView.model_validate(flags.view())
 
     @admin.get("/kill-switch", summary="Whether every flagged route is sent to legacy")
     async def kill_switch() -> KillSwitch:
@@ -404,6 +432,10 @@ def create_admin_api(
     for root in root_routers:
         api.include_router(root)
     return api
+
+
+def _actor(facts: RequestFacts) -> str:
+    return f"{facts.identity.subject} ({facts.identity.method})"
 
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -209,7 +209,7 @@ def create_app(
 
     wsgi_app, legacy = build_legacy(settings)
     auth = build_auth(settings, wsgi_app)
-    services = build_services(settings, auth.codec)
+    services = build_services(settings, auth.codec, wsgi_app)
     # One storage backend for the flags and this worker's report: one Redis client per worker.
     storage = build_storage(settings)
     flags = build_flags(settings, storage)
@@ -249,7 +249,7 @@ def create_app(
         ),
     )
     rollouts = RolloutController(
-        flags, reports, rollout_settings(settings), settings.flags.defaults
+        flags, reports, rollout_settings(settings), settings.flag_defaults()
     )
     flags.listeners.append(rollouts.follow)
     state = GatewayState()

@@ -8,7 +8,8 @@ calls these in the order the gateway runs::
     wsgi_app, legacy = build_legacy(settings)
     auth = build_auth(settings, wsgi_app)
     flags = build_flags(settings, build_storage(settings))   # flags and reports share the storage
-    plans = build_route_plans(settings, build_services(settings, auth.codec), legacy, runner)
+    services = build_services(settings, auth.codec, wsgi_app)  # wsgi_app: for gateway.parity
+    plans = build_route_plans(settings, services, legacy, runner)
     table = build_route_table(settings, plans)
     stack = build_middleware(settings, auth)       # in the order a request passes through it
 """
@@ -117,8 +118,11 @@ def _form_limits(settings: Settings, wsgi_app: Any) -> tuple[int | None, int | N
     return own.get("MAX_FORM_PARTS"), own.get("MAX_FORM_MEMORY_SIZE")
 
 
-def build_services(settings: Settings, codec: FlaskSessionCodec | None) -> dict[str, Service]:
-    """Each ``[services.NAME]``, loaded, with the shared Flask session when there is one."""
+def build_services(
+    settings: Settings, codec: FlaskSessionCodec | None, legacy: Any = None
+) -> dict[str, Service]:
+    """Each ``[services.NAME]``, loaded, with the shared Flask session when there is one, and
+    the legacy app the parity helpers imitate (``gateway.parity``)."""
     services: dict[str, Service] = {}
     for name, service in settings.services.items():
         key = f"services.{name}"
@@ -127,7 +131,7 @@ def build_services(settings: Settings, codec: FlaskSessionCodec | None) -> dict[
             raise ConfigError.at(
                 settings.source, f"{key}.app", f"{service.app!r} is not an ASGI app"
             )
-        services[name] = Service(name, app, bridge=codec)
+        services[name] = Service(name, app, bridge=codec, legacy=legacy)
     return services
 
 
@@ -272,7 +276,7 @@ def build_flags(settings: Settings, storage: Storage) -> FlagRuntime:
             load_app(flags.openfeature_provider, {}, settings.source, key)
         )
     return FlagRuntime(
-        defaults=flags.defaults,
+        defaults=settings.flag_defaults(),
         store=FlagStore(storage),
         anonymous_key=flags.anonymous_key,
         override_roles=flags.override_roles,

@@ -8,6 +8,8 @@
     gateway check                          # validate config and routes, exit non-zero on problems
     gateway flags set catalog-books --mode canary --percentage 10
     gateway flags kill                     # every flagged route to legacy, in every process
+    gateway flags reset [NAME]             # back to the routes' [routes.flag] defaults
+    gateway flags delete NAME              # a flag no route declares any more, out of the store
     gateway shadow report                  # what shadow traffic found, over every worker
     gateway record "GET /api/me" --samples 20   # record real traffic (gateway.cli_parity)
     gateway parity "GET /api/me"           # replay it against both sides, compare
@@ -39,8 +41,9 @@ from gateway.app import GatewayApp, create_app
 from gateway.build import build_flags, build_storage
 from gateway.draining import DrainingServer
 from gateway.errors import ConfigError, StartupError
+from gateway.flags.hygiene import change_flags, unused_flag_warnings
 from gateway.flags.model import FlagSpec
-from gateway.flags.stores import StoreUnavailable
+from gateway.flags.stores import FlagStore, StoreUnavailable
 from gateway.log import configure_logging, flush_logs
 from gateway.reports import Report, ReportStore, combine_reports
 from gateway.route_plan import route_label
@@ -121,6 +124,12 @@ def _parser() -> argparse.ArgumentParser:
             metavar="VALUE",
             help=f"replace the {field.replace('-', ' ')} list (repeat for several; '' clears)",
         )
+    add_flag_command(
+        "delete", "remove a flag from the store (one no route declares any more)"
+    ).add_argument("name")
+    add_flag_command(
+        "reset", "put a flag (no NAME: every declared flag) back to its config default"
+    ).add_argument("name", nargs="?")
     add_flag_command("kill", "send every flagged route to legacy now")
     add_flag_command("unkill", "lift the kill switch")
 
@@ -349,6 +358,10 @@ def _check(args: argparse.Namespace) -> int:
             f"{settings.source}: note: service {name!r} does not list its routes "
             "(not a Starlette/FastAPI app), so its routes were not verified"
         )
+    store = FlagStore(build_storage(settings))
+    warnings = asyncio.run(unused_flag_warnings(store, settings.flag_defaults(), settings.source))
+    for warning in warnings:
+        print(warning, file=sys.stderr)
     return 0
 
 
@@ -368,7 +381,7 @@ async def _flags_action(args: argparse.Namespace, settings: Settings) -> int:
         if command in ("get", "set") and args.name not in view["flags"]:
             known = ", ".join(view["flags"]) or "none"
             raise ConfigError.at(
-                settings.source, "flags.defaults", f"unknown flag {args.name!r} (known: {known})"
+                settings.source, "routes", f"unknown flag {args.name!r} (known: {known})"
             )
         if not view["store_loaded"]:
             print(
@@ -383,6 +396,10 @@ async def _flags_action(args: argparse.Namespace, settings: Settings) -> int:
             await runtime.update(
                 lambda state: state.model_copy(update={"flags": {**state.flags, name: spec}}),
                 actor=actor,
+            )
+        elif command in ("delete", "reset"):
+            print(
+                await change_flags(runtime, command, args.name, actor=actor, source=settings.source)
             )
         elif command in ("kill", "unkill"):
             enabled = command == "kill"

@@ -62,7 +62,8 @@ def require_roles(*roles: str) -> Callable[[HTTPConnection], Identity]:
     """A dependency: the caller's identity, which must hold at least one of ``roles``.
 
     401 (with ``WWW-Authenticate``) for an anonymous caller, 403 for one without the role; the
-    service's own exception handlers shape the body.
+    service's own exception handlers shape the body (with
+    ``gateway.parity.install_legacy_error_handlers``, the legacy app's handlers do).
     """
     policy = requiring(roles)
 

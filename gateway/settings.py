@@ -34,7 +34,8 @@ from pydantic import (
 # A leaf: only value modules, never the runtime (``gateway.build`` turns settings into objects).
 from gateway.context import LEGACY
 from gateway.errors import ConfigError
-from gateway.flags.model import FlagSpec, check_flag_names
+from gateway.flags.declarations import defaults_moved, flag_defaults, route_flag
+from gateway.flags.model import FlagSpec
 from gateway.http_tokens import host_pattern_problem, is_method, trusted_proxy_problem
 from gateway.path_template import parse_template
 
@@ -363,11 +364,14 @@ class FlagsSettings(_Section):
     #: flagged routes instead of the gateway's own modes; the kill switch and QA override
     #: still apply. See ``gateway.flags.openfeature``.
     openfeature_provider: str | None = None
-    #: Each flag's state until a store says otherwise (and whenever the store is unreachable
-    #: before its first read).
-    defaults: dict[str, FlagSpec] = Field(default_factory=dict)
 
-    _flag_names = field_validator("defaults")(lambda value: check_flag_names(value))
+    @model_validator(mode="before")
+    @classmethod
+    def _no_defaults(cls, data: Any) -> Any:
+        # Flags are declared on their routes now ([routes.flag]); say how, not "unknown key".
+        if isinstance(data, dict) and isinstance(data.get("defaults"), dict):
+            raise ValueError(defaults_moved(data["defaults"]))
+        return data
 
 
 class ShadowRouteSettings(_Section):
@@ -502,8 +506,10 @@ class RouteSettings(_Section):
     methods: tuple[Method, ...]
     #: ``"legacy"`` or the name of a service.
     backend: str
-    #: A flag from ``[flags.defaults]`` that decides, per request, whether ``backend`` or the
-    #: legacy app serves the route. No flag: ``backend`` always serves it.
+    #: The flag that decides, per request, whether ``backend`` or the legacy app serves the
+    #: route: a ``[routes.flag]`` table declares it (``name`` plus the ``FlagSpec`` keys), a
+    #: string names a flag another route declares (``gateway.flags.declarations``). After
+    #: validation, the name (a ``FlagName``). No flag: ``backend`` always serves it.
     flag: str | None = None
     #: Seconds the new side gets to start its answer; later counts as a failure (504, or
     #: legacy's answer with ``fallback``).
@@ -520,6 +526,8 @@ class RouteSettings(_Section):
     record: RecordRouteSettings | None = None
     #: How ``gateway rollout start`` moves the route's flag (defaults when absent).
     rollout: RolloutSettings | None = None
+
+    _flag = field_validator("flag", mode="wrap")(route_flag)
 
     @field_validator("methods")
     @classmethod
@@ -616,18 +624,11 @@ class Settings(_Section):
                     f"routes[{index}].backend: unknown backend {route.backend!r} "
                     f"(known: {', '.join(known)})"
                 )
-            if route.flag is not None:
-                if route.flag not in self.flags.defaults:
-                    defined = ", ".join(self.flags.defaults) or "none"
-                    problems.append(
-                        f"routes[{index}].flag: unknown flag {route.flag!r} "
-                        f"(defined in [flags.defaults]: {defined})"
-                    )
-                if route.backend == LEGACY:
-                    problems.append(
-                        f"routes[{index}].flag: a flagged route's backend must be a service "
-                        "(the flag chooses between it and legacy)"
-                    )
+            if route.flag is not None and route.backend == LEGACY:
+                problems.append(
+                    f"routes[{index}].flag: a flagged route's backend must be a service "
+                    "(the flag chooses between it and legacy)"
+                )
             if route.backend == LEGACY:
                 for key in ("timeout", "fallback", "breaker", "shadow"):
                     if getattr(route, key) not in (None, False):
@@ -642,9 +643,15 @@ class Settings(_Section):
                     f"routes[{index}].shadow: needs a flag (shadowing starts when the flag's "
                     "mode is 'shadow')"
                 )
+        problems.extend(flag_defaults([route.flag for route in self.routes])[1])
         if problems:
             raise ValueError(PROBLEM_SEPARATOR.join(problems))
         return self
+
+    def flag_defaults(self) -> dict[str, FlagSpec]:
+        """Each flag its routes declare (``[routes.flag]``): its state until the flag store
+        says otherwise, and whenever the store is unreachable before its first read."""
+        return flag_defaults([route.flag for route in self.routes])[0]
 
 
 def load_settings(path: str | Path | None, environ: Mapping[str, str]) -> Settings:

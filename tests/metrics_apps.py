@@ -33,7 +33,7 @@ sha256 = "d3b2fd8274017751cc95b3b55973ae90951714bc1755f08aad059f62d66553bd"
 roles = ["user"]
 """
 
-#: A service route, and one behind a flag that sends it to the service.
+#: A service route, and one behind a flag (declared here) that sends it to the service.
 ROUTES = """
 [[routes]]
 path = "/new/hello"
@@ -44,7 +44,9 @@ backend = "svc"
 path = "/flagged/{n:int}"
 methods = ["GET"]
 backend = "svc"
-flag = "flagged"
+[routes.flag]
+name = "flagged"
+mode = "new"
 """
 
 

@@ -33,8 +33,8 @@ OPERATIONS = {
     "/_gateway/ready": {"get"},
     "/_gateway/routes": {"get"},
     "/_gateway/openapi.json": {"get"},
-    "/_gateway/api/flags": {"get"},
-    "/_gateway/api/flags/{name}": {"get", "put"},
+    "/_gateway/api/flags": {"get", "delete"},
+    "/_gateway/api/flags/{name}": {"get", "put", "delete"},
     "/_gateway/api/kill-switch": {"get", "put"},
     "/_gateway/api/shadow": {"get"},
     "/_gateway/api/breakers": {"get"},
@@ -127,6 +127,8 @@ async def test_the_document_is_generated_and_lists_every_endpoint(admin: AdminAp
                 expected.add(404)
             if method == "put":
                 expected |= {413, 503}
+            if method == "delete":
+                expected.add(503)
             assert statuses == expected, (method, path)
             for status, response in responses.items():
                 if int(status) >= 400 and path != "/_gateway/ready":
@@ -152,9 +154,9 @@ async def test_head_answers_like_get_without_a_body(admin: AdminApp, path: str) 
         ("DELETE", "/_gateway/ready", "GET, HEAD", "/_gateway/ready"),
         ("PUT", "/_gateway/routes", "GET, HEAD", "/_gateway/routes"),
         ("POST", "/_gateway/openapi.json", "GET, HEAD", "/_gateway/openapi.json"),
-        ("POST", "/_gateway/api/flags", "GET, HEAD", "/_gateway/api/flags"),
-        ("DELETE", "/_gateway/api/flags/catalog-books", "GET, HEAD, PUT", None),
-        ("POST", "/_gateway/api/flags/catalog-books", "GET, HEAD, PUT", None),
+        ("POST", "/_gateway/api/flags", "DELETE, GET, HEAD", "/_gateway/api/flags"),
+        ("PATCH", "/_gateway/api/flags/catalog-books", "DELETE, GET, HEAD, PUT", None),
+        ("POST", "/_gateway/api/flags/catalog-books", "DELETE, GET, HEAD, PUT", None),
         ("OPTIONS", "/_gateway/api/kill-switch", "GET, HEAD, PUT", "/_gateway/api/kill-switch"),
         ("PUT", "/_gateway/api/shadow", "GET, HEAD", "/_gateway/api/shadow"),
         ("DELETE", "/_gateway/api/breakers", "GET, HEAD", "/_gateway/api/breakers"),

@@ -31,6 +31,7 @@ SETTINGS_MAY_IMPORT = {
     # The rollout state is part of the flag state document (a value module, like flags.model).
     "gateway.rollout",
     "gateway.rollout.state",
+    "gateway.flags.declarations",
 }
 
 

@@ -29,8 +29,6 @@ threads = 4"""
     + """
 [flags]
 store = "memory"
-[flags.defaults.flagged]
-mode = "new"
 """
     + ROUTES
 )

@@ -38,7 +38,7 @@ mode_file = "{mode_file}"
 path = "/api/books"
 methods = ["GET"]
 backend = "flaky"
-flag = "catalog-books"
+flag = {{ name = "catalog-books", mode = "canary", percentage = 50 }}
 [routes.rollout]
 steps = [10, 50, 100]
 hold = {hold}

@@ -44,16 +44,14 @@ roles = ["admin"]
 [flags]
 store = "file"
 file = "var/flags.json"
-[flags.defaults.things]
-mode = "shadow"
-[flags.defaults.guarded]
-mode = "new"
 
 [[routes]]
 path = "/thing/{thing_id:int}"
 methods = ["GET", "POST"]
 backend = "svc"
-flag = "things"
+[routes.flag]
+name = "things"
+mode = "shadow"
 [routes.shadow]
 noise_sample_rate = 1.0
 
@@ -85,9 +83,11 @@ flag = "things"
 path = "/guarded/{mode}"
 methods = ["GET", "PUT", "POST"]
 backend = "svc"
-flag = "guarded"
 timeout = 1.0
 fallback = true
+[routes.flag]
+name = "guarded"
+mode = "new"
 
 [[routes]]
 path = "/fragile"

@@ -44,10 +44,6 @@ max_body_size = 100
 
 [flags]
 store = "memory"
-[flags.defaults.flagged]
-mode = "new"
-[flags.defaults.shadowed]
-mode = "shadow"
 
 """
     + ROUTES
@@ -67,7 +63,9 @@ cooldown = 60
 path = "/shadowed"
 methods = ["GET", "POST"]
 backend = "svc"
-flag = "shadowed"
+[routes.flag]
+name = "shadowed"
+mode = "shadow"
 [routes.shadow]
 noise_sample_rate = 0.0
 side_effect_free = false

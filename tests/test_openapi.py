@@ -60,6 +60,8 @@ def client(gateway: GatewayApp) -> Iterator[TestClient]:
 def admin(client: TestClient) -> TestClient:
     login = client.post("/login", data={"username": "alice", "password": "wonderland"})
     assert login.status_code == 200
+    # A cookie-signed change must say it is not cross-site (gateway.csrf), as the page does.
+    client.headers["X-Gateway-CSRF"] = "1"
     return client
 
 

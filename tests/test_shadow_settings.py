@@ -21,9 +21,6 @@ app = "legacy_flask:create_app"
 
 [services.svc]
 app = "shadow_apps:create_candidate"
-
-[flags.defaults.things]
-mode = "shadow"
 """
 
 FLAGGED = """
@@ -31,7 +28,7 @@ FLAGGED = """
 path = "/thing/{thing_id:int}"
 methods = ["GET", "POST"]
 backend = "svc"
-flag = "things"
+flag = { name = "things", mode = "shadow" }
 """
 
 ON_LEGACY = """
@@ -58,7 +55,8 @@ def problems_of(tmp_path: Path, routes: str) -> list[str]:
     ("routes", "key", "problem"),
     [
         (
-            FLAGGED.replace('flag = "things"\n', "") + "[routes.shadow]\nsample_rate = 0.5\n",
+            FLAGGED.replace('flag = { name = "things", mode = "shadow" }\n', "")
+            + "[routes.shadow]\nsample_rate = 0.5\n",
             "routes[0].shadow",
             "needs a flag (shadowing starts when the flag's mode is 'shadow')",
         ),
@@ -78,7 +76,7 @@ def problems_of(tmp_path: Path, routes: str) -> list[str]:
             "only for a route whose backend is a service",
         ),
         (
-            ON_LEGACY + 'flag = "things"\n[routes.shadow]\n',
+            ON_LEGACY + 'flag = { name = "things" }\n[routes.shadow]\n',
             "routes[0].shadow",
             "only for a route whose backend is a service",
         ),
@@ -252,7 +250,9 @@ def test_shadow_settings_reach_the_plan(tmp_path: Path) -> None:
 def test_a_guarded_route_is_served_through_a_guarded_service(
     tmp_path: Path, guards: str, breaker: dict[str, Any] | None
 ) -> None:
-    routes = FLAGGED.replace('flag = "things"\n', "") + guards + ON_LEGACY
+    routes = (
+        FLAGGED.replace('flag = { name = "things", mode = "shadow" }\n', "") + guards + ON_LEGACY
+    )
     settings = load(tmp_path, routes)
     guarded, plain = build_route_plans(settings, {"svc": svc_app}, legacy_app)
     assert isinstance(guarded.app, GuardedService)

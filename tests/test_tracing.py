@@ -56,22 +56,18 @@ access = "authenticated"
 
 [flags]
 store = "memory"
-[flags.defaults.to-new]
-mode = "new"
-[flags.defaults.shadowed]
-mode = "shadow"
 
 [[routes]]
 path = "/new"
 methods = ["GET"]
 backend = "svc"
-flag = "to-new"
+flag = { name = "to-new", mode = "new" }
 
 [[routes]]
 path = "/shadowed"
 methods = ["GET"]
 backend = "native"
-flag = "shadowed"
+flag = { name = "shadowed", mode = "shadow" }
 [routes.shadow]
 noise_sample_rate = 0.0
 

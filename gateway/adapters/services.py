@@ -5,7 +5,7 @@ lifespan protocol itself, in config order at start-up and in reverse at shut-dow
 state each lifespan yields, handing it to the service's requests as ``scope["state"]`` the way
 uvicorn does for a top-level app::
 
-    service = Service("catalog", fastapi_app)
+    service = Service("catalog", fastapi_app, legacy=flask_app)   # legacy: for gateway.parity
     await service.startup()        # raises StartupError if the lifespan fails
     await service(scope, receive, send)
     await service.shutdown()
@@ -23,6 +23,7 @@ from gateway.auth.shared_session import SessionBridge, SessionCodec
 from gateway.errors import StartupError
 from gateway.head import as_get
 from gateway.inventory import service_routes
+from gateway.parity.reference import as_legacy_app, bind_legacy_app, unbind_legacy_app
 from gateway.path_template import parse_template, shape
 from gateway.routes import RouteTable, Rule
 
@@ -32,7 +33,14 @@ log = structlog.get_logger("gateway.services")
 class Service:
     """One new-side service: an ASGI app with a name and a lifespan the gateway drives."""
 
-    def __init__(self, name: str, app: ASGIApp, *, bridge: SessionCodec | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        app: ASGIApp,
+        *,
+        bridge: SessionCodec | None = None,
+        legacy: object = None,
+    ) -> None:
         self.name = name
         #: The service's own app (lifespan, route listing).
         self.app = app
@@ -42,6 +50,8 @@ class Service:
         self._own_head = _head_routes(app)
         # Requests reach the app through the shared Flask session, when there is one.
         self._handler = SessionBridge(app, codec=bridge) if bridge is not None else app
+        #: The legacy Flask app, which the parity helpers imitate (``gateway.parity``).
+        self._legacy = as_legacy_app(legacy)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # uvicorn gives each request a shallow copy of the lifespan state; so does the gateway.
@@ -54,7 +64,11 @@ class Service:
             # the body: a migrated route keeps answering HEAD as it did on legacy.
             scope, send = as_get(scope, send)
         guard = _ServerErrorGuard(send)
-        await self._handler(scope, receive, guard)
+        token = bind_legacy_app(self._legacy)
+        try:
+            await self._handler(scope, receive, guard)
+        finally:
+            unbind_legacy_app(token)
         await guard.release()
 
     async def __aenter__(self) -> Service:

@@ -4,7 +4,7 @@ The request path calls ``evaluate`` and nothing else: a dictionary lookup and a 
 store is read once at start-up (bounded by a timeout) and then watched in the background; a store
 that is down leaves the last snapshot (or the config's defaults) serving::
 
-    runtime = FlagRuntime(defaults=settings.flags.defaults, store=store, ...)
+    runtime = FlagRuntime(defaults=settings.flag_defaults(), store=store, ...)
     await runtime.start()                          # in the gateway's lifespan
     decision = runtime.evaluate("catalog-books", identity, client_address, override_header_value)
     await runtime.update(lambda state: ..., actor="alice")   # admin API and CLI
@@ -131,6 +131,11 @@ class FlagRuntime:
             listener(state)
         if changed:
             log.info("flags.applied", version=state.version, kill_switch=state.kill_switch)
+
+    @property
+    def defaults(self) -> Mapping[str, FlagSpec]:
+        """The flags the routes declare, with their config defaults."""
+        return self._defaults
 
     @property
     def loaded(self) -> bool:

@@ -41,7 +41,7 @@ class RolloutCommands:
         self._by_flag = rollout_settings(settings)
 
     def _default(self, flag: str) -> FlagSpec:
-        return self._settings.flags.defaults.get(flag, FlagSpec())
+        return self._settings.flag_defaults().get(flag, FlagSpec())
 
     async def start(self, route: str, *, actor: str) -> tuple[str, RolloutState]:
         found = find_route(self._settings, route)

@@ -14,9 +14,9 @@ from contextlib import asynccontextmanager
 import structlog
 from fastapi import FastAPI
 
+from gateway.parity import LegacyJSONResponse, install_legacy_error_handlers
 from new_services.accounts import routes
-from new_services.errors import install_error_handlers
-from new_services.responses import FlaskJSONResponse
+from new_services.standalone import legacy_error_app
 
 log = structlog.get_logger(__name__)
 
@@ -30,11 +30,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app() -> FastAPI:
     app = FastAPI(
-        default_response_class=FlaskJSONResponse,
+        default_response_class=LegacyJSONResponse,
         title="accounts",
         summary="Who the caller is, migrated from the legacy Flask app.",
         lifespan=lifespan,
     )
-    install_error_handlers(app)
+    install_legacy_error_handlers(app, standalone=legacy_error_app)
     app.include_router(routes.router)
     return app

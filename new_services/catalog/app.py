@@ -17,12 +17,12 @@ import structlog
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
+from gateway.parity import LegacyJSONResponse, install_legacy_error_handlers
 from legacy_flask.db import init_db, resolve_database_path
 from new_services.catalog import routes
 from new_services.catalog.routes import CatalogState
 from new_services.catalog.store import BookStore
-from new_services.errors import install_error_handlers
-from new_services.responses import FlaskJSONResponse
+from new_services.standalone import legacy_error_app
 
 log = structlog.get_logger(__name__)
 
@@ -34,12 +34,12 @@ def create_app(database: str | os.PathLike[str] | None = None) -> FastAPI:
     then ``var/bookstore.sqlite3``), so the two meet on one file with no configuration."""
     path = resolve_database_path(database)
     app = FastAPI(
-        default_response_class=FlaskJSONResponse,
+        default_response_class=LegacyJSONResponse,
         title="catalog",
         summary="The bookstore's books, migrated from the legacy Flask app.",
         lifespan=_lifespan_for(path),
     )
-    install_error_handlers(app)
+    install_legacy_error_handlers(app, standalone=legacy_error_app)
     app.include_router(routes.router)
     return app
 

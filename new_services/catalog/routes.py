@@ -7,12 +7,12 @@ thread pool, off the event loop.
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, TypedDict
 
 import structlog
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 
+from gateway.parity import legacy_json_body
 from new_services.catalog.models import Book, BookList, parse_new_book
 from new_services.catalog.store import BookStore
 from new_services.security import AuthenticatedIdentity
@@ -35,25 +35,8 @@ async def get_store(request: Request) -> BookStore:
     return store
 
 
-async def json_body_or_none(request: Request) -> Any:
-    """The decoded JSON body, or ``None`` when it is not JSON.
-
-    Mirrors Flask's ``request.get_json(silent=True)``, so a malformed body gets the legacy
-    app's 400 instead of FastAPI's 422.
-    """
-    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-    if media_type != "application/json" and not (
-        media_type.startswith("application/") and media_type.endswith("+json")
-    ):
-        return None
-    try:
-        return json.loads(await request.body())
-    except ValueError:  # JSONDecodeError and UnicodeDecodeError both subclass it
-        return None
-
-
 Store = Annotated[BookStore, Depends(get_store)]
-JsonBody = Annotated[Any, Depends(json_body_or_none)]
+JsonBody = Annotated[Any, Depends(legacy_json_body)]
 
 
 @router.get("/api/books")
