@@ -34,6 +34,7 @@ from pydantic import ValidationError
 from gateway import __version__, cli_rollout
 from gateway.app import GatewayApp, create_app
 from gateway.build import build_flags, build_storage
+from gateway.cli_migrate import register as register_migration_commands
 from gateway.draining import DrainingServer
 from gateway.errors import ConfigError, StartupError
 from gateway.flags.model import FlagSpec
@@ -43,6 +44,7 @@ from gateway.reports import Report, ReportStore, combine_reports
 from gateway.route_plan import route_label
 from gateway.settings import CONFIG_ENV, DEFAULT_CONFIG, Settings, load_settings
 from gateway.shadow.report import render_report, render_table
+from gateway.url_for_check import url_for_problems
 
 EXIT_CONFIG = 2
 EXIT_STARTUP = 1
@@ -142,6 +144,7 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--recent", type=int, default=10, help="mismatches shown (default 10)")
     report.set_defaults(handler=_shadow_report)
     cli_rollout.register(commands)
+    register_migration_commands(commands)
     return parser
 
 
@@ -321,6 +324,9 @@ def _check(args: argparse.Namespace) -> int:
     gateway = create_app(settings, log_stream=sys.stderr)
     migrated = sum(1 for route in settings.routes if route.backend != "legacy")
     legacy_rules = len(gateway.inventory.legacy_routes)
+    dangling = url_for_problems(gateway.legacy.wsgi_app)
+    if dangling:
+        raise ConfigError(dangling)
     print(
         f"{settings.source}: ok: {len(settings.routes)} routes ({migrated} to services), "
         f"{len(settings.services)} services, {legacy_rules} legacy rules"
