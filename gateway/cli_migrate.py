@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gateway.log import configure_logging
 from gateway.route_lookup import RouteNotFound
 from gateway.scaffold.plan import ScaffoldError, plan_scaffold, write_plan
 from gateway.scaffold.rules import RuleNotFound
@@ -72,6 +73,7 @@ def _config_path(args: argparse.Namespace) -> Path:
 
 
 def _scaffold(args: argparse.Namespace) -> int:
+    _quiet_logging()
     try:
         plan = plan_scaffold(_config_path(args), args.method, args.rule, args.service, os.environ)
     except (ScaffoldError, RuleNotFound) as exc:
@@ -82,8 +84,15 @@ def _scaffold(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quiet_logging() -> None:
+    # Warnings (the flag store's audit line among them) go to stderr; the report to stdout.
+    configure_logging(format="console", level="warning", stream=sys.stderr)
+
+
 def _retire(args: argparse.Namespace) -> int:
     from gateway.retire import RetireRefused, retire
+
+    _quiet_logging()
 
     try:
         print(retire(_config_path(args), args.route, os.environ, force=args.force))

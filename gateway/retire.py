@@ -95,17 +95,22 @@ def retire(config: Path, text: str, environ: Mapping[str, str], *, force: bool =
         rule=view.rule,
         drop_flag_defaults=None if shared else name,
     )
-    stage_config(config, new_text)
+    retired_settings = stage_config(config, new_text)
     write_file(config, new_text)
     lines = [
         *(f"warning: --force: {line}" for line in missing if force),
         f"retired {found.label}: service {route.backend} serves it alone ({where})",
     ]
     if name is not None and not shared:
-        lines.append(asyncio.run(_delete_flag(settings, name)))
+        # With the new config's flags, so the store's audit line shows the flag gone.
+        lines.append(asyncio.run(_delete_flag(retired_settings, name)))
     elif name is not None:
         lines.append(f"flag {name} stays: other routes use it")
     lines += notes
+    lines.append(
+        "restart (or reload) the running gateways now: until then they serve the route with "
+        "the old config; delete the view only after that"
+    )
     lines += _deletable(config.resolve().parent, view)
     return "\n".join(lines)
 

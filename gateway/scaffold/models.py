@@ -14,6 +14,7 @@ need the names and layout of the generated module around it.
 
 from __future__ import annotations
 
+import json
 import keyword
 import re
 from dataclasses import dataclass, field
@@ -31,7 +32,8 @@ class _Writer:
     uses_any: bool = False
 
     def class_name(self, hint: str) -> str:
-        base = "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]+", hint) if part)
+        parts = re.split(r"[^A-Za-z0-9]+", hint)
+        base = "".join(part[0].upper() + part[1:] for part in parts if part)
         base = base if base and base[0].isalpha() else f"Model{base}"
         name, number = base, 2
         while name in self.names:
@@ -76,7 +78,7 @@ class _Writer:
             if attribute != key:
                 self.uses_field = True
                 default_arg = f"default={default}, " if default else ""
-                default = f"Field({default_arg}alias={key!r})"
+                default = f"Field({default_arg}alias={json.dumps(key)})"
             lines.append(f"    {attribute}: {annotation}" + (f" = {default}" if default else ""))
         if any(_attribute(key) != key for key in properties):
             lines.insert(1, "    model_config = ConfigDict(populate_by_name=True)")

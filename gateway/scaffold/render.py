@@ -166,8 +166,11 @@ def router_module(
         # The gateway enforced the policy already; checking here too keeps the service safe
         # when run on its own.
         params.append(f"identity: Annotated[Identity, Depends(require_roles({roles}))]")
-    signature = ", ".join(params)
     returns = f" -> {model.annotation}" if model is not None else ""
+    definition = f"async def {route.view_name}({', '.join(params)}){returns}:"
+    if len(definition) > 100:  # as ruff format would wrap it
+        lines = "".join(f"    {param},\n" for param in params)
+        definition = f"async def {route.view_name}(\n{lines}){returns}:"
     decorator_extra = ""
     if model is not None and not re.fullmatch(r"\w+", model.annotation):
         decorator_extra = f", response_model={model.annotation}"
@@ -199,7 +202,7 @@ def router_module(
         "",
         f'@router.{route.method.lower()}("{route.fastapi_path}", '
         f"response_class=LegacyJSONResponse{decorator_extra})",
-        f"async def {route.view_name}({signature}){returns}:",
+        definition,
         _indent_docstring(docstring),
         "    # Until this is written, shadow mode keeps legacy answering and reports the 501s.",
         f'    raise HTTPException(501, "{route.label} is not migrated yet")',

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,7 +185,7 @@ def convert_variable(
         return PathParam(name, "str", f"{{{name}:path}}")
     if issubclass(cls, AnyConverter):
         items = [item for item in positional if isinstance(item, str)]
-        literal = ", ".join(repr(item) for item in items)
+        literal = ", ".join(json.dumps(item) for item in items)
         return PathParam(name, f"Literal[{literal}]" if items else "str", plain)
     if issubclass(cls, UnicodeConverter):
         length = bound.get("length")
