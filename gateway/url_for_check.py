@@ -64,7 +64,15 @@ def _template_calls(app: Any) -> Iterator[tuple[str, str]]:
 def _module_calls(app: Any) -> Iterator[tuple[str, str]]:
     roots = {Path(app.root_path)}
     roots |= {Path(bp.root_path) for bp in getattr(app, "blueprints", {}).values()}
-    files = sorted({file for root in roots if root.is_dir() for file in root.rglob("*.py")})
+    files = sorted(
+        {
+            file
+            for root in roots
+            if root.is_dir()
+            for file in root.rglob("*.py")
+            if not _skipped(file.relative_to(root))
+        }
+    )
     for file in files:
         try:
             tree = ast.parse(file.read_text(encoding="utf-8"), str(file))
@@ -82,3 +90,12 @@ def _module_calls(app: Any) -> Iterator[tuple[str, str]]:
                 and isinstance(first.value, str)
             ):
                 yield f"{display_path(str(file))}:{node.lineno}", first.value
+
+
+def _skipped(relative: Path) -> bool:
+    """Not the app's code: hidden folders (``.venv``, ``.tox``) and installed packages, which an
+    app kept in a single module at the project's root would otherwise drag in."""
+    return any(part.startswith(".") or part in _NOT_APP_CODE for part in relative.parts[:-1])
+
+
+_NOT_APP_CODE = frozenset({"site-packages", "node_modules", "__pycache__", "venv"})

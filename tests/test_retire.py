@@ -20,6 +20,7 @@ from support import GatewayProcess, eventually
 from gateway.flask_support import add_retired_rules
 from gateway.retire import retire_edit
 from gateway.settings import Settings
+from gateway.url_for_check import url_for_problems
 
 API_KEY = {"X-API-Key": "demo-reporting-key-not-a-secret"}  # the demo's documented key
 ADMIN = {"Authorization": ""}
@@ -159,7 +160,7 @@ def test_retire_force_retires_without_evidence_and_says_so(tmp_path: Path) -> No
 # -- in-process ----------------------------------------------------------------------------------
 
 
-def retired_settings(rule: str = "/admin/users") -> Settings:
+def retired_settings(**route: object) -> Settings:
     return Settings.model_validate(
         {
             "legacy": {"app": "legacy:app"},
@@ -169,7 +170,8 @@ def retired_settings(rule: str = "/admin/users") -> Settings:
                     "path": "/admin/users",
                     "methods": ["GET"],
                     "backend": "admin",
-                    "retired": {"endpoint": "admin.list_users", "rule": rule},
+                    "retired": {"endpoint": "admin.list_users", "rule": "/admin/users"},
+                    **route,
                 }
             ],
         }
@@ -207,21 +209,7 @@ def test_add_retired_rules_reads_a_config_file(tmp_path: Path) -> None:
 
 def test_a_retired_route_cannot_keep_a_fallback() -> None:
     with pytest.raises(ValueError, match=r"routes\[0\]\.retired: a retired route is served"):
-        Settings.model_validate(
-            {
-                "legacy": {"app": "legacy:app"},
-                "services": {"admin": {"app": "admin:app"}},
-                "routes": [
-                    {
-                        "path": "/admin/users",
-                        "methods": ["GET"],
-                        "backend": "admin",
-                        "fallback": True,
-                        "retired": {"endpoint": "admin.list_users", "rule": "/admin/users"},
-                    }
-                ],
-            }
-        )
+        retired_settings(fallback=True)
 
 
 RETIRE_TEXT = """\
@@ -253,3 +241,28 @@ def test_retire_edit_keeps_comments_and_the_next_sections_introduction() -> None
         "# The second route: kept as it is.\n"
         '[[routes]]\npath = "/b"\nmethods = ["GET"]\nbackend = "svc"\n'
     )
+
+
+def test_url_for_problems_checks_constant_endpoints_in_templates_and_modules(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "page.html").write_text(
+        "{{ url_for('live') }}\n{{ url_for('.relative') }}\n{{ url_for(name) }}\n"
+        "<a href=\"{{ url_for('gone', x=1) }}\">\n"
+    )
+    (tmp_path / "views.py").write_text(
+        "from flask import url_for, helpers\nurl_for('gone')\nhelpers.url_for('live')\n"
+    )
+    (tmp_path / ".venv").mkdir()
+    (tmp_path / ".venv" / "lib.py").write_text("url_for('not.app.code')\n")
+    monkeypatch.chdir(tmp_path)
+    app = Flask("views", root_path=str(tmp_path))
+    app.add_url_rule("/live", "live", lambda: "")
+    problems = url_for_problems(app)
+    assert [problem.split(": no rule")[0] for problem in problems] == [
+        "templates/page.html:4: url_for('gone')",
+        "views.py:2: url_for('gone')",
+    ]
+    add_retired_rules(app, retired_settings(retired={"endpoint": "gone", "rule": "/gone"}))
+    assert url_for_problems(app) == []
