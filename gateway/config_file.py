@@ -8,7 +8,7 @@ failed command leaves the file exactly as it was::
     check_writable(path)                     # before any file is written
     ...edit doc...
     stage_config(path, tomlkit.dumps(doc))   # load_settings on the new text; ConfigError if bad
-    replace_config(path, tomlkit.dumps(doc)) # temporary file + fsync + rename, mode kept
+    write_file(path, tomlkit.dumps(doc))     # temporary file + fsync + rename, mode kept
 """
 
 from __future__ import annotations
@@ -100,10 +100,6 @@ def write_file(path: Path, text: str) -> None:
         write_atomically(path, text.encode("utf-8"))
     except StoreUnavailable as exc:
         raise ConfigError([f"{exc}; nothing was changed"]) from None
-
-
-def replace_config(path: Path, text: str) -> None:
-    write_file(path, text)
 
 
 # -- keeping comments where they belong ---------------------------------------------------------

@@ -332,7 +332,7 @@ def test_replace_config_keeps_the_mode(tmp_path: Path) -> None:
     config = tmp_path / "gateway.toml"
     config.write_text("old\n")
     config.chmod(0o640)
-    config_file.replace_config(config, "new\n")
+    config_file.write_file(config, "new\n")
     assert config.read_text() == "new\n"
     assert stat.S_IMODE(config.stat().st_mode) == 0o640
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gateway.toml"]

@@ -14,7 +14,7 @@ service gets a copy of each safe request and the answers are compared
 from __future__ import annotations
 
 import tomlkit
-from tomlkit.items import AoT, Table
+from tomlkit.items import AoT
 
 from gateway.config_file import append_table, append_to_array
 
@@ -86,9 +86,3 @@ def add_scaffolded_route(
         raise ValueError("routes is not an array of tables ([[routes]])")
     append_to_array(routes, route, comment)
     return tomlkit.dumps(doc)
-
-
-def service_table(text: str, service: str) -> Table | None:
-    services = tomlkit.parse(text).get("services")
-    found = services.get(service) if services is not None else None
-    return found if isinstance(found, Table) else None

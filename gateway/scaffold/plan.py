@@ -217,7 +217,7 @@ def _response_model(route: FlaskRoute, bodies: list[Any]) -> ModelSource | None:
 
 
 def _unused_flag_name(settings: Settings, wanted: str) -> str:
-    taken = set(settings.flags.defaults)
+    taken = {str(route.flag) for route in settings.routes if route.flag is not None}
     name, number = wanted, 2
     while name in taken:
         name, number = f"{wanted}-{number}", number + 1

@@ -108,7 +108,7 @@ def find_flask_route(app: Any, method: str, text: str) -> FlaskRoute:
     if not candidates:
         labels = flask_rule_labels(app)
         asked = f"{method} {text.strip()}"
-        near = difflib.get_close_matches(asked, labels, n=3, cutoff=0.6)
+        near = difflib.get_close_matches(asked, labels, n=3, cutoff=0.75)
         hint = f"; did you mean {' or '.join(repr(n) for n in near)}?" if near else ""
         raise RuleNotFound(
             f"the legacy app has no rule for {asked!r}{hint} (`gateway routes` lists them all)"
