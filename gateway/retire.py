@@ -4,10 +4,10 @@ It refuses (``RetireRefused``, saying what is missing) unless the route's flag s
 the new side (mode ``new``, nobody denied, the kill switch off) and the running workers'
 record (``gateway.reports``) shows no shadow mismatch, no candidate error, no fallback and no
 breaker trip for it. Then it edits ``gateway.toml``: the route loses its flag, shadow,
-fallback, breaker and record settings and gains ``[routes.retired]`` (the Flask endpoint and
-rule), so the service serves it alone and ``url_for`` of the endpoint keeps building once the
-view is deleted. The flag leaves the flag store when no other route uses it. It prints which
-Flask view and which tests can now be deleted::
+fallback, breaker, record and rollout settings and gains ``[routes.retired]`` (the Flask
+endpoint and rule), so the service serves it alone and ``url_for`` of the endpoint keeps
+building once the view is deleted. The flag leaves the flag store when no other route uses
+it. It prints which Flask view and which tests can now be deleted::
 
     print(retire(Path("gateway.toml"), "GET /admin/users", os.environ))
 """
@@ -43,7 +43,15 @@ from gateway.scaffold.rules import FlaskRoute, display_path, find_flask_route
 from gateway.settings import RouteSettings, Settings, load_settings
 
 #: The keys of a ``[[routes]]`` entry that only mean something while legacy can still answer.
-MIGRATION_KEYS = ("flag", "shadow", "fallback", "fallback_max_body", "breaker", "record")
+MIGRATION_KEYS = (
+    "flag",
+    "shadow",
+    "fallback",
+    "fallback_max_body",
+    "breaker",
+    "record",
+    "rollout",
+)
 
 
 class RetireRefused(Exception):
