@@ -48,7 +48,7 @@ class RouteRow(BaseModel):
     methods: list[str]
     served_by: str | None
     flag: str | None
-    status: Literal["migrated", "legacy", "new-only", "unrouted"]
+    status: Literal["migrated", "retired", "legacy", "new-only", "unrouted"]
     legacy_endpoint: str | None
     services: list[str]
 

@@ -61,6 +61,7 @@ from gateway.metrics.recorder import STATE_KEY
 from gateway.openapi import app_docs
 from gateway.recording.writer import SampleWriter
 from gateway.reports import ReportPublisher, ReportStore
+from gateway.resilience import GuardedService
 from gateway.rollout.api import rollout_router
 from gateway.rollout.commands import RolloutCommands, rollout_settings
 from gateway.rollout.controller import RolloutController
@@ -234,6 +235,7 @@ def create_app(
         raise ConfigError(problems)
 
     breakers = [plan.breaker for plan in plans if plan.breaker is not None]
+    guards = [plan.app for plan in plans if isinstance(plan.app, GuardedService)]
     results = shadow.results
     outcomes = RolloutOutcomes(results, labels_by_flag(plans))
     flags.listeners.append(outcomes.follow)
@@ -243,9 +245,13 @@ def create_app(
             "shadow": results.snapshot(),
             "breakers": {breaker.label: breaker.view() for breaker in breakers},
             "rollouts": outcomes.snapshot(),
+            "fallbacks": {guard.label: guard.fallbacks for guard in guards if guard.fallbacks},
         },
         version=lambda: (
-            results.version + sum(breaker.changes for breaker in breakers) + outcomes.version
+            results.version
+            + sum(breaker.changes for breaker in breakers)
+            + outcomes.version
+            + sum(guard.fallbacks for guard in guards)
         ),
     )
     rollouts = RolloutController(

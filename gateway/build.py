@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
+from flask import Flask
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp
 
@@ -42,6 +43,7 @@ from gateway.errors import ConfigError, DuplicateRouteError
 from gateway.flags.openfeature import OpenFeatureEvaluator
 from gateway.flags.runtime import FlagRuntime
 from gateway.flags.stores import FlagStore
+from gateway.flask_support import add_retired_rules
 from gateway.loading import import_object, load_app
 from gateway.metrics import Metrics
 from gateway.middleware.auth import AuthMiddleware
@@ -84,6 +86,8 @@ def build_legacy(settings: Settings) -> tuple[Any, LegacyApp]:
     wsgi_app = load_app(legacy.app, legacy.options, settings.source, "legacy")
     if not callable(wsgi_app):
         raise ConfigError.at(settings.source, "legacy.app", f"{legacy.app!r} is not a WSGI app")
+    if isinstance(wsgi_app, Flask):
+        add_retired_rules(wsgi_app, settings)  # url_for of retired views keeps building
     max_form_parts, max_form_memory_size = _form_limits(settings, wsgi_app)
     adapter = LegacyApp(
         wsgi_app,
@@ -362,6 +366,7 @@ def build_route_plan(
         shadow_runner=shadow_runner,
         label=label,
         config_key=config_key,
+        retired=route.retired is not None,
     )
 
 

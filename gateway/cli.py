@@ -39,6 +39,7 @@ from pydantic import ValidationError
 from gateway import __version__, cli_parity, cli_rollout, cli_status
 from gateway.app import GatewayApp, create_app
 from gateway.build import build_flags, build_storage
+from gateway.cli_migrate import register as register_migration_commands
 from gateway.draining import DrainingServer
 from gateway.errors import ConfigError, StartupError
 from gateway.flags.hygiene import change_flags, unused_flag_warnings
@@ -49,6 +50,7 @@ from gateway.reports import Report, ReportStore, combine_reports
 from gateway.route_plan import route_label
 from gateway.settings import CONFIG_ENV, DEFAULT_CONFIG, Settings, load_settings
 from gateway.shadow.report import render_report, render_table
+from gateway.url_for_check import url_for_problems
 
 EXIT_CONFIG = 2
 EXIT_STARTUP = 1
@@ -149,6 +151,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_rollout.register(commands)
     cli_parity.register(commands)
     cli_status.register(commands)
+    register_migration_commands(commands)
     return parser
 
 
@@ -349,6 +352,9 @@ def _check(args: argparse.Namespace) -> int:
     gateway = create_app(settings, log_stream=sys.stderr)
     migrated = sum(1 for route in settings.routes if route.backend != "legacy")
     legacy_rules = len(gateway.inventory.legacy_routes)
+    dangling = url_for_problems(gateway.legacy.wsgi_app)
+    if dangling:
+        raise ConfigError(dangling)
     print(
         f"{settings.source}: ok: {len(settings.routes)} routes ({migrated} to services), "
         f"{len(settings.services)} services, {legacy_rules} legacy rules"

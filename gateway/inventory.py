@@ -27,7 +27,7 @@ from gateway.routes import RouteTable, Rule
 if TYPE_CHECKING:
     from gateway.route_plan import RoutePlan
 
-Status = Literal["migrated", "legacy", "new-only", "unrouted"]
+Status = Literal["migrated", "retired", "legacy", "new-only", "unrouted"]
 #: Methods every framework answers on its own; listing them would only add noise.
 _IMPLICIT_METHODS = frozenset({"HEAD", "OPTIONS"})
 
@@ -115,7 +115,8 @@ def _toggle_slash(template: str) -> str:
 
 
 def flask_rules(wsgi_app: Any) -> list[tuple[str, frozenset[str], str]]:
-    """(template, methods, endpoint) for each rule of a Flask app; empty for other WSGI apps."""
+    """(template, methods, endpoint) for each rule of a Flask app; empty for other WSGI apps.
+    Build-only rules (``add_retired_rules``) serve nothing, so they are left out."""
     url_map = getattr(wsgi_app, "url_map", None)
     if url_map is None:
         return []
@@ -126,6 +127,7 @@ def flask_rules(wsgi_app: Any) -> list[tuple[str, frozenset[str], str]]:
             rule.endpoint,
         )
         for rule in url_map.iter_rules()
+        if not rule.build_only
     ]
 
 
@@ -206,10 +208,12 @@ def build_inventory(
         tuple[str, str | None, Status, str | None, tuple[str, ...], str | None], list[str]
     ] = {}
     for (_, method), entry in entries.items():
-        match = table.match(method, _sample_path(entry.path))
+        match = table.match(method, example_path(entry.path))
         backend = match.route.backend if match is not None else LEGACY
         flag = match.route.flag if match is not None else None
         status = _status(backend, entry)
+        if match is not None and match.route.retired:
+            status = "retired"
         served_by = None if status == "unrouted" else backend
         key = (
             entry.path,
@@ -240,7 +244,7 @@ def _status(served_by: str, entry: _Entry) -> Status:
     return "migrated" if entry.legacy_endpoint is not None else "new-only"
 
 
-def _sample_path(template: str) -> str:
+def example_path(template: str) -> str:
     """A concrete path the template matches: ``/api/books/{id:int}`` gives ``/api/books/1``."""
     parts = []
     for segment in parse_template(template):

@@ -155,9 +155,13 @@ _SEVERITY = {"closed": 0, "half-open": 1, "open": 2}
 
 
 def combine_reports(reports: list[Report], *, keep: int = 100) -> Report:
-    """Several workers' reports as one: shadow results added up, each breaker's worst state."""
+    """Several workers' reports as one: shadow results and fallbacks added up, each breaker's
+    worst state."""
     breakers: dict[str, Report] = {}
+    fallbacks: dict[str, int] = {}
     for report in reports:
+        for route, number in report.get("fallbacks", {}).items():
+            fallbacks[route] = fallbacks.get(route, 0) + int(number)
         for route, view in report.get("breakers", {}).items():
             entry = breakers.setdefault(route, {"state": "closed", "workers": {}})
             entry["workers"][report.get("worker", "?")] = view
@@ -167,4 +171,5 @@ def combine_reports(reports: list[Report], *, keep: int = 100) -> Report:
         "workers": sorted(str(report.get("worker", "?")) for report in reports),
         "shadow": merge_snapshots([report.get("shadow", {}) for report in reports], keep=keep),
         "breakers": dict(sorted(breakers.items())),
+        "fallbacks": dict(sorted(fallbacks.items())),
     }

@@ -143,6 +143,9 @@ class GuardedService:
         self._fallback = fallback
         self._fallback_max_body = fallback_max_body
         self.breaker = breaker
+        #: Requests legacy answered because the new side failed, since the process started
+        #: (published with the worker's report: ``gateway retire`` wants none).
+        self.fallbacks = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         facts = request_facts(scope)
@@ -196,6 +199,7 @@ class GuardedService:
         facts.failure = failure
         if body is not None and not guard.sent:
             facts.fallback = failure
+            self.fallbacks += 1
             facts.backend = LEGACY
             await self._legacy(scope, replay(body, receive), send)
         elif failure == "timeout" and not guard.sent:

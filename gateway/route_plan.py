@@ -48,6 +48,8 @@ class RoutePlan:
     label: str
     #: Where the route was configured, for messages: ``routes[2]``.
     config_key: str = "routes"
+    #: ``gateway retire`` ended its migration: the legacy view is gone (``[routes.retired]``).
+    retired: bool = False
 
     async def serve(
         self,

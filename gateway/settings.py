@@ -500,6 +500,19 @@ class ShadowSettings(_Section):
     max_compare_body: Annotated[int, Field(ge=0)] = 1024 * 1024
 
 
+class RetiredSettings(_Section):
+    """The legacy view a route replaced, after ``gateway retire`` (``[routes.retired]``).
+
+    The service serves the route alone; the Flask endpoint stays buildable, so the legacy
+    app's ``url_for`` keeps working once its view is deleted (``gateway.flask_support``).
+    """
+
+    #: The Flask endpoint: ``admin.list_users``.
+    endpoint: str
+    #: Its Werkzeug rule: ``/admin/users``.
+    rule: str
+
+
 class RouteSettings(_Section):
     #: A path template: ``/api/books/{book_id:int}``.
     path: Template
@@ -526,6 +539,8 @@ class RouteSettings(_Section):
     record: RecordRouteSettings | None = None
     #: How ``gateway rollout start`` moves the route's flag (defaults when absent).
     rollout: RolloutSettings | None = None
+    #: Set by ``gateway retire``: the legacy view is gone, the service serves the route alone.
+    retired: RetiredSettings | None = None
 
     _flag = field_validator("flag", mode="wrap")(route_flag)
 
@@ -638,6 +653,13 @@ class Settings(_Section):
                         )
             if route.rollout is not None and route.flag is None:
                 problems.append(f"routes[{index}].rollout: needs a flag (a rollout moves it)")
+            if route.retired is not None and (
+                route.flag is not None or route.fallback or route.backend == LEGACY
+            ):
+                problems.append(
+                    f"routes[{index}].retired: a retired route is served by its service alone: "
+                    "no flag, no fallback (its legacy view is gone)"
+                )
             if route.shadow is not None and route.flag is None:
                 problems.append(
                     f"routes[{index}].shadow: needs a flag (shadowing starts when the flag's "

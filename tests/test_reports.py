@@ -279,5 +279,12 @@ def test_combine_reports_of_nothing() -> None:
         "workers": [],
         "shadow": {"routes": {}, "recent": []},
         "breakers": {},
+        "fallbacks": {},
     }
     assert json.loads(json.dumps(combine_reports([report("w:1")])))["workers"] == ["w:1"]
+
+
+def test_combine_reports_adds_up_fallbacks() -> None:
+    a = report("w:a", fallbacks={"GET /x": 2})
+    b = report("w:b", fallbacks={"GET /x": 1, "GET /y": 4})
+    assert combine_reports([a, b, report("w:c")])["fallbacks"] == {"GET /x": 3, "GET /y": 4}
