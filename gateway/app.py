@@ -12,17 +12,20 @@ Order: logging (before the Flask app exists, so Flask adopts it) → legacy app 
 (backends, policies, the Flask session codec) → services → flags → route plans and their table
 → inventory and route checks → the admin endpoints and the dispatcher → the middleware stack
 (``gateway.build.build_middleware``, listed in the order a request passes through it) →
-lifespan. Building does no network I/O and starts no service: the components with a lifetime
-(the legacy pool, the flag runtime, each service, the report publisher, the shadow runner) are
-async context managers, entered in that order when the server sends the lifespan start-up event
-and left in reverse at shut-down.
+lifespan. The steps from the route plans to the middleware make the *request path*
+(``build_request_path``), which a config reload builds again and swaps in
+(``gateway.live_config``); the parts before it live as long as the process. Building does no
+network I/O and starts no service: the components with a lifetime (the legacy pool, the flag
+runtime, each service, the report publisher, the shadow runner) are async context managers,
+entered in that order when the server sends the lifespan start-up event and left in reverse
+at shut-down.
 """
 
 from __future__ import annotations
 
 import gc
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -50,9 +53,11 @@ from gateway.dispatch import Dispatcher
 from gateway.errors import ConfigError, GatewayError
 from gateway.flags.runtime import FlagRuntime
 from gateway.inventory import Inventory, build_inventory
+from gateway.live_config import RequestPath, keep_unchanged_plans
 from gateway.loading import add_import_paths
 from gateway.log import configure_logging, flush_logs
 from gateway.reports import ReportPublisher, ReportStore
+from gateway.resilience import Breaker
 from gateway.rollout.api import rollout_router
 from gateway.rollout.commands import RolloutCommands, rollout_settings
 from gateway.rollout.controller import RolloutController
@@ -74,12 +79,11 @@ class GatewayApp:
     def __init__(
         self,
         *,
-        settings: Settings,
-        handler: ASGIApp,
+        path: RequestPath,
+        rebuild: Callable[[Settings, RequestPath | None], RequestPath],
+        follow: Callable[[RequestPath], None],
         legacy: LegacyApp,
         services: dict[str, Service],
-        table: RouteTable[RoutePlan],
-        inventory: Inventory,
         state: GatewayState,
         flags: FlagRuntime,
         shadow: ShadowRunner,
@@ -87,18 +91,39 @@ class GatewayApp:
         tracing: AbstractAsyncContextManager[Any] | None = None,
         rollouts: RolloutController | None = None,
     ) -> None:
-        self.settings = settings
         self.legacy = legacy
         self.services = services
-        self.table = table
-        self.inventory = inventory
         self.state = state
         self.flags = flags
         self.shadow = shadow
         self.reports = reports
         self.tracing = tracing
         self.rollouts = rollouts
-        self._handler = handler
+        #: Builds a request path from (reloaded) settings over this process's parts.
+        self.rebuild = rebuild
+        #: Started after everything else and stopped first (``gateway.reload_control``).
+        self.extras: list[AbstractAsyncContextManager[Any]] = []
+        self._follow = follow
+        self.swap(path)
+
+    def swap(self, path: RequestPath) -> None:
+        """Serve every new request with ``path``: one reference, read once per request, so a
+        request in flight finishes on the objects it started with."""
+        self._follow(path)
+        self.path = path
+        self._handler = path.handler
+
+    @property
+    def settings(self) -> Settings:
+        return self.path.settings
+
+    @property
+    def table(self) -> RouteTable[RoutePlan]:
+        return self.path.table
+
+    @property
+    def inventory(self) -> Inventory:
+        return self.path.inventory
 
     @property
     def components(self) -> Sequence[AbstractAsyncContextManager[Any]]:
@@ -117,6 +142,7 @@ class GatewayApp:
             self.reports,
             *rollouts,
             self.shadow,
+            *self.extras,
         ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -196,16 +222,12 @@ def create_app(
 
     legacy_app = traced(legacy, LEGACY)
     service_apps = {name: traced(app, name) for name, app in services.items()}
-    plans = build_route_plans(settings, service_apps, legacy_app, shadow)
-    table = build_route_table(settings, plans)
-    inventory = build_inventory(wsgi_app, {n: s.app for n, s in services.items()}, table)
-    problems = inventory.route_problems(settings.source)
-    if problems:
-        raise ConfigError(problems)
-
-    breakers = [plan.breaker for plan in plans if plan.breaker is not None]
+    # The breakers and each flag's routes of the request path served now: `follow` (called
+    # by every swap, a config reload's included) replaces their content.
+    breakers: list[Breaker] = []
+    flag_routes: dict[str, list[str]] = {}
     results = shadow.results
-    outcomes = RolloutOutcomes(results, labels_by_flag(plans))
+    outcomes = RolloutOutcomes(results, flag_routes)
     flags.listeners.append(outcomes.follow)
     reports = ReportPublisher(
         ReportStore(storage),
@@ -218,36 +240,57 @@ def create_app(
             results.version + sum(breaker.changes for breaker in breakers) + outcomes.version
         ),
     )
+    # Rollout plans are read here, once: a reload names their changes (gateway.live_config).
     rollouts = RolloutController(
         flags, reports, rollout_settings(settings), settings.flags.defaults
     )
     flags.listeners.append(rollouts.follow)
     state = GatewayState()
-    admin = AdminApp(
-        state=state,
-        inventory=inventory,
-        flags=flags,
-        reports=reports,
-        admin_roles=settings.server.admin_roles,
-        routers=[rollout_router(RolloutCommands(settings, flags), flags)],
-    )
-    dispatcher = Dispatcher(
-        table=table,
-        legacy_rules=RouteTable(inventory.legacy_routes),
-        legacy=legacy_app,
-        gateway_app=traced(admin, GATEWAY),
-        flags=flags,
-        override_header=settings.flags.override_header,
-    )
+
+    def follow(path: RequestPath) -> None:
+        breakers[:] = path.breakers
+        flag_routes.clear()
+        flag_routes.update(labels_by_flag(path.plans))
+
+    def build_request_path(settings: Settings, previous: RequestPath | None) -> RequestPath:
+        """What a config reload replaces (``gateway.live_config``): the route plans and table,
+        the admin endpoints, the dispatcher and the middleware, over the parts built above."""
+        plans = build_route_plans(settings, service_apps, legacy_app, shadow)
+        if previous is not None:
+            plans = keep_unchanged_plans(previous, settings, plans)
+        table = build_route_table(settings, plans)
+        inventory = build_inventory(wsgi_app, {n: s.app for n, s in services.items()}, table)
+        problems = inventory.route_problems(settings.source)
+        if problems:
+            raise ConfigError(problems)
+        # Rebuilt, so a reload applies new keys and policies (the services keep the codec).
+        request_auth = build_auth(settings, wsgi_app)
+        admin = AdminApp(
+            state=state,
+            inventory=inventory,
+            flags=flags,
+            reports=reports,
+            admin_roles=settings.server.admin_roles,
+            routers=[rollout_router(RolloutCommands(settings, flags), flags)],
+        )
+        dispatcher = Dispatcher(
+            table=table,
+            legacy_rules=RouteTable(inventory.legacy_routes),
+            legacy=legacy_app,
+            gateway_app=traced(admin, GATEWAY),
+            flags=flags,
+            override_header=settings.flags.override_header,
+        )
+        middleware = build_middleware(settings, request_auth, tracing, observers=[outcomes.observe])
+        handler = wrap(dispatcher, middleware)
+        return RequestPath(settings, handler, tuple(plans), table, inventory)
+
     return GatewayApp(
-        settings=settings,
-        handler=wrap(
-            dispatcher, build_middleware(settings, auth, tracing, observers=[outcomes.observe])
-        ),
+        path=build_request_path(settings, None),
+        rebuild=build_request_path,
+        follow=follow,
         legacy=legacy,
         services=services,
-        table=table,
-        inventory=inventory,
         state=state,
         flags=flags,
         shadow=shadow,
