@@ -102,7 +102,8 @@ def reload_command(args: argparse.Namespace) -> int:
             if status.not_applied_live:
                 line += "; not applied live (restart needed): " + ", ".join(status.not_applied_live)
             print(line)
-    if silent:
+    if silent or not answers:
+        silent = silent or sorted(before)
         print(
             f"gateway: no answer within {args.timeout:g}s from {_workers(silent)}", file=sys.stderr
         )
