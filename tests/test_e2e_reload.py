@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import threading
 from collections import Counter
 from pathlib import Path
@@ -14,7 +13,7 @@ from types import TracebackType
 
 import httpx
 import pytest
-from support import REPO, GatewayProcess, demo_config, eventually
+from support import GatewayProcess, demo_config, eventually, run_gateway
 
 pytestmark = pytest.mark.e2e
 
@@ -34,15 +33,7 @@ def replace_file(path: Path, text: str) -> None:
 
 
 def gateway_reload(config: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "reload", "--config", str(config)],
-        cwd=REPO,
-        env=os.environ,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_gateway("reload", "--config", str(config))
 
 
 class ClientLoop:
