@@ -169,6 +169,20 @@ def test_reload_without_a_running_gateway_says_so(tmp_path: Path) -> None:
     assert reloaded.stderr.strip() == (f"gateway: no running gateway found: cannot read {pid_file}")
 
 
+def test_reload_with_a_stale_pid_file_says_the_server_has_ended(tmp_path: Path) -> None:
+    finished = subprocess.Popen(["true"])  # its pid names no process once it has been reaped
+    finished.wait()
+    pid_file = tmp_path / "gateway.pid"
+    pid_file.write_text(f"{finished.pid}\n")
+    reloaded = run_gateway(
+        "reload", "--config", str(demo_config(tmp_path)), "--pid-file", str(pid_file)
+    )
+    assert reloaded.returncode == 1
+    assert reloaded.stderr.strip() == (
+        f"gateway: no running gateway found: {pid_file} names {finished.pid}, which has ended"
+    )
+
+
 def test_serve_reload_applies_an_edited_config_without_restarting(tmp_path: Path) -> None:
     text = demo_config(tmp_path).read_text()
     config = tmp_path / "gateway.toml"
