@@ -190,11 +190,14 @@ def test_serve_reload_applies_an_edited_config_without_restarting(tmp_path: Path
     with GatewayProcess(config, args=["--reload"]) as gateway:
         assert get(gateway, "/api/books/search?q=a").headers["x-gateway-backend"] == "legacy"
         replace_file(config, text)
-        assert eventually(
+        served = eventually(
             lambda: get(gateway, "/api/books/search?q=a").headers["x-gateway-backend"] == "catalog",
-            limit=20,
+            limit=30,
         )
-        started = [e for e in gateway.log_events() if e["event"] == "gateway.started"]
-        assert len(started) == 1  # applied in place: the worker was not restarted
-        [line] = [e for e in gateway.log_events() if e["event"] == "config.reload"]
-        assert line["result"] == "reload: applied"
+        assert served, gateway.log_text()
+        events = gateway.log_events()
+        started = [e for e in events if e["event"] == "gateway.started"]
+        assert len(started) == 1, gateway.log_text()  # applied in place: no restart
+        # One reload per batch of changes the watcher saw (usually one); each applied.
+        results = {e["result"] for e in events if e["event"] == "config.reload"}
+        assert results == {"reload: applied"}, gateway.log_text()
