@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from support import call, demo_config, http_scope
 from gateway.app import GatewayApp, create_app
 from gateway.errors import ConfigError
 from gateway.live_config import ReloadOutcome, reload_config, split_live
+from gateway.reload_control import LiveReload, WorkerStatus, read_statuses
 from gateway.settings import Settings, load_settings
 
 API_KEY = {"X-API-Key": "demo-reporting-key-not-a-secret"}  # reporting-bot, role "user"
@@ -247,3 +250,57 @@ def test_a_new_route_is_served_by_its_service_after_reload(tmp_path: Path) -> No
         assert [row.path for row in app.inventory.rows if row.served_by == "catalog"].count(
             "/api/books/search"
         ) == 1
+
+
+@pytest.mark.anyio
+async def test_a_worker_reloads_on_sighup_and_keeps_its_status_file(tmp_path: Path) -> None:
+    config = demo_config(tmp_path)
+    app = create_app(load_settings(config, {}))
+    pid_file = tmp_path / "run" / "gateway.pid"
+    status_file = tmp_path / "run" / "gateway.workers" / f"{os.getpid()}.json"
+    previous = signal.getsignal(signal.SIGHUP)
+    try:
+        live = LiveReload(app, pid_file, {})
+        async with live:
+            status = WorkerStatus.read(status_file)
+            assert status is not None
+            assert (status.generation, status.outcome, status.config) == (0, "started", str(config))
+            assert read_statuses(pid_file, os.getpid()) == {os.getpid(): status}
+
+            config.write_text(config.read_text().replace("port = 8000", "port = 8001"))
+            os.kill(os.getpid(), signal.SIGHUP)
+            status = await wait_for_generation(status_file, 1)
+            assert status.outcome == "applied"
+            assert status.not_applied_live == ("server.port",)
+            assert status.result == (
+                "reload: applied; not applied live (restart needed): server.port"
+            )
+
+            # Two requests before the first reload starts read the same file: one reload.
+            live.request()
+            live.request()
+            assert live._task is not None
+            await live._task  # every reload it was asked for has run
+            current = WorkerStatus.read(status_file)
+            assert current is not None
+            assert current.generation == 2
+
+            config.write_text(config.read_text() + "\n[nonsense]\n")
+            os.kill(os.getpid(), signal.SIGHUP)
+            status = await wait_for_generation(status_file, 3)
+            assert status.outcome == "rejected"
+            assert status.problems == (f"{config}: nonsense: unknown key",)
+        assert not status_file.exists()
+        # Stopped: a late SIGHUP must not kill the process.
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
+async def wait_for_generation(path: Path, generation: int) -> WorkerStatus:
+    async with asyncio.timeout(10):
+        while True:
+            status = WorkerStatus.read(path)
+            if status is not None and status.generation >= generation:
+                return status
+            await asyncio.sleep(0.02)
