@@ -65,9 +65,21 @@ def status_dir(pid_file: Path) -> Path:
 @contextlib.contextmanager
 def pid_file_written(path: Path) -> Iterator[Path]:
     """Write this process's pid to ``path`` while the block runs; remove it after, unless
-    another server has written its own pid there meanwhile."""
+    another server has written its own pid there meanwhile. A pid file that cannot be written
+    (a read-only folder in a container) costs ``gateway reload``, not the server: a warning,
+    and ``SIGHUP`` to the process still reloads."""
     pid = str(os.getpid()).encode()
-    write_atomically(path, pid + b"\n")
+    try:
+        write_atomically(path, pid + b"\n")
+    except StoreUnavailable as exc:
+        log.warning(
+            "reload.pid_file_not_written",
+            reason=str(exc),
+            consequence="gateway reload cannot find this server (choose a writable --pid-file); "
+            "SIGHUP still reloads",
+        )
+        yield path
+        return
     try:
         yield path
     finally:

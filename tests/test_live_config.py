@@ -18,7 +18,7 @@ from support import call, demo_config, http_scope
 from gateway.app import GatewayApp, create_app
 from gateway.errors import ConfigError
 from gateway.live_config import ReloadOutcome, reload_config, split_live
-from gateway.reload_control import LiveReload, WorkerStatus, read_statuses
+from gateway.reload_control import LiveReload, WorkerStatus, pid_file_written, read_statuses
 from gateway.settings import Settings, load_settings
 
 API_KEY = {"X-API-Key": "demo-reporting-key-not-a-secret"}  # reporting-bot, role "user"
@@ -304,3 +304,25 @@ async def wait_for_generation(path: Path, generation: int) -> WorkerStatus:
             if status is not None and status.generation >= generation:
                 return status
             await asyncio.sleep(0.02)
+
+
+def test_a_pid_file_that_cannot_be_written_is_a_warning_not_a_failure(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    pid_file = blocker / "run" / "gateway.pid"  # its folder cannot be made
+    with capture_logs() as logs, pid_file_written(pid_file) as written:
+        assert written == pid_file
+    [warning] = [entry for entry in logs if entry["event"] == "reload.pid_file_not_written"]
+    assert warning["log_level"] == "warning"
+    assert str(pid_file) in warning["reason"]
+
+
+def test_the_pid_file_lives_while_the_server_does(tmp_path: Path) -> None:
+    pid_file = tmp_path / "run" / "gateway.pid"
+    with pid_file_written(pid_file):
+        assert pid_file.read_text() == f"{os.getpid()}\n"
+    assert not pid_file.exists()
+    # Another server took the file over meanwhile: it stays theirs.
+    with pid_file_written(pid_file):
+        pid_file.write_text("1\n")
+    assert pid_file.read_text() == "1\n"
