@@ -12,17 +12,20 @@ Order: logging (before the Flask app exists, so Flask adopts it) → legacy app 
 (backends, policies, the Flask session codec) → services → flags → route plans and their table
 → inventory and route checks → the admin endpoints and the dispatcher → the middleware stack
 (``gateway.build.build_middleware``, listed in the order a request passes through it) →
-lifespan. Building does no network I/O and starts no service: the components with a lifetime
-(the legacy pool, the flag runtime, each service, the report publisher, the shadow runner) are
-async context managers, entered in that order when the server sends the lifespan start-up event
-and left in reverse at shut-down.
+lifespan. The steps from the route plans to the middleware make the *request path*
+(``build_request_path``), which a config reload builds again and swaps in
+(``gateway.live_config``); the parts before it live as long as the process. Building does no
+network I/O and starts no service: the components with a lifetime (the legacy pool, the flag
+runtime, each service, the report publisher, the shadow runner) are async context managers,
+entered in that order when the server sends the lifespan start-up event and left in reverse
+at shut-down.
 """
 
 from __future__ import annotations
 
 import gc
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -42,6 +45,7 @@ from gateway.build import (
     build_recording,
     build_route_plans,
     build_route_table,
+    build_sample_writer,
     build_services,
     build_shadow_runner,
     build_storage,
@@ -54,6 +58,7 @@ from gateway.dispatch import Dispatcher
 from gateway.errors import ConfigError, GatewayError
 from gateway.flags.runtime import FlagRuntime
 from gateway.inventory import Inventory, build_inventory
+from gateway.live_config import RequestPath, keep_unchanged_plans
 from gateway.loading import add_import_paths
 from gateway.log import configure_logging, flush_logs
 from gateway.metrics import Metrics
@@ -61,7 +66,7 @@ from gateway.metrics.recorder import STATE_KEY
 from gateway.openapi import app_docs
 from gateway.recording.writer import SampleWriter
 from gateway.reports import ReportPublisher, ReportStore
-from gateway.resilience import GuardedService
+from gateway.resilience import Breaker, GuardedService
 from gateway.rollout.api import rollout_router
 from gateway.rollout.commands import RolloutCommands, rollout_settings
 from gateway.rollout.controller import RolloutController
@@ -83,12 +88,11 @@ class GatewayApp:
     def __init__(
         self,
         *,
-        settings: Settings,
-        handler: ASGIApp,
+        path: RequestPath,
+        rebuild: Callable[[Settings, RequestPath | None], RequestPath],
+        follow: Callable[[RequestPath], None],
         legacy: LegacyApp,
         services: dict[str, Service],
-        table: RouteTable[RoutePlan],
-        inventory: Inventory,
         state: GatewayState,
         flags: FlagRuntime,
         shadow: ShadowRunner,
@@ -99,11 +103,8 @@ class GatewayApp:
         metrics: Metrics | None = None,
         dashboard: Dashboard | None = None,
     ) -> None:
-        self.settings = settings
         self.legacy = legacy
         self.services = services
-        self.table = table
-        self.inventory = inventory
         self.state = state
         self.flags = flags
         self.shadow = shadow
@@ -113,7 +114,31 @@ class GatewayApp:
         self.recorder = recorder
         self.metrics = metrics
         self.dashboard = dashboard
-        self._handler = handler
+        #: Builds a request path from (reloaded) settings over this process's parts.
+        self.rebuild = rebuild
+        #: Started after everything else and stopped first (``gateway.reload_control``).
+        self.extras: list[AbstractAsyncContextManager[Any]] = []
+        self._follow = follow
+        self.swap(path)
+
+    def swap(self, path: RequestPath) -> None:
+        """Serve every new request with ``path``: one reference, read once per request, so a
+        request in flight finishes on the objects it started with."""
+        self._follow(path)
+        self.path = path
+        self._handler = path.handler
+
+    @property
+    def settings(self) -> Settings:
+        return self.path.settings
+
+    @property
+    def table(self) -> RouteTable[RoutePlan]:
+        return self.path.table
+
+    @property
+    def inventory(self) -> Inventory:
+        return self.path.inventory
 
     @property
     def components(self) -> Sequence[AbstractAsyncContextManager[Any]]:
@@ -140,6 +165,7 @@ class GatewayApp:
             *rollouts,
             self.shadow,
             *last,
+            *self.extras,
         ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -227,17 +253,13 @@ def create_app(
 
     legacy_app = traced(legacy, LEGACY)
     service_apps = {name: traced(app, name) for name, app in services.items()}
-    plans = build_route_plans(settings, service_apps, legacy_app, shadow)
-    table = build_route_table(settings, plans)
-    inventory = build_inventory(wsgi_app, {n: s.app for n, s in services.items()}, table)
-    problems = inventory.route_problems(settings.source)
-    if problems:
-        raise ConfigError(problems)
-
-    breakers = [plan.breaker for plan in plans if plan.breaker is not None]
-    guards = [plan.app for plan in plans if isinstance(plan.app, GuardedService)]
+    # The breakers and each flag's routes of the request path served now: `follow` (called
+    # by every swap, a config reload's included) replaces their content.
+    breakers: list[Breaker] = []
+    guards: list[GuardedService] = []
+    flag_routes: dict[str, list[str]] = {}
     results = shadow.results
-    outcomes = RolloutOutcomes(results, labels_by_flag(plans))
+    outcomes = RolloutOutcomes(results, flag_routes)
     flags.listeners.append(outcomes.follow)
     reports = ReportPublisher(
         ReportStore(storage),
@@ -254,72 +276,102 @@ def create_app(
             + sum(guard.fallbacks for guard in guards)
         ),
     )
+    # Rollout plans are read here, once: a reload names their changes (gateway.live_config).
     rollouts = RolloutController(
         flags, reports, rollout_settings(settings), settings.flag_defaults()
     )
     flags.listeners.append(rollouts.follow)
     state = GatewayState()
-    admin = AdminApp(
-        state=state,
-        inventory=inventory,
-        flags=flags,
-        reports=reports,
-        admin_roles=settings.server.admin_roles,
-        routers=[rollout_router(RolloutCommands(settings, flags), flags)],
-        root_routers=[
-            app_docs(
-                settings,
-                wsgi_app,
-                {n: s.app for n, s in services.items()},
-                table,
-                flags,
-                auth.policies,
-            )
-        ],
-        metrics=metrics,
-    )
+    recorder = build_sample_writer(settings)
     # The dashboard reads the metric families a scrape renders (every worker's, under
     # --workers N); with metrics off it has no traffic to show, only the routes and flags.
+    # It outlives reloads (its history), reading the inventory of the path served now.
+    served: list[RequestPath] = []
     dashboard = Dashboard(
         registry=CollectorRegistry() if metrics is None else metrics,
-        inventory=inventory,
+        inventory=lambda: served[0].inventory,
         flags=flags,
         reports=reports,
         recent_mismatches=settings.shadow.recent_mismatches,
     )
-    admin_app = DashboardApp(admin, dashboard=dashboard, admin_roles=settings.server.admin_roles)
-    dispatcher = Dispatcher(
-        table=table,
-        legacy_rules=RouteTable(inventory.legacy_routes),
-        legacy=legacy_app,
-        gateway_app=traced(admin_app, GATEWAY),
-        flags=flags,
-        override_header=settings.flags.override_header,
-    )
-    if metrics is not None:
-        templates = {plan.label: plan.template for plan in plans}
-        metrics.recorder.watch(
-            legacy=legacy,
-            breakers=[(plan.template, plan.breaker) for plan in plans if plan.breaker is not None],
-            shadow=results,
-            template=lambda label: templates.get(label, label),
-            route_of=dispatcher.route_template,
-        )
     # Every finished request is seen by the rollouts and, when on, the metrics (its facts).
     observers = (
         [outcomes.observe] if metrics is None else [outcomes.observe, metrics.recorder.request]
     )
-    recorder, recording = build_recording(settings, flags)
+
+    def follow(path: RequestPath) -> None:
+        served[:] = [path]
+        breakers[:] = path.breakers
+        guards[:] = path.guards
+        flag_routes.clear()
+        flag_routes.update(labels_by_flag(path.plans))
+        if metrics is not None:
+            templates = {plan.label: plan.template for plan in path.plans}
+            metrics.recorder.watch(
+                legacy=legacy,
+                breakers=[(p.template, p.breaker) for p in path.plans if p.breaker is not None],
+                shadow=results,
+                template=lambda label: templates.get(label, label),
+                route_of=path.route_of,
+            )
+
+    def build_request_path(settings: Settings, previous: RequestPath | None) -> RequestPath:
+        """What a config reload replaces (``gateway.live_config``): the route plans and table,
+        the admin endpoints, the dispatcher and the middleware, over the parts built above."""
+        plans = build_route_plans(settings, service_apps, legacy_app, shadow)
+        if previous is not None:
+            plans = keep_unchanged_plans(previous, settings, plans)
+        table = build_route_table(settings, plans)
+        inventory = build_inventory(wsgi_app, {n: s.app for n, s in services.items()}, table)
+        problems = inventory.route_problems(settings.source)
+        if problems:
+            raise ConfigError(problems)
+        # Rebuilt, so a reload applies new keys and policies (the services keep the codec).
+        request_auth = build_auth(settings, wsgi_app)
+        docs = app_docs(
+            settings,
+            wsgi_app,
+            {n: s.app for n, s in services.items()},
+            table,
+            flags,
+            request_auth.policies,
+        )
+        admin = AdminApp(
+            state=state,
+            inventory=inventory,
+            flags=flags,
+            reports=reports,
+            admin_roles=settings.server.admin_roles,
+            routers=[rollout_router(RolloutCommands(settings, flags), flags)],
+            root_routers=[docs],
+            metrics=metrics,
+        )
+        admin_app = DashboardApp(
+            admin, dashboard=dashboard, admin_roles=settings.server.admin_roles
+        )
+        dispatcher = Dispatcher(
+            table=table,
+            legacy_rules=RouteTable(inventory.legacy_routes),
+            legacy=legacy_app,
+            gateway_app=traced(admin_app, GATEWAY),
+            flags=flags,
+            override_header=settings.flags.override_header,
+        )
+        middleware = [
+            *build_middleware(settings, request_auth, tracing, observers=observers),
+            build_recording(settings, recorder, flags),
+        ]
+        handler = wrap(dispatcher, middleware)
+        return RequestPath(
+            settings, handler, tuple(plans), table, inventory, dispatcher.route_template
+        )
+
     return GatewayApp(
-        settings=settings,
-        handler=wrap(
-            dispatcher,
-            [*build_middleware(settings, auth, tracing, observers=observers), recording],
-        ),
+        path=build_request_path(settings, None),
+        rebuild=build_request_path,
+        follow=follow,
         legacy=legacy,
         services=services,
-        table=table,
-        inventory=inventory,
         state=state,
         flags=flags,
         shadow=shadow,

@@ -483,19 +483,22 @@ def build_tracing(settings: Settings, provider: TracerProvider | None = None) ->
 # -- recording ----------------------------------------------------------------------------------
 
 
-def build_recording(settings: Settings, flags: FlagRuntime) -> tuple[SampleWriter, Middleware]:
-    """``[routes.record]`` and ``gateway record``'s requests (read from the flag store): the
-    writer thread, and the hook that feeds it (innermost, just before the dispatcher)."""
+def build_sample_writer(settings: Settings) -> SampleWriter:
+    """The thread that writes recorded samples (redacted), for the process's lifetime."""
     api_keys = settings.auth.api_keys
     header = None if api_keys is None else api_keys.header
-    writer = SampleWriter(redactor=Redactor(api_key_header=header))
-    hook = Middleware(
+    return SampleWriter(redactor=Redactor(api_key_header=header))
+
+
+def build_recording(settings: Settings, writer: SampleWriter, flags: FlagRuntime) -> Middleware:
+    """``[routes.record]`` and ``gateway record``'s requests (read from the flag store): the
+    hook that feeds ``writer`` (innermost, just before the dispatcher)."""
+    return Middleware(
         RecordingMiddleware,
         routes=recorded_routes(settings),
         writer=writer,
         recordings=lambda: flags.state.recordings,
     )
-    return writer, hook
 
 
 def compare_rules(route: RouteSettings) -> CompareRules:

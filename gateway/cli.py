@@ -14,6 +14,7 @@
     gateway record "GET /api/me" --samples 20   # record real traffic (gateway.cli_parity)
     gateway parity "GET /api/me"           # replay it against both sides, compare
     gateway status                         # migration progress of the running server
+    gateway reload                         # every worker reads gateway.toml again, live
     gateway --version                      # also: python -m gateway ...
 
 Configuration errors print one line per problem (file, key, problem) and exit with status 2;
@@ -36,7 +37,7 @@ from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
-from gateway import __version__, cli_parity, cli_rollout, cli_status
+from gateway import __version__, cli_parity, cli_reload, cli_rollout, cli_status
 from gateway.app import GatewayApp, create_app
 from gateway.build import build_flags, build_storage
 from gateway.cli_migrate import register as register_migration_commands
@@ -87,8 +88,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="bind port (default: server.port)")
     serve.add_argument("--workers", type=int, help="worker processes (default: server.workers)")
     serve.add_argument(
-        "--reload", action="store_true", help="restart on code changes (development)"
+        "--reload",
+        action="store_true",
+        help="restart on code changes, reload the config file live when it changes (development)",
     )
+    cli_reload.add_pid_file_option(serve)
     serve.set_defaults(handler=_serve)
 
     routes = add("routes", "print every Flask rule and service route and who serves it")
@@ -152,6 +156,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_parity.register(commands)
     cli_status.register(commands)
     register_migration_commands(commands)
+    cli_reload.register(commands)
     return parser
 
 
@@ -175,11 +180,16 @@ def _load(args: argparse.Namespace) -> Settings:
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
-    from uvicorn.supervisors import ChangeReload
 
     from gateway.http_protocol import HttpProtocolFactory
     from gateway.metrics.listener import serving_metrics
-    from gateway.metrics.multiproc import WorkerSupervisor
+    from gateway.reload_control import (
+        ConfigWatchingReload,
+        ForwardingMultiprocess,
+        ServedApp,
+        enable_live_reload,
+        pid_file_written,
+    )
 
     settings = _load(args)
     server = settings.server
@@ -189,18 +199,22 @@ def _serve(args: argparse.Namespace) -> int:
     # Listen before anything is built: a busy port is one clear line, not a failure after the
     # whole app has started, buried among its info lines.
     sock = _listen(host, port)
+    stack = contextlib.ExitStack()
     try:
         # Worker processes and the reloader import the app again: they find the config here.
         os.environ[CONFIG_ENV] = str(Path(settings.source).resolve())
-        app: GatewayApp | str
+        # SIGHUP reloads the config in every worker; `gateway reload` finds us through this.
+        pid_file = stack.enter_context(pid_file_written(cli_reload.pid_file_of(args)))
+        app: GatewayApp | ServedApp
         if workers == 1 and not args.reload:
-            app = create_app(settings)
+            app = enable_live_reload(create_app(settings), pid_file)
         else:
             # Build once in this process so a broken config fails here, before any worker starts.
             create_app(settings)
-            app = "gateway.asgi:app"
+            app = ServedApp(pid_file)
         config = uvicorn.Config(
             app,
+            factory=isinstance(app, ServedApp),
             host=host,
             port=port,
             workers=workers if not args.reload else None,
@@ -226,16 +240,23 @@ def _serve(args: argparse.Namespace) -> int:
             serving_metrics(settings.metrics, metrics, separate_workers=separate),
         ):
             if args.reload:
-                ChangeReload(config, target=DrainingServer(config).run, sockets=[sock]).run()
+                ConfigWatchingReload(
+                    config,
+                    target=DrainingServer(config).run,
+                    sockets=[sock],
+                    config_file=Path(settings.source),
+                ).run()
             elif workers > 1:
-                WorkerSupervisor(config, sockets=[sock]).run()
+                ForwardingMultiprocess(config, sockets=[sock]).run()
             else:
                 runner = DrainingServer(config)
                 runner.run(sockets=[sock])
                 if not runner.started:
                     return EXIT_STARTUP  # the lifespan failed; its one line is in the log
+                stack.close()
                 _exit_now()
     finally:
+        stack.close()
         sock.close()
     return 0
 

@@ -157,6 +157,24 @@ def through_gateway(app: ASGIApp, identity: Identity, request_id: str = "req-123
     return gateway
 
 
+def run_gateway(*args: str) -> subprocess.CompletedProcess[str]:
+    """``gateway ARGS...`` in a fresh process, as an operator runs it; never raises on status."""
+    return run_python("-m", "gateway.cli", *args)
+
+
+def run_python(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python ARGS...`` in a fresh interpreter, in the checkout, with this environment."""
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=REPO,
+        env=os.environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -270,7 +270,7 @@ def dashboard_app() -> Any:
     )
     runtime = FlagRuntime(store=FlagStore(MemoryStorage()), defaults={})
     dashboard = Dashboard(
-        registry=CollectorRegistry(), inventory=inventory, flags=runtime, reports=None
+        registry=CollectorRegistry(), inventory=lambda: inventory, flags=runtime, reports=None
     )
     return DashboardApp(_Admin(), dashboard=dashboard)
 

@@ -15,23 +15,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from support import REPO
+from support import REPO, run_python
 
 import gateway
 
 VERSION = importlib.metadata.version("flask-fastapi-gateway")
-
-
-def run_python(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, *args],
-        cwd=REPO,
-        env=os.environ,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def modules_after(statement: str) -> set[str]:

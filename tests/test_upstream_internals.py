@@ -108,3 +108,24 @@ def test_uvicorn_multiprocess_supervisor_has_what_the_worker_supervisor_override
     assert "self.processes" in inspect.getsource(Multiprocess.keep_subprocess_alive)
     # The connection protocol reads the lifespan state (gateway.http_protocol's refusals).
     assert "app_state" in inspect.signature(HttpToolsProtocol.__init__).parameters
+
+
+def test_uvicorn_supervisors_keep_what_gateway_reload_control_overrides() -> None:
+    """SIGHUP: ForwardingMultiprocess replaces Multiprocess.handle_hup (called by name from
+    handle_signals) and reads its processes; ConfigWatchingReload extends
+    WatchFilesReload.startup and signals its current process. Worker processes get the app
+    factory object itself (import_from_string passes a non-string through)."""
+    from uvicorn.importer import import_from_string
+    from uvicorn.supervisors import Multiprocess
+    from uvicorn.supervisors.basereload import BaseReload
+    from uvicorn.supervisors.watchfilesreload import WatchFilesReload
+
+    assert callable(getattr(Multiprocess, "handle_hup", None))
+    assert 'getattr(self, f"handle_{sig_name.lower()}"' in inspect.getsource(
+        Multiprocess.handle_signals
+    )
+    assert "self.processes" in inspect.getsource(Multiprocess.__init__)
+    assert "self.process = " in inspect.getsource(BaseReload.startup)
+    assert issubclass(WatchFilesReload, BaseReload)
+    marker = object()
+    assert import_from_string(marker) is marker

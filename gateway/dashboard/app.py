@@ -11,7 +11,7 @@ admins only, and hands everything else to the admin API unchanged:
 
 ::
 
-    dashboard = Dashboard(registry=registry, inventory=inventory, flags=flags, reports=reports)
+    dashboard = Dashboard(registry=registry, inventory=lambda: app.inventory, flags=flags, ...)
     app = DashboardApp(admin, dashboard=dashboard, admin_roles=["admin"])
 """
 
@@ -59,7 +59,7 @@ class Dashboard:
         self,
         *,
         registry: Collectable,
-        inventory: Inventory,
+        inventory: Callable[[], Inventory],
         flags: FlagRuntime,
         reports: ReportPublisher | None,
         interval: float = 5.0,
@@ -68,6 +68,7 @@ class Dashboard:
         self.registry = registry
         self.history = History()
         self.sampler = Sampler(registry, self.history, interval=interval)
+        #: The route inventory served now (a config reload replaces it).
         self._inventory = inventory
         self._flags = flags
         self._reports = reports
@@ -79,12 +80,12 @@ class Dashboard:
 
     async def status(self) -> dict[str, Any]:
         now = await self._reading()
-        return migration_status(self._inventory.rows, self._flags.view(), self.history, now)
+        return migration_status(self._inventory().rows, self._flags.view(), self.history, now)
 
     async def overview(self, facts: RequestFacts) -> dict[str, Any]:
         now = await self._reading()
         flags = self._flags.view()
-        rows = self._inventory.rows
+        rows = self._inventory().rows
         reports = await self._reports.read_all() if self._reports is not None else []
         combined = combine_reports(reports, keep=self._keep)
         return {

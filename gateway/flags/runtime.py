@@ -132,6 +132,21 @@ class FlagRuntime:
         if changed:
             log.info("flags.applied", version=state.version, kill_switch=state.kill_switch)
 
+    def reconfigure(
+        self,
+        *,
+        defaults: Mapping[str, FlagSpec],
+        anonymous_key: Literal["client-address", "none"],
+        override_roles: Sequence[str],
+    ) -> None:
+        """A config reload's new defaults and options. What the store holds still wins; each
+        attribute is replaced whole, so a request sees the old value or the new one."""
+        self._defaults = dict(defaults)
+        stored = {name: self._specs[name] for name in self._from_store if name in self._specs}
+        self._specs = {**self._defaults, **stored}
+        self._anonymous_by_address = anonymous_key == "client-address"
+        self._override_roles = frozenset(override_roles)
+
     @property
     def defaults(self) -> Mapping[str, FlagSpec]:
         """The flags the routes declare, with their config defaults."""
