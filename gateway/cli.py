@@ -55,6 +55,8 @@ from gateway.url_for_check import url_for_problems
 
 EXIT_CONFIG = 2
 EXIT_STARTUP = 1
+#: What a shell reports for a command killed by SIGPIPE (128 + 13).
+EXIT_BROKEN_PIPE = 141
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -70,6 +72,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StartupError as exc:
         print(f"gateway: start-up error: {exc}", file=sys.stderr)
         return EXIT_STARTUP
+    except BrokenPipeError:
+        # The reader left (`gateway routes | head`): stop quietly, as Unix tools do, and keep
+        # Python from complaining again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 def _parser() -> argparse.ArgumentParser:

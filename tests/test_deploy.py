@@ -194,7 +194,7 @@ def commands_named() -> list[list[str]]:
     readme = (DEPLOY / "README.md").read_text()
     for block in re.findall(r"```(?:sh|console)\n(.*?)```", readme, re.S):
         for line in block.splitlines():
-            found = re.search(r"\bgateway (serve|routes|check|flags|shadow)\b.*", line)
+            found = re.search(r"\bgateway (serve|routes|check|flags|shadow|reload)\b.*", line)
             if found:
                 words = shlex.split(found[0], comments=True)
                 cut = next((i for i, w in enumerate(words) if w in ("&&", "|", ";")), None)
@@ -209,6 +209,12 @@ def test_every_command_is_one_the_cli_parses(command: list[str]) -> None:
     if command[1] == "serve":
         assert args.handler is cli._serve
         assert args.host == "0.0.0.0"
+    if command[1] in ("serve", "reload"):
+        # The image's only writable folder (the config's own folder is root's): where the
+        # server writes its pid and `gateway reload` reads it.
+        assert args.pid_file == Path("/app/var/run/gateway.pid")
+        writable = args.pid_file.parent.parent
+        assert f"chown 10001:10001 {writable}" in (DEPLOY / "Dockerfile").read_text()
 
 
 def test_the_cli_refuses_an_option_it_does_not_have() -> None:

@@ -322,6 +322,25 @@ def test_service_startup_failure_stops_the_gateway(tmp_path: Path) -> None:
     assert "Uvicorn running" not in log  # it never accepted traffic
 
 
+def test_a_reader_that_leaves_early_ends_the_command_quietly(tmp_path: Path) -> None:
+    """``gateway routes | head -1``: the pipe's reader is gone before the table is written."""
+    config = demo_config(tmp_path, flags=None)
+    with subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "routes", "--config", str(config)],
+        cwd=REPO,
+        env=os.environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        assert process.stdout is not None
+        assert process.stderr is not None
+        process.stdout.close()  # the only reader: every write now fails with EPIPE
+        errors = process.stderr.read()
+        assert process.wait(timeout=60) == 141  # what a shell shows for a SIGPIPE'd command
+    assert errors == ""  # no traceback, no "Exception ignored" at exit
+
+
 def test_gateway_routes_command_prints_the_table(tmp_path: Path) -> None:
     # The demo config, with its database, flag file and worker reports in tmp_path: the
     # checkout's own var/reports holds the breaker states of a `gateway serve` running there.
