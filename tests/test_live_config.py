@@ -108,7 +108,7 @@ def test_split_names_what_only_a_restart_changes_and_keeps_it_as_running(
     ]
     assert tuple(as_new) == new.routes
     assert effective.auth == new.auth
-    assert effective.flags.defaults == new.flags.defaults
+    assert effective.flag_defaults() == new.flag_defaults()
     assert effective.limits.max_body_size == new.limits.max_body_size
     assert effective.server.backend_header == new.server.backend_header
 
