@@ -10,12 +10,15 @@ would still fail, by file and line, before a user does::
 
 Only calls whose endpoint is a string constant are checked (``url_for("admin.list_users")``);
 relative names (``".index"``) depend on the blueprint that renders them and are skipped.
-Templates are parsed with the app's own Jinja environment, Python modules with ``ast``.
+Templates are parsed with the app's own Jinja environment, Python modules with ``ast``: those
+under the app's and its blueprints' folders, when their import names are modules.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib.util
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -62,8 +65,8 @@ def _template_calls(app: Any) -> Iterator[tuple[str, str]]:
 
 
 def _module_calls(app: Any) -> Iterator[tuple[str, str]]:
-    roots = {Path(app.root_path)}
-    roots |= {Path(bp.root_path) for bp in getattr(app, "blueprints", {}).values()}
+    owners = [app, *getattr(app, "blueprints", {}).values()]
+    roots = {Path(owner.root_path) for owner in owners if _is_module(owner.import_name)}
     files = sorted(
         {
             file
@@ -90,6 +93,19 @@ def _module_calls(app: Any) -> Iterator[tuple[str, str]]:
                 and isinstance(first.value, str)
             ):
                 yield f"{display_path(str(file))}:{node.lineno}", first.value
+
+
+def _is_module(import_name: str) -> bool:
+    """Whether ``import_name`` names a module, so its ``root_path`` is the app's code. Flask
+    falls back to the working directory for a name that is none (``Flask("legacy")``), which
+    would scan the whole project (its tests, other apps) as if it were this app's."""
+    module = sys.modules.get(import_name)
+    if module is not None:
+        return getattr(module, "__file__", None) is not None
+    try:
+        return importlib.util.find_spec(import_name) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _skipped(relative: Path) -> bool:

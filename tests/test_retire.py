@@ -275,6 +275,18 @@ def test_retiring_the_route_that_declares_a_shared_flag_moves_the_declaration() 
     assert settings.routes[1].flag == "a"
 
 
+def test_an_app_named_after_no_module_is_not_blamed_for_the_working_directorys_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``Flask("legacy")``: Flask takes the working directory as its root; the project's other
+    code there (tests, other apps) is not this app's, so its url_for calls are not checked."""
+    (tmp_path / "other_app.py").write_text("from flask import url_for\nurl_for('elsewhere')\n")
+    monkeypatch.chdir(tmp_path)
+    app = Flask("no_module_of_this_name")
+    assert Path(app.root_path) == tmp_path
+    assert url_for_problems(app) == []
+
+
 def test_url_for_problems_checks_constant_endpoints_in_templates_and_modules(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -289,6 +301,7 @@ def test_url_for_problems_checks_constant_endpoints_in_templates_and_modules(
     (tmp_path / ".venv").mkdir()
     (tmp_path / ".venv" / "lib.py").write_text("url_for('not.app.code')\n")
     monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))  # `views` is a module: its folder is app code
     app = Flask("views", root_path=str(tmp_path))
     app.add_url_rule("/live", "live", lambda: "")
     problems = url_for_problems(app)
