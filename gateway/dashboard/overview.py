@@ -193,7 +193,7 @@ def rollout_view(
         {
             "route": f"{route.methods[0]} {route.path}",
             "flag": route.flag,
-            "steps": route.rollout.steps,
+            "steps": list(route.rollout.steps),
         }
         for route in routes
         if route.rollout is not None and route.flag is not None and route.flag not in busy
