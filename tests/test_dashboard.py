@@ -366,6 +366,10 @@ async def test_other_paths_reach_the_admin_api_and_forgeries_do_not() -> None:
     assert forged.status == 403
     allowed = await ask("/_gateway/api/kill-switch", ALICE_SESSION, "PUT", [JSON, MARK])
     assert allowed.status == 299
+    # The rollout buttons' POSTs too.
+    rollout = "/_gateway/api/rollouts/catalog-books/abort"
+    assert (await ask(rollout, ALICE_SESSION, "POST", [JSON])).status == 403
+    assert (await ask(rollout, ALICE_SESSION, "POST", [JSON, MARK])).status == 299
     assert (await ask("/_gateway/", ALICE_TOKEN, "POST")).status == 405
 
 

@@ -2,8 +2,8 @@
 
 ``DashboardApp`` is what the dispatcher calls for every path under ``/_gateway/``. It refuses a
 cookie-authenticated change that a cross-site page could have forged (``gateway.csrf``; for the
-admin API's ``PUT`` endpoints too, which the page's controls call), serves its own paths to
-admins only, and hands everything else to the admin API unchanged:
+admin API's endpoints too, which the page's controls call: flags, kill switch, rollouts), serves
+its own paths to admins only, and hands everything else to the admin API unchanged:
 
 - ``GET /_gateway/``: the page; ``GET /_gateway/static/{dashboard.js,dashboard.css}``;
 - ``GET /_gateway/api/dashboard``: everything the page shows, as JSON (polled every 2 s);
