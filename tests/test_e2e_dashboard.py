@@ -74,6 +74,13 @@ def refused_everywhere(anonymous: httpx.Client, bob: httpx.Client) -> None:
         refused = bob.put(path, json=body, headers=change)
         assert refused.status_code == 403, path
         assert "admin" in refused.json()["error"]["message"]
+    # The rollout buttons' calls likewise.
+    for path, body in [
+        ("/_gateway/api/rollouts", {"route": "GET /api/books"}),
+        ("/_gateway/api/rollouts/catalog-books/abort", {}),
+    ]:
+        assert anonymous.post(path, json=body, headers=change).status_code == 401, path
+        assert bob.post(path, json=body, headers=change).status_code == 403, path
 
 
 def test_a_cookie_signed_change_needs_the_csrf_header(gateway: GatewayProcess) -> None:
