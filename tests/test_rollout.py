@@ -391,3 +391,27 @@ async def test_reaching_the_last_step_is_decided_as_complete() -> None:
         assert decided == [(FLAG, "complete", "healthy")]
     finally:
         await flags.stop()
+
+
+@pytest.mark.anyio
+async def test_a_reload_that_brings_the_first_plan_starts_the_analysis_loop() -> None:
+    """A gateway started with no flagged route analyses nothing; a reload that adds one (its
+    plan handed over by ``reconfigure``) starts the loop, at the new plan's interval."""
+    storage, reports = MemoryStorage(), _Reports()
+    flags = FlagRuntime(defaults={FLAG: BASE}, store=FlagStore(storage))
+    controller = RolloutController(flags, reports, {}, {})  # type: ignore[arg-type]
+    flags.listeners.append(controller.follow)
+    await flags.start()
+    try:
+        async with controller:
+            await flags.update(start(FLAG, "GET /api/books", (10, 100), 0.0, BASE), actor="t")
+            plan = RolloutSettings(steps=(10, 100), hold=30, interval=0.01, min_requests=100)
+            controller.reconfigure({FLAG: plan}, {FLAG: BASE})
+            async with asyncio.timeout(30):
+                while flags.state.rollouts[FLAG].last_verdict is None:
+                    await asyncio.sleep(0.01)
+            verdict = flags.state.rollouts[FLAG].last_verdict
+            assert verdict is not None
+            assert "each side needs 100" in verdict["reason"]
+    finally:
+        await flags.stop()
