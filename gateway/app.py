@@ -276,11 +276,14 @@ def create_app(
             + sum(guard.fallbacks for guard in guards)
         ),
     )
-    # Rollout plans are read here, once: a reload names their changes (gateway.live_config).
+    # The rollout plans: `follow` gives the controller those of every request path swapped in
+    # (a config reload's included); they apply from its next decision.
     rollouts = RolloutController(
         flags, reports, rollout_settings(settings), settings.flag_defaults()
     )
     flags.listeners.append(rollouts.follow)
+    if metrics is not None:
+        rollouts.observers.append(metrics.recorder.rollout_decision)
     state = GatewayState()
     recorder = build_sample_writer(settings)
     # The dashboard reads the metric families a scrape renders (every worker's, under
@@ -290,6 +293,7 @@ def create_app(
     dashboard = Dashboard(
         registry=CollectorRegistry() if metrics is None else metrics,
         inventory=lambda: served[0].inventory,
+        routes=lambda: served[0].settings.routes,
         flags=flags,
         reports=reports,
         recent_mismatches=settings.shadow.recent_mismatches,
@@ -305,6 +309,7 @@ def create_app(
         guards[:] = path.guards
         flag_routes.clear()
         flag_routes.update(labels_by_flag(path.plans))
+        rollouts.reconfigure(rollout_settings(path.settings), path.settings.flag_defaults())
         if metrics is not None:
             templates = {plan.label: plan.template for plan in path.plans}
             metrics.recorder.watch(
@@ -313,6 +318,7 @@ def create_app(
                 shadow=results,
                 template=lambda label: templates.get(label, label),
                 route_of=path.route_of,
+                rollouts=lambda: flags.state.rollouts,
             )
 
     def build_request_path(settings: Settings, previous: RequestPath | None) -> RequestPath:

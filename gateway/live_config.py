@@ -58,9 +58,10 @@ LIVE_KEYS: Mapping[str, frozenset[str]] = {
     "flags": frozenset({"override_header", "override_roles", "anonymous_key"}),
     "limits": frozenset({"max_body_size", "body_timeout", "routes"}),
 }
-#: Keys of a ``[[routes]]`` entry read only at start: the rollout controller takes each flag's
-#: rollout plan when the process starts (``gateway.rollout.controller``).
-ROUTE_KEYS_AT_START = frozenset({"rollout"})
+#: Keys of a ``[[routes]]`` entry read only at start: none today. (``[routes.rollout]`` applies
+#: live: the rollout controller takes every swapped-in path's plans, ``gateway.rollout.controller``
+#: says from when.)
+ROUTE_KEYS_AT_START: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

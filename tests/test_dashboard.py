@@ -4,11 +4,12 @@ mismatch rows; and its endpoints in-process (headers, refusals)."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from support import call, http_scope
+from support import call, demo_config, http_scope
 
 from gateway.context import ANONYMOUS, FACTS_KEY, Identity, RequestFacts
 from gateway.csrf import csrf_problem
@@ -16,11 +17,14 @@ from gateway.dashboard.overview import (
     _readable,
     group_mismatches,
     migration_status,
+    rollout_view,
     route_state,
     shadow_view,
 )
 from gateway.dashboard.traffic import Counts, History, Reading, read_registry
 from gateway.inventory import InventoryRow
+from gateway.rollout.state import RolloutState
+from gateway.settings import load_settings
 
 ALICE_SESSION = Identity("alice", frozenset({"admin"}), "session")
 ALICE_TOKEN = Identity("alice", frozenset({"admin"}), "jwt")
@@ -170,6 +174,38 @@ def test_migration_status_counts_states() -> None:
     assert status["routes"] == 2
     assert status["states"] == {"legacy": 1, "shadow": 1, "canary": 0, "new": 0, "retired": 0}
     assert status["share_new"] == {"5m": None, "1h": None, "24h": None}
+
+
+# -- rollouts ------------------------------------------------------------------------------------
+
+
+def test_rollout_view_shows_each_rollout_and_offers_a_start_where_none_runs(
+    tmp_path: Path,
+) -> None:
+    routes = load_settings(demo_config(tmp_path, flags=None), {}).routes
+    idle = rollout_view(routes, {}, 100.0)
+    # The demo plans a rollout for GET /api/books only ([routes.rollout]).
+    start = {"route": "GET /api/books", "flag": "catalog-books", "steps": [10, 50, 100]}
+    assert idle == {"rollouts": [], "startable": [start]}
+
+    running = RolloutState(route="GET /api/books", steps=(10, 50, 100)).restarted(1, 40.0)
+    view = rollout_view(routes, {"catalog-books": running}, 100.0)
+    assert view["startable"] == []
+    [shown] = view["rollouts"]
+    assert (shown["flag"], shown["status"], shown["step"], shown["current"]) == (
+        "catalog-books",
+        "running",
+        2,
+        50,
+    )
+    assert shown["step_age_seconds"] == 60.0
+
+    back = running.model_copy(update={"status": "rolled-back", "reason": "latency: new p50 ..."})
+    paused = running.model_copy(update={"status": "paused"})
+    assert rollout_view(routes, {"catalog-books": paused}, 100.0)["startable"] == []
+    view = rollout_view(routes, {"catalog-books": back}, 100.0)
+    assert view["rollouts"][0]["reason"] == "latency: new p50 ..."
+    assert view["startable"] == [start]  # a new rollout may start over a finished one
 
 
 # -- mismatches ---------------------------------------------------------------------------------
@@ -330,6 +366,10 @@ async def test_other_paths_reach_the_admin_api_and_forgeries_do_not() -> None:
     assert forged.status == 403
     allowed = await ask("/_gateway/api/kill-switch", ALICE_SESSION, "PUT", [JSON, MARK])
     assert allowed.status == 299
+    # The rollout buttons' POSTs too.
+    rollout = "/_gateway/api/rollouts/catalog-books/abort"
+    assert (await ask(rollout, ALICE_SESSION, "POST", [JSON])).status == 403
+    assert (await ask(rollout, ALICE_SESSION, "POST", [JSON, MARK])).status == 299
     assert (await ask("/_gateway/", ALICE_TOKEN, "POST")).status == 405
 
 

@@ -74,6 +74,13 @@ def refused_everywhere(anonymous: httpx.Client, bob: httpx.Client) -> None:
         refused = bob.put(path, json=body, headers=change)
         assert refused.status_code == 403, path
         assert "admin" in refused.json()["error"]["message"]
+    # The rollout buttons' calls likewise.
+    for path, body in [
+        ("/_gateway/api/rollouts", {"route": "GET /api/books"}),
+        ("/_gateway/api/rollouts/catalog-books/abort", {}),
+    ]:
+        assert anonymous.post(path, json=body, headers=change).status_code == 401, path
+        assert bob.post(path, json=body, headers=change).status_code == 403, path
 
 
 def test_a_cookie_signed_change_needs_the_csrf_header(gateway: GatewayProcess) -> None:
@@ -100,8 +107,8 @@ def forgeries_refused(alice: httpx.Client) -> None:
     assert alice.get(url).json()["percentage"] == 50  # neither went through
 
 
-@pytest.fixture
-def page(gateway: GatewayProcess) -> Iterator[sync_api.Page]:
+@contextlib.contextmanager
+def browser_page() -> Iterator[sync_api.Page]:
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM))
         try:
@@ -112,12 +119,16 @@ def page(gateway: GatewayProcess) -> Iterator[sync_api.Page]:
             browser.close()
 
 
-def test_dashboard_in_a_browser(gateway: GatewayProcess, page: sync_api.Page) -> None:
-    expect = sync_api.expect
-    base = gateway.base_url
+@pytest.fixture
+def page(gateway: GatewayProcess) -> Iterator[sync_api.Page]:
+    with browser_page() as page:
+        yield page
+
+
+def page_errors(page: sync_api.Page) -> list[str]:
+    """Script errors and CSP violations ("Refused to ..."), collected from now on; a refused or
+    missing resource (the 401 before signing in, the favicon) is expected, not an error."""
     errors: list[str] = []
-    # Script errors and CSP violations ("Refused to ..."); a refused or missing resource (the
-    # 401 before signing in, the favicon) is what the test expects, not an error of the page.
     page.on(
         "console",
         lambda message: (
@@ -127,16 +138,28 @@ def test_dashboard_in_a_browser(gateway: GatewayProcess, page: sync_api.Page) ->
         ),
     )
     page.on("pageerror", lambda error: errors.append(str(error)))
+    return errors
 
-    # No session yet: the page is refused.
-    assert page.goto(f"{base}/_gateway/").status == 401
 
-    # Sign in with the application's own login form, then open the dashboard.
+def sign_in_as_alice(page: sync_api.Page, base: str) -> None:
+    """With the application's own login form, as a person would."""
     page.goto(f"{base}/")
     page.fill("input[name=username]", "alice")
     page.fill("input[name=password]", "wonderland")
     page.click("form[action='/login'] button")
     page.wait_for_url(f"{base}/login")
+
+
+def test_dashboard_in_a_browser(gateway: GatewayProcess, page: sync_api.Page) -> None:
+    expect = sync_api.expect
+    base = gateway.base_url
+    errors = page_errors(page)
+
+    # No session yet: the page is refused.
+    assert page.goto(f"{base}/_gateway/").status == 401
+
+    # Sign in with the application's own login form, then open the dashboard.
+    sign_in_as_alice(page, base)
     assert page.goto(f"{base}/_gateway/").status == 200
     expect(page.locator("#who")).to_have_text("signed in as alice")
 
@@ -239,3 +262,85 @@ def take_screenshot(
     sync_api.expect(page.locator("#plot-split polyline").first).to_be_visible()
     page.wait_for_timeout(2_500)  # one more poll, so the tiles show the last requests too
     page.screenshot(path=str(path), full_page=True)
+
+
+# -- rollouts from the page ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def rollout_gateway(tmp_path: Path) -> Iterator[GatewayProcess]:
+    """The demo with GET /api/books' rollout analysed every half second, each step held a
+    second: with no traffic, every verdict is "not enough data" and the step holds."""
+    config = demo_config(tmp_path, flags=None)
+    text = config.read_text()
+    for old, new in (("hold = 60", "hold = 1"), ("interval = 5", "interval = 0.5")):
+        assert old in text, old
+        text = text.replace(old, new, 1)
+    config.write_text(text)
+    with GatewayProcess(config) as process:
+        yield process
+
+
+def test_rollouts_are_started_paused_resumed_and_aborted_from_the_page(
+    rollout_gateway: GatewayProcess,
+) -> None:
+    expect = sync_api.expect
+    base = rollout_gateway.base_url
+    with browser_page() as page, httpx.Client(base_url=base) as api:
+        errors = page_errors(page)
+        sign_in_as_alice(page, base)
+        assert page.goto(f"{base}/_gateway/").status == 200
+        expect(page.locator("#rollout-rows")).to_contain_text("No rollout.")
+        start = page.locator("#rollout-starts button[data-start='GET /api/books']")
+
+        # Start asks first: dismissed, nothing starts.
+        token = api.post("/api/token", json={"username": "alice", "password": "wonderland"})
+        alice = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        page.once("dialog", lambda dialog: dialog.dismiss())
+        start.click()
+        assert api.get("/_gateway/api/rollouts", headers=alice).json() == {"rollouts": []}
+        questions: list[str] = []
+        page.once("dialog", lambda dialog: (questions.append(dialog.message), dialog.accept()))
+        start.click()
+        row = page.locator("#rollout-rows tr[data-rollout='catalog-books']")
+        status = row.locator(".badge")
+        expect(status).to_have_text("running")
+        assert "GET /api/books" in questions[0]
+        assert "10, 50, 100" in questions[0]
+        expect(row.locator("td.step")).to_have_text("1/3: 10%")
+        expect(start).to_have_count(0)  # one rollout per flag at a time
+        [shown] = api.get("/_gateway/api/rollouts", headers=alice).json()["rollouts"]
+        assert (shown["flag"], shown["status"], shown["current"]) == (
+            "catalog-books",
+            "running",
+            10,
+        )
+        # The controller's verdict shows, with why it holds.
+        expect(row.locator("td.verdict")).to_contain_text("not enough data")
+
+        row.locator("button[data-action=pause]").click()
+        expect(status).to_have_text("paused")
+        expect(row.locator("td.verdict")).to_have_text("paused by alice (session)")
+        row.locator("button[data-action=resume]").click()
+        expect(status).to_have_text("running")
+
+        # Abort asks too; accepted, the flag is back on legacy for everyone.
+        page.once("dialog", lambda dialog: dialog.accept())
+        row.locator("button[data-action=abort]").click()
+        expect(status).to_have_text("aborted")
+        expect(row.locator("button")).to_have_count(0)
+        assert eventually(lambda: api.get("/api/books").headers["x-gateway-backend"] == "legacy")
+        expect(start).to_have_count(1)  # and a new one may start
+
+    # Each change went through the admin API and was audited as alice's.
+    audit = eventually(
+        lambda: [
+            e
+            for e in rollout_gateway.log_events()
+            if e.get("event") == "flags.changed" and e.get("actor") == "alice (session)"
+        ]
+    )
+    reasons = [e.get("reason") for e in audit]
+    assert reasons[0].startswith("rollout started: steps 10, 50, 100")
+    assert "rollout aborted" in reasons
+    assert errors == [], errors

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from support import GatewayProcess, demo_config, eventually, needs_redis, seconds_until
 
 from legacy_flask import DEMO_JWT_SECRET
@@ -152,12 +153,23 @@ def test_a_healthy_new_side_is_advanced_step_by_step_to_new(tmp_path: Path) -> N
     assert seen["sides"].get("flaky", 0) > 0
 
 
+def _metric(gateway: GatewayProcess, name: str, **labels: str) -> float | None:
+    """One sample of ``/_gateway/metrics`` (alice is an admin), ``None`` when absent."""
+    admin = {"Authorization": f"Bearer {issue_token('alice', ['admin'], DEMO_JWT_SECRET)}"}
+    text = httpx.get(f"{gateway.base_url}/_gateway/metrics", headers=admin).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return None
+
+
 @pytest.mark.parametrize(
-    ("mode", "metric"),
-    [("fail", "error rate: new "), ("slow", "latency: new p50 ")],
+    ("mode", "metric", "cause"),
+    [("fail", "error rate: new ", "error_rate"), ("slow", "latency: new p50 ", "latency")],
 )
 def test_a_failing_or_slow_new_side_is_rolled_back_with_the_reason(
-    tmp_path: Path, mode: str, metric: str
+    tmp_path: Path, mode: str, metric: str, cause: str
 ) -> None:
     config = _config(tmp_path)
     (tmp_path / "mode").write_text(mode)
@@ -175,6 +187,17 @@ def test_a_failing_or_slow_new_side_is_rolled_back_with_the_reason(
         audit = _audit(gateway)[-1]
         assert audit["new"]["mode"] == "legacy"
         assert audit["reason"].startswith(f"rollout rollback: {metric}")
+        # And in the metrics: the state (from the shared flag state), the decision and its cause.
+        flag = {"flag": "catalog-books"}
+        assert eventually(
+            lambda: _metric(gateway, "gateway_rollout_state", state="rolled-back", **flag) == 1
+        )
+        assert _metric(gateway, "gateway_rollout_state", state="running", **flag) == 0
+        assert _metric(gateway, "gateway_rollout_step_percentage", **flag) == 10
+        decision = {"decision": "rollback", "cause": cause, **flag}
+        assert eventually(
+            lambda: _metric(gateway, "gateway_rollout_decisions_total", **decision) == 1
+        )
         # Legacy serves everyone now, and stays there until a person resumes.
         answer = httpx.get(
             f"{gateway.base_url}/api/books", headers={"Authorization": f"Bearer {TOKENS[0]}"}

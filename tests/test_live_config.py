@@ -6,7 +6,9 @@ import asyncio
 import dataclasses
 import os
 import signal
+import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,8 @@ from gateway.app import GatewayApp, create_app
 from gateway.errors import ConfigError
 from gateway.live_config import ReloadOutcome, reload_config, split_live
 from gateway.reload_control import LiveReload, WorkerStatus, pid_file_written, read_statuses
+from gateway.rollout.commands import RolloutCommands
+from gateway.rollout.state import RolloutState
 from gateway.settings import Settings, load_settings
 
 API_KEY = {"X-API-Key": "demo-reporting-key-not-a-secret"}  # reporting-bot, role "user"
@@ -75,8 +79,8 @@ def settings_with(config: Path, *replacements: tuple[str, str], extra: str = "")
             (),
         ),
         ((("timeout = 2.0", "timeout = 5.0"),), "", ()),
-        # The rollout controller reads each flag's plan once, at start.
-        ((("hold = 60", "hold = 120"),), "", ("routes[0].rollout",)),
+        # The rollout controller takes each reloaded plan (from its next decision).
+        ((("hold = 60", "hold = 120"),), "", ()),
     ],
 )
 def test_split_names_what_only_a_restart_changes_and_keeps_it_as_running(
@@ -102,11 +106,7 @@ def test_split_names_what_only_a_restart_changes_and_keeps_it_as_running(
         else:
             assert getattr(effective_section, name) == getattr(running_section, name)
     # Everything else is the new file's.
-    as_new = [
-        r.model_copy(update={"rollout": n.rollout})
-        for r, n in zip(effective.routes, new.routes, strict=True)
-    ]
-    assert tuple(as_new) == new.routes
+    assert effective.routes == new.routes
     assert effective.auth == new.auth
     assert effective.flag_defaults() == new.flag_defaults()
     assert effective.limits.max_body_size == new.limits.max_body_size
@@ -336,3 +336,47 @@ def test_the_pid_file_lives_while_the_server_does(tmp_path: Path) -> None:
     with pid_file_written(pid_file):
         pid_file.write_text("1\n")
     assert pid_file.read_text() == "1\n"
+
+
+def test_a_reloaded_rollout_plan_applies_from_the_next_decision(
+    running: tuple[GatewayApp, TestClient, Path],
+) -> None:
+    """A running rollout keeps its step and steps; the next analysis uses the new thresholds,
+    and a rollout started after the reload takes the new steps."""
+    app, client, config = running
+    assert client.portal is not None
+    commands = RolloutCommands(app.settings, app.flags)
+    client.portal.call(partial(commands.start, "GET /api/books", actor="test"))
+
+    def decide() -> RolloutState:
+        assert client.portal is not None
+        assert app.rollouts is not None
+        client.portal.call(app.rollouts.decide, time.time())
+        return app.flags.state.rollouts["catalog-books"]
+
+    assert "each side needs 50" in str(decide().last_verdict)
+    config.write_text(
+        config.read_text()
+        .replace("steps = [10, 50, 100]", "steps = [25, 100]")
+        .replace("min_requests = 50", "min_requests = 7")
+    )
+    assert reload(app, client) == ReloadOutcome(1, "applied")
+    rollout = decide()
+    assert "each side needs 7" in str(rollout.last_verdict)
+    assert (rollout.steps, rollout.step, rollout.status) == ((10, 50, 100), 0, "running")
+    assert app.flags.view()["flags"]["catalog-books"]["percentage"] == 10
+
+    # A plan the file gets wrong is rejected: the controller keeps deciding with the last one.
+    config.write_text(config.read_text().replace("steps = [25, 100]", "steps = [25, 50]"))
+    rejected = reload(app, client, generation=2)
+    assert rejected.outcome == "rejected"
+    assert "routes[0].rollout.steps" in rejected.problems[0]
+    assert "each side needs 7" in str(decide().last_verdict)
+
+    # The next rollout takes the reloaded steps (the commands of the reloaded request path).
+    token = client.post("/api/token", json={"username": "alice", "password": "wonderland"})
+    alice = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    client.post("/_gateway/api/rollouts/catalog-books/abort", headers=alice).raise_for_status()
+    started = client.post("/_gateway/api/rollouts", json={"route": "GET /api/books"}, headers=alice)
+    assert started.status_code == 201, started.text
+    assert started.json()["steps"] == [25, 100]

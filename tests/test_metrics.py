@@ -23,6 +23,7 @@ from gateway.errors import ConfigError, StartupError
 from gateway.metrics.families import Families
 from gateway.metrics.listener import start_listener
 from gateway.metrics.recorder import Recorder
+from gateway.rollout.state import RolloutState
 from gateway.settings import load_settings
 
 ADMIN = {"X-API-Key": "test-admin-key"}  # test-only keys (metrics_apps.APPS)
@@ -244,6 +245,8 @@ def test_the_text_format_parses_with_every_agreed_family_and_label(client: TestC
     for path in ("/new/hello", "/flagged/1", "/guarded/500", "/shadowed", "/a%2Fb"):
         client.get(path)
     client.post("/shadowed")
+    started = client.post("/_gateway/api/rollouts", json={"route": "/flagged/1"}, headers=ADMIN)
+    assert started.status_code == 201, started.text
     eventually(
         lambda: value(
             scrape(client), "gateway_shadow_samples_total", route="/shadowed", outcome="mismatch"
@@ -266,6 +269,8 @@ def test_the_text_format_parses_with_every_agreed_family_and_label(client: TestC
         "gateway_shadow_samples": ("counter", {"route", "outcome"}),
         "gateway_shadow_skipped": ("counter", {"route", "reason"}),
         "gateway_edge_rejections": ("counter", {"status", "reason"}),
+        "gateway_rollout_step_percentage": ("gauge", {"flag"}),
+        "gateway_rollout_state": ("gauge", {"flag", "state"}),
     }
     for name, (kind, labels) in expected.items():
         assert families[name].type == kind, name
@@ -390,3 +395,44 @@ def test_the_listener_serves_the_registry_without_credentials(tmp_path: Path) ->
         server.shutdown()
         server.server_close()
     assert value(parse(text), "gateway_legacy_pool_threads", state="size") == 1
+
+
+def test_rollouts_are_exported_from_the_shared_state_at_every_flush() -> None:
+    recorder, families = Recorder(), Families(registry := CollectorRegistry())
+    rollouts: dict[str, RolloutState] = {
+        "books": RolloutState(route="GET /api/books", steps=("shadow", 10, 100), step=1),
+        "me": RolloutState(route="GET /api/me", steps=("shadow", 100)),
+    }
+    recorder.watch(rollouts=lambda: rollouts)
+    recorder.flush(families)
+    samples = parse(generate_latest(registry).decode())
+    assert value(samples, "gateway_rollout_step_percentage", flag="books") == 10
+    assert ("gateway_rollout_step_percentage", frozenset({("flag", "me")})) in samples  # shadow: 0
+    assert value(samples, "gateway_rollout_step_percentage", flag="me") == 0
+    states = {
+        status: value(samples, "gateway_rollout_state", flag="books", state=status)
+        for status in ("running", "paused", "rolled-back", "completed", "aborted")
+    }
+    assert states == {"running": 1, "paused": 0, "rolled-back": 0, "completed": 0, "aborted": 0}
+
+    # The state moved (in another process, say): the next flush says so; a rollout whose flag
+    # was deleted leaves no series behind.
+    rollouts["books"] = rollouts["books"].model_copy(update={"status": "rolled-back"})
+    del rollouts["me"]
+    recorder.rollout_decision("books", "rollback", "latency")
+    recorder.flush(families)
+    samples = parse(generate_latest(registry).decode())
+    assert value(samples, "gateway_rollout_state", flag="books", state="rolled-back") == 1
+    assert value(samples, "gateway_rollout_state", flag="books", state="running") == 0
+    assert not [key for key in samples if ("flag", "me") in key[1]]
+    decisions = {"flag": "books", "decision": "rollback", "cause": "latency"}
+    assert value(samples, "gateway_rollout_decisions_total", **decisions) == 1
+    recorder.flush(families)  # counted once
+    assert (
+        value(
+            parse(generate_latest(registry).decode()),
+            "gateway_rollout_decisions_total",
+            **decisions,
+        )
+        == 1
+    )

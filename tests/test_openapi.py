@@ -201,6 +201,35 @@ def test_x_gateway_follows_flag_changes_at_once(admin: TestClient) -> None:
     assert state("GET", "/api/books/search")["served_by"] == ["catalog"]
 
 
+def test_x_gateway_carries_the_rollout_of_the_operations_flag(admin: TestClient) -> None:
+    def books() -> dict[str, Any]:
+        return operations(admin.get(DOCUMENT).json())[("GET", "/api/books")]
+
+    assert "rollout" not in books()["x-gateway"]
+    started = admin.post("/_gateway/api/rollouts", json={"route": "GET /api/books"})
+    assert started.status_code == 201, started.text
+    operation = books()
+    extension = operation["x-gateway"]
+    assert extension["rollout"] == {
+        "status": "running",
+        "step": 1,
+        "steps": [10, 50, 100],
+        "current": 10,
+    }
+    assert (extension["state"], extension["flag"]["percentage"]) == ("canary", 10)
+    assert "rollout running at step 1/3 (10%)" in operation["description"]
+    # Every operation under the flag carries it; another flag's operations do not.
+    document = operations(admin.get(DOCUMENT).json())
+    assert document[("GET", "/api/books/{book_id}")]["x-gateway"]["rollout"]["status"] == "running"
+    assert "rollout" not in document[("GET", "/api/me")]["x-gateway"]
+
+    assert admin.post("/_gateway/api/rollouts/catalog-books/pause").status_code == 200
+    assert books()["x-gateway"]["rollout"]["status"] == "paused"
+    assert admin.post("/_gateway/api/rollouts/catalog-books/abort").status_code == 200
+    extension = books()["x-gateway"]
+    assert (extension["rollout"]["status"], extension["state"]) == ("aborted", "legacy")
+
+
 def test_legacy_response_schema_is_inferred_from_recorded_samples(
     admin: TestClient, gateway: GatewayApp
 ) -> None:

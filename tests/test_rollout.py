@@ -41,6 +41,7 @@ def test_too_few_requests_is_not_enough_data_whatever_they_show() -> None:
 
     assert verdict.status == "not-enough-data"
     assert "40 new and 40 legacy requests (each side needs 50)" in verdict.reason
+    assert verdict.check is None
 
 
 def test_same_behaviour_on_both_sides_is_healthy() -> None:
@@ -61,6 +62,7 @@ def test_a_significantly_higher_error_rate_is_a_breach_named_with_its_test() -> 
     assert verdict.reason.startswith("error rate: new 15.0% vs legacy 0.5% (60/400 vs 2/400)")
     assert "Fisher's exact test p=" in verdict.reason
     assert verdict.measured["test"]["metric"] == "error_rate"
+    assert verdict.check == "error_rate"
     assert verdict.measured["test"]["p"] < 0.01
 
 
@@ -80,6 +82,7 @@ def test_a_five_times_slower_new_side_is_a_latency_breach() -> None:
     assert verdict.reason.startswith("latency: new p50 ")
     assert "Mann-Whitney U p=" in verdict.reason
     assert 4 < verdict.measured["test"]["ratio"] < 6
+    assert verdict.check == "latency"
 
 
 def test_a_slightly_slower_new_side_is_tolerated() -> None:
@@ -99,6 +102,7 @@ def test_shadow_step_judges_the_mismatch_rate() -> None:
     assert clean.status == "healthy"
     assert broken.status == "breach"
     assert broken.reason.startswith("shadow mismatches: 40/500 (8.0%, tolerated 1.0%)")
+    assert (few.check, clean.check, broken.check) == (None, None, "mismatch")
 
 
 def test_an_opened_breaker_is_a_breach_at_once() -> None:
@@ -106,6 +110,7 @@ def test_an_opened_breaker_is_a_breach_at_once() -> None:
 
     assert verdict.status == "breach"
     assert verdict.reason.startswith("breaker: opened 1 time(s)")
+    assert verdict.check == "breaker"
 
 
 # -- state changes --------------------------------------------------------------------------------
@@ -329,6 +334,10 @@ async def test_the_lease_holder_advances_after_the_hold_and_rolls_back_on_a_brea
     storage, reports = MemoryStorage(), _Reports()
     flags, leader = await _controller(storage, reports, "host-a:1")
     other, follower = await _controller(storage, reports, "host-b:2")
+    # Each process is told of the steps it decided itself (what its metrics count).
+    decided: list[tuple[str, ...]] = []
+    leader.observers.append(lambda *decision: decided.append(("a", *decision)))
+    follower.observers.append(lambda *decision: decided.append(("b", *decision)))
     try:
         await flags.update(start(FLAG, "GET /api/books", (10, 50, 100), 0.0, BASE), actor="t")
         step_id = flags.state.rollouts[FLAG].step_id
@@ -356,6 +365,53 @@ async def test_the_lease_holder_advances_after_the_hold_and_rolls_back_on_a_brea
         assert rollout.status == "rolled-back"
         assert rollout.reason.startswith("error rate: new 40.0% vs legacy 0.0%")
         assert flags.state.flags[FLAG].mode == "legacy"  # every process follows
+        assert decided == [("a", FLAG, "advance", "healthy"), ("b", FLAG, "rollback", "error_rate")]
     finally:
         await flags.stop()
         await other.stop()
+
+
+@pytest.mark.anyio
+async def test_reaching_the_last_step_is_decided_as_complete() -> None:
+    storage, reports = MemoryStorage(), _Reports()
+    flags, leader = await _controller(storage, reports, "host-a:1")
+    decided: list[tuple[str, ...]] = []
+    leader.observers.append(lambda *decision: decided.append(decision))
+    try:
+        await flags.update(start(FLAG, "GET /api/books", (50, 100), 0.0, BASE), actor="t")
+        reports.reports = [
+            _worker_report(flags.state.rollouts[FLAG].step_id, new_errors=0, new_ms=5)
+        ]
+        await _settle()
+        await leader.decide(31.0)
+        await _settle()
+        assert flags.state.rollouts[FLAG].status == "completed"
+        assert decided == [(FLAG, "complete", "healthy")]
+        await leader.decide(62.0)  # a completed rollout is not decided again
+        assert decided == [(FLAG, "complete", "healthy")]
+    finally:
+        await flags.stop()
+
+
+@pytest.mark.anyio
+async def test_a_reload_that_brings_the_first_plan_starts_the_analysis_loop() -> None:
+    """A gateway started with no flagged route analyses nothing; a reload that adds one (its
+    plan handed over by ``reconfigure``) starts the loop, at the new plan's interval."""
+    storage, reports = MemoryStorage(), _Reports()
+    flags = FlagRuntime(defaults={FLAG: BASE}, store=FlagStore(storage))
+    controller = RolloutController(flags, reports, {}, {})  # type: ignore[arg-type]
+    flags.listeners.append(controller.follow)
+    await flags.start()
+    try:
+        async with controller:
+            await flags.update(start(FLAG, "GET /api/books", (10, 100), 0.0, BASE), actor="t")
+            plan = RolloutSettings(steps=(10, 100), hold=30, interval=0.01, min_requests=100)
+            controller.reconfigure({FLAG: plan}, {FLAG: BASE})
+            async with asyncio.timeout(30):
+                while flags.state.rollouts[FLAG].last_verdict is None:
+                    await asyncio.sleep(0.01)
+            verdict = flags.state.rollouts[FLAG].last_verdict
+            assert verdict is not None
+            assert "each side needs 100" in verdict["reason"]
+    finally:
+        await flags.stop()

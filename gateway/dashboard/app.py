@@ -2,8 +2,8 @@
 
 ``DashboardApp`` is what the dispatcher calls for every path under ``/_gateway/``. It refuses a
 cookie-authenticated change that a cross-site page could have forged (``gateway.csrf``; for the
-admin API's ``PUT`` endpoints too, which the page's controls call), serves its own paths to
-admins only, and hands everything else to the admin API unchanged:
+admin API's endpoints too, which the page's controls call: flags, kill switch, rollouts), serves
+its own paths to admins only, and hands everything else to the admin API unchanged:
 
 - ``GET /_gateway/``: the page; ``GET /_gateway/static/{dashboard.js,dashboard.css}``;
 - ``GET /_gateway/api/dashboard``: everything the page shows, as JSON (polled every 2 s);
@@ -34,6 +34,7 @@ from gateway.dashboard.overview import (
     SERIES_SPAN,
     migration_status,
     resilience_view,
+    rollout_view,
     route_table,
     shadow_view,
 )
@@ -44,6 +45,7 @@ from gateway.errors import send_error
 from gateway.flags.runtime import FlagRuntime
 from gateway.inventory import Inventory
 from gateway.reports import ReportPublisher, combine_reports
+from gateway.settings import RouteSettings
 
 PAGE_PATH = "/_gateway/"
 STATIC_PREFIX = "/_gateway/static/"
@@ -64,12 +66,15 @@ class Dashboard:
         reports: ReportPublisher | None,
         interval: float = 5.0,
         recent_mismatches: int = 100,
+        routes: Callable[[], Sequence[RouteSettings]] = tuple,
     ) -> None:
         self.registry = registry
         self.history = History()
         self.sampler = Sampler(registry, self.history, interval=interval)
         #: The route inventory served now (a config reload replaces it).
         self._inventory = inventory
+        #: The ``[[routes]]`` served now: which ones a rollout can be started for.
+        self._routes = routes
         self._flags = flags
         self._reports = reports
         self._keep = recent_mismatches
@@ -97,6 +102,7 @@ class Dashboard:
             "routes": route_table(rows, flags, self.history, now),
             "shadow": shadow_view(now, combined["shadow"]),
             "resilience": resilience_view(now, combined["breakers"]),
+            "rollouts": rollout_view(self._routes(), self._flags.state.rollouts, time.time()),
             "series": self.history.series(SERIES_SPAN),
         }
 

@@ -6,17 +6,21 @@ it is in effect now (the kill switch sends every flagged route to legacy)::
 
     status = migration_status(inventory.rows, flags.view(), history, reading)
     rows = route_table(inventory.rows, flags.view(), history, reading)   # the 5-minute numbers
+    rollouts = rollout_view(settings.routes, flags.state.rollouts, time.time())
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 from gateway.context import LEGACY
 from gateway.dashboard.traffic import SIDES, Counts, History, Reading, Side, side_summary
 from gateway.inventory import InventoryRow
 from gateway.path_template import shape
+from gateway.rollout.commands import describe
+from gateway.rollout.state import RolloutState
+from gateway.settings import RouteSettings
 
 State = Literal["legacy", "shadow", "canary", "new", "retired"]
 STATES: tuple[State, ...] = ("legacy", "shadow", "canary", "new", "retired")
@@ -176,4 +180,25 @@ def resilience_view(now: Reading, breakers: Mapping[str, Any]) -> dict[str, Any]
             for (route, cause), count in sorted(now.fallbacks.items())
             if count
         ],
+    }
+
+
+def rollout_view(
+    routes: Iterable[RouteSettings], rollouts: Mapping[str, RolloutState], now: float
+) -> dict[str, Any]:
+    """Every rollout as ``gateway rollout status --json`` shows it, and the routes one can start
+    for: those with a ``[routes.rollout]`` plan whose flag has no rollout running or paused."""
+    busy = {flag for flag, r in rollouts.items() if r.status in ("running", "paused")}
+    startable = [
+        {
+            "route": f"{route.methods[0]} {route.path}",
+            "flag": route.flag,
+            "steps": list(route.rollout.steps),
+        }
+        for route in routes
+        if route.rollout is not None and route.flag is not None and route.flag not in busy
+    ]
+    return {
+        "rollouts": [describe(flag, rollout, now) for flag, rollout in sorted(rollouts.items())],
+        "startable": startable,
     }

@@ -60,6 +60,12 @@ PAGE = """<!doctype html>
     <table><thead><tr><th>Flag</th><th>Mode</th><th>Percentage</th><th>Allow subjects</th>
       <th>Source</th><th></th></tr></thead><tbody id="flag-rows"></tbody></table>
   </section>
+  <section id="rollouts">
+    <h2>Rollouts</h2>
+    <table><thead><tr><th>Route</th><th>Flag</th><th>Step</th><th>State</th>
+      <th>Verdict / reason</th><th></th></tr></thead><tbody id="rollout-rows"></tbody></table>
+    <div id="rollout-starts"></div>
+  </section>
   <section id="routes">
     <h2>Route table <span class="muted">(last 5 minutes)</span></h2>
     <table><thead>

@@ -111,6 +111,29 @@ class Families:
             "Legacy requests answered 503 because no thread came free in time.",
             registry=r,
         )
+        # Rollouts: the state lives in the shared flag store, so every worker exports the same
+        # values from its snapshot (``livemax``); a decision is counted by the process making it.
+        self.rollout_step_percentage = Gauge(
+            "gateway_rollout_step_percentage",
+            "The share of users a rollout's current step sends to the new side (shadow: 0).",
+            ("flag",),
+            multiprocess_mode="livemax",
+            registry=r,
+        )
+        self.rollout_state = Gauge(
+            "gateway_rollout_state",
+            "1 for a rollout's current state, 0 for the others (one series per flag and state).",
+            ("flag", "state"),
+            multiprocess_mode="livemax",
+            registry=r,
+        )
+        self.rollout_decisions = Counter(
+            "gateway_rollout_decisions",
+            "Rollout steps decided, by decision (advance, complete, rollback) and cause (the "
+            "breached check of a rollback: error_rate, latency, mismatch, breaker; else healthy).",
+            ("flag", "decision", "cause"),
+            registry=r,
+        )
         self.edge_rejections = Counter(
             "gateway_edge_rejections",
             "Requests the gateway refused itself before any backend (400/408/413/431...).",

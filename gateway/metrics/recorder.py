@@ -20,11 +20,12 @@ results' counts, the breakers' states, the legacy pool's occupancy and admission
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from gateway.context import RequestFacts
 from gateway.metrics.families import LATENCY_BUCKETS, UNMATCHED, Families
+from gateway.rollout.state import STATUSES
 
 #: Where the recorder is in the server's lifespan state, for the HTTP protocol's refusals.
 STATE_KEY = "gateway.metrics"
@@ -73,6 +74,15 @@ class BreakerLike(Protocol):
     def state(self) -> str: ...
 
 
+class RolloutLike(Protocol):
+    """What the recorder reads of ``gateway.rollout.state.RolloutState``."""
+
+    @property
+    def status(self) -> str: ...
+    @property
+    def current(self) -> int | str: ...
+
+
 class Recorder:
     def __init__(self) -> None:
         self._cells: dict[tuple[str, str, str], _Cell] = {}
@@ -86,6 +96,9 @@ class Recorder:
         self._template: Callable[[str], str] = lambda label: label
         self._route_of: Callable[[str, str], str | None] = lambda method, path: None
         self._flushed: dict[tuple[str, ...], int] = {}
+        self._rollouts: Callable[[], Mapping[str, RolloutLike]] = dict
+        #: Flags whose rollout gauges were set (a rollout that disappears has its series reset).
+        self._rollout_flags: set[str] = set()
 
     def watch(
         self,
@@ -95,11 +108,15 @@ class Recorder:
         shadow: ShadowCounts | None = None,
         template: Callable[[str], str] | None = None,
         route_of: Callable[[str, str], str | None] | None = None,
+        rollouts: Callable[[], Mapping[str, RolloutLike]] | None = None,
     ) -> None:
         """Read these at every flush. ``breakers``: (route template, breaker) pairs; ``shadow``
         names routes by label, which ``template`` turns into the route template. ``route_of``
-        (method, path) names the route of a request refused before it was routed."""
+        (method, path) names the route of a request refused before it was routed.
+        ``rollouts``: the rollouts by flag, as the shared flag state has them now."""
         self._legacy = legacy
+        if rollouts is not None:
+            self._rollouts = rollouts
         self._breakers = list(breakers)
         self._shadow = shadow
         if template is not None:
@@ -144,6 +161,10 @@ class Recorder:
         """A request refused below the ASGI app (the HTTP protocol's 400/408/431)."""
         self._count(("rejected", str(status), reason))
 
+    def rollout_decision(self, flag: str, decision: str, cause: str) -> None:
+        """A rollout step this process decided (``gateway.rollout.controller``)."""
+        self._count(("rollout", flag, decision, cause))
+
     def _count(self, key: tuple[str, ...]) -> None:
         self._events[key] = self._events.get(key, 0) + 1
 
@@ -172,6 +193,8 @@ class Recorder:
                 families.flag_decisions.labels(*labels).inc(number)
             elif kind == "fallback":
                 families.fallbacks.labels(*labels).inc(number)
+            elif kind == "rollout":
+                families.rollout_decisions.labels(*labels).inc(number)
             else:
                 families.edge_rejections.labels(*labels).inc(number)
         for backend, number in self.in_flight.items():
@@ -192,6 +215,7 @@ class Recorder:
             open_routes[route] = max(open_routes.get(route, 0), is_open)
         for route, is_open in open_routes.items():
             families.breaker_open.labels(route).set(is_open)
+        self._flush_rollouts(families)
         if self._shadow is not None:
             for label, (counts, skipped) in self._shadow.counts().items():
                 route = self._template(label)
@@ -204,6 +228,24 @@ class Recorder:
                 for reason, number in skipped.items():
                     add = families.shadow_skipped.labels(route, reason).inc
                     self._add(add, ("k", label, reason), number)
+
+    def _flush_rollouts(self, families: Families) -> None:
+        rollouts = self._rollouts()
+        for flag, rollout in rollouts.items():
+            current = rollout.current
+            families.rollout_step_percentage.labels(flag).set(
+                0 if isinstance(current, str) else current
+            )
+            for status in STATUSES:
+                families.rollout_state.labels(flag, status).set(int(rollout.status == status))
+        for flag in self._rollout_flags - set(rollouts):
+            # Gone (its flag deleted): zero first, as multiprocess files keep a removed value.
+            families.rollout_step_percentage.labels(flag).set(0)
+            families.rollout_step_percentage.remove(flag)
+            for status in STATUSES:
+                families.rollout_state.labels(flag, status).set(0)
+                families.rollout_state.remove(flag, status)
+        self._rollout_flags = set(rollouts)
 
     def _add(self, inc: Callable[[float], None], key: tuple[str, ...], running_total: int) -> None:
         """Add to a counter what a running total grew by since the last flush."""

@@ -104,6 +104,7 @@ class AppDocument:
         a worker thread."""
         built = self._current()
         flags = self._flags.view()
+        rollouts = self._flags.state.rollouts
         paths: dict[str, dict[str, Any]] = {}
         for op in built.operations:
             extension = x_gateway(
@@ -112,6 +113,7 @@ class AppDocument:
                 legacy_endpoint=op.legacy_endpoint,
                 services=op.services,
                 retired=(shape(op.path), op.method.upper()) in self._retired,
+                rollouts=rollouts,
             )
             if op.access is not None:
                 extension["access"] = op.access

@@ -8,6 +8,10 @@ Computed from the route plan the dispatcher would pick and the flag runtime's sn
     #  "flag": {"name": "catalog-books", "mode": "canary", "percentage": 50, "source": "default"},
     #  "legacy_endpoint": "books.get_book", "services": ["catalog"]}
 
+With ``rollouts`` (the shared state's, by flag), an operation whose flag has a rollout also
+carries it: ``"rollout": {"status": "running", "step": 2, "steps": [10, 50, 100], "current": 50}``
+(``step`` counts from 1, as ``gateway rollout status`` does).
+
 States follow a route's life cycle: ``legacy`` (the legacy app answers), ``shadow`` (one side
 answers, the other gets a copy), ``canary`` (a share of callers on the new side), ``new`` (the
 service answers everyone), ``retired`` (the legacy view is gone). ``unrouted``: a service route
@@ -23,6 +27,7 @@ from gateway.context import LEGACY
 from gateway.path_template import shape
 
 if TYPE_CHECKING:
+    from gateway.rollout.state import RolloutState
     from gateway.route_plan import RoutePlan
     from gateway.settings import RouteSettings
 
@@ -34,6 +39,7 @@ def x_gateway(
     legacy_endpoint: str | None,
     services: Sequence[str],
     retired: bool = False,
+    rollouts: Mapping[str, RolloutState] | None = None,
 ) -> dict[str, Any]:
     """The extension for one operation; ``plan``: the configured route that matches it."""
     extension: dict[str, Any] = {
@@ -63,6 +69,14 @@ def x_gateway(
         "source": spec.get("source", "default"),
     }
     extension["state"] = "retired" if retired else mode
+    rollout = (rollouts or {}).get(plan.flag)
+    if rollout is not None:
+        extension["rollout"] = {
+            "status": rollout.status,
+            "step": rollout.step + 1,
+            "steps": list(rollout.steps),
+            "current": rollout.current,
+        }
     if flags.get("kill_switch", False):
         extension.update(served_by=[LEGACY], kill_switch=True)
     elif mode == "new":
@@ -98,6 +112,13 @@ def describe(extension: Mapping[str, Any]) -> str:
     if flag is not None:
         share = f", {flag['percentage']}%" if flag["mode"] == "canary" else ""
         line += f"; flag `{flag['name']}` ({flag['mode']}{share})"
+    rollout = extension.get("rollout")
+    if rollout is not None:
+        current = rollout["current"] if rollout["current"] == "shadow" else f"{rollout['current']}%"
+        line += (
+            f"; rollout {rollout['status']} at step {rollout['step']}/{len(rollout['steps'])}"
+            f" ({current})"
+        )
     if extension.get("kill_switch"):
         line += "; the kill switch is on"
     return line + "."

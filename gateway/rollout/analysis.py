@@ -21,6 +21,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Status = Literal["healthy", "breach", "not-enough-data"]
+#: The checks a step can fail.
+Check = Literal["error_rate", "latency", "mismatch", "breaker", "other"]
+_CHECKS: dict[str, Check] = {
+    "error_rate": "error_rate",
+    "latency": "latency",
+    "mismatch_rate": "mismatch",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +73,17 @@ class Verdict:
     reason: str
     #: What was measured, for the audit line, ``gateway rollout status`` and the metrics.
     measured: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def check(self) -> Check | None:
+        """Which check a breach failed (a bounded name, for the metrics); ``None`` otherwise."""
+        if self.status != "breach":
+            return None
+        if "breaker_opened" in self.measured:
+            return "breaker"
+        test = self.measured.get("test")
+        metric = test.get("metric") if isinstance(test, dict) else None
+        return _CHECKS.get(str(metric), "other")
 
 
 def analyse(outcomes: StepOutcomes, thresholds: Thresholds, *, shadow: bool = False) -> Verdict:

@@ -11,6 +11,12 @@ process continues the step where it was (its window and start time are in the st
     controller = RolloutController(flags, reports, outcomes, plans_by_flag, defaults)
     async with controller:      # a lifespan component
         ...
+    controller.reconfigure(new_plans_by_flag, new_defaults)   # a config reload
+
+A reload's plans apply from the next decision: a running rollout keeps the step it is on and
+the steps it started with (they are in the shared state, where every host reads them), and the
+next analysis uses the new thresholds, ``hold`` and ``interval``; new ``steps`` apply to the
+rollouts started after the reload.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 
 import structlog
@@ -36,6 +42,11 @@ log = structlog.get_logger("gateway.rollout")
 
 #: A lease lasts this many analysis intervals without renewal.
 LEASE_INTERVALS = 3
+
+#: Told of every step this process decided: (flag, decision, cause). ``decision``: ``advance``,
+#: ``complete`` or ``rollback``; ``cause``: the check a rollback failed (``Verdict.check``),
+#: ``healthy`` otherwise.
+DecisionObserver = Callable[[str, str, str], None]
 
 
 def thresholds_of(settings: RolloutSettings) -> Thresholds:
@@ -58,23 +69,38 @@ class RolloutController:
     ) -> None:
         self._flags = flags
         self._reports = reports
-        self._settings = settings_by_flag
-        self._defaults = defaults
         self._state = FlagState()
         self._task: asyncio.Task[None] | None = None
+        self._running = False
         self.holder = worker_id()
-        self._tick = min((s.interval for s in settings_by_flag.values()), default=10.0)
+        self.observers: list[DecisionObserver] = []
+        self._settings: Mapping[str, RolloutSettings] = {}
+        self._defaults: Mapping[str, FlagSpec] = {}
+        self._tick = 10.0
+        self.reconfigure(settings_by_flag, defaults)
+
+    def reconfigure(
+        self, settings_by_flag: Mapping[str, RolloutSettings], defaults: Mapping[str, FlagSpec]
+    ) -> None:
+        """Decide with these plans and flag defaults from the next round on (a config reload)."""
+        self._settings = dict(settings_by_flag)
+        self._defaults = dict(defaults)
+        self._tick = min((s.interval for s in self._settings.values()), default=10.0)
+        if self._running and self._task is None and self._settings:
+            self._task = asyncio.create_task(self._run())
 
     def follow(self, state: FlagState) -> None:
         """The latest shared state (the flag runtime calls this on every new one)."""
         self._state = state
 
     async def __aenter__(self) -> RolloutController:
+        self._running = True
         if self._settings:
             self._task = asyncio.create_task(self._run())
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        self._running = False
         task, self._task = self._task, None
         if task is not None:
             with contextlib.suppress(Exception):
@@ -122,6 +148,9 @@ class RolloutController:
                 rollout.status,
             ):
                 _log_transition(flag, action, rollout.step, after.step, after.status, verdict)
+                decision = "complete" if after.status == "completed" else action
+                for observer in self.observers:
+                    observer(flag, decision, verdict.check or "healthy")
 
 
 def _action(verdict: Verdict, *, held: float, hold: float) -> str:

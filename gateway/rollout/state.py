@@ -12,13 +12,14 @@ update moves the flag and the rollout together, and every process sees both with
 from __future__ import annotations
 
 import secrets
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict
 
 #: A step: the share of users on the new side, or ``"shadow"`` (legacy answers, new is compared).
 Step = int | Literal["shadow"]
 RolloutStatus = Literal["running", "paused", "rolled-back", "completed", "aborted"]
+STATUSES: tuple[RolloutStatus, ...] = get_args(RolloutStatus)
 
 
 class RolloutState(BaseModel):

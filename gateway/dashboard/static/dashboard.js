@@ -93,6 +93,7 @@ function render(data) {
   renderProgress(data.status);
   renderFlags(data.flags);
   renderRoutes(data.routes);
+  renderRollouts(data.rollouts);
   renderShadow(data.shadow);
   renderResilience(data.resilience);
   renderPlots(data.series);
@@ -157,6 +158,65 @@ function flagRow(name, spec) {
     }
   });
   return row;
+}
+
+// Rollouts: each one's step, state and why; its buttons call the admin API (gateway/rollout/api.py).
+const ROLLOUTS = "/_gateway/api/rollouts";
+const ROLLOUT_ACTIONS = {running: ["pause", "abort"], paused: ["resume", "abort"], "rolled-back": ["resume", "abort"]};
+const ACTION_NAMES = {pause: "Pause", resume: "Resume", abort: "Abort"};
+
+function stepText(rollout) {
+  const current = rollout.current === "shadow" ? "shadow" : `${rollout.current}%`;
+  return `${rollout.step}/${rollout.steps.length}: ${current}`;
+}
+
+function verdictText(rollout) {
+  const verdict = rollout.last_verdict;
+  if (rollout.reason) return rollout.reason;
+  return verdict ? verdict.reason : "no verdict yet";
+}
+
+async function rolloutCall(what, url, body, question) {
+  if (question && !window.confirm(question)) return;
+  try {
+    await send("POST", url, body);
+    await refresh();
+  } catch (error) {
+    showError(`Could not ${what}: ${error.message}`);
+  }
+}
+
+function rolloutRow(rollout) {
+  const buttons = (ROLLOUT_ACTIONS[rollout.status] || []).map((action) => {
+    const button = el("button", {type: "button", class: action === "abort" ? "danger" : "", "data-action": action},
+      ACTION_NAMES[action]);
+    const question = action === "abort"
+      ? `Abort the rollout of ${rollout.route}? Its flag goes back to legacy for everyone.` : null;
+    button.addEventListener("click", () => rolloutCall(`${action} the rollout of ${rollout.flag}`,
+      `${ROLLOUTS}/${encodeURIComponent(rollout.flag)}/${action}`, {}, question));
+    return button;
+  });
+  return el("tr", {"data-rollout": rollout.flag, class: `rollout-${rollout.status}`},
+    el("td", {class: "path", text: rollout.route}),
+    el("td", {text: rollout.flag}),
+    el("td", {class: "step", text: stepText(rollout)}),
+    el("td", {}, el("span", {class: `badge rollout-${rollout.status}`, "data-status": rollout.status, text: rollout.status})),
+    el("td", {class: "verdict", text: verdictText(rollout)}),
+    el("td", {}, ...buttons));
+}
+
+function renderRollouts(view) {
+  replace("rollout-rows", ...(view.rollouts.length ? view.rollouts.map(rolloutRow)
+    : [el("tr", {}, el("td", {colspan: 6, class: "muted", text: "No rollout."}))]));
+  replace("rollout-starts", ...view.startable.map((start) => {
+    const button = el("button", {type: "button", class: "start", "data-start": start.route},
+      `Start a rollout of ${start.route}`);
+    const question = `Start a rollout of ${start.route}? Flag ${start.flag} moves through `
+      + `${start.steps.join(", ")} by itself, guarded by the new side's errors and latency.`;
+    button.addEventListener("click", () => rolloutCall(`start a rollout of ${start.route}`,
+      ROLLOUTS, {route: start.route}, question));
+    return button;
+  }));
 }
 
 function sideCells(side) {
