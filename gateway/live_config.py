@@ -37,7 +37,7 @@ from gateway.inventory import Inventory
 from gateway.resilience import Breaker, GuardedService
 from gateway.route_plan import RoutePlan, route_label
 from gateway.routes import RouteTable
-from gateway.settings import RouteSettings, Settings, load_settings
+from gateway.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from gateway.app import GatewayApp
@@ -58,10 +58,6 @@ LIVE_KEYS: Mapping[str, frozenset[str]] = {
     "flags": frozenset({"override_header", "override_roles", "anonymous_key"}),
     "limits": frozenset({"max_body_size", "body_timeout", "routes"}),
 }
-#: Keys of a ``[[routes]]`` entry read only at start: none today. (``[routes.rollout]`` applies
-#: live: the rollout controller takes every swapped-in path's plans, ``gateway.rollout.controller``
-#: says from when.)
-ROUTE_KEYS_AT_START: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,9 +135,10 @@ def split_live(
             )
         else:
             kept.append(name)
+    # Every key of a [[routes]] entry applies live (``[routes.rollout]`` too: the rollout
+    # controller takes every swapped-in path's plans, ``gateway.rollout.controller`` says from
+    # when).
     effective = new.model_copy(update=update)
-    effective, kept_in_routes = _routes_as_started(running, effective)
-    kept.extend(kept_in_routes)
     running_services = {LEGACY, *services}
     for index, route in enumerate(effective.routes):
         if route.backend not in running_services:
@@ -152,25 +149,6 @@ def split_live(
                 "gateway (restart it)",
             )
     return effective, tuple(kept)
-
-
-def _routes_as_started(running: Settings, new: Settings) -> tuple[Settings, list[str]]:
-    """``new`` with each route's start-only keys as the running route of the same label has
-    them (a new route: as unset), and the dotted names of those that differ."""
-    before = {route_label(r.methods, r.path): r for r in running.routes}
-    routes: list[RouteSettings] = []
-    kept: list[str] = []
-    for index, route in enumerate(new.routes):
-        old = before.get(route_label(route.methods, route.path))
-        restored = {
-            key: None if old is None else getattr(old, key)
-            for key in ROUTE_KEYS_AT_START
-            if key in type(route).model_fields
-            and getattr(route, key) != (None if old is None else getattr(old, key))
-        }
-        routes.append(route.model_copy(update=restored) if restored else route)
-        kept.extend(f"routes[{index}].{key}" for key in sorted(restored))
-    return new.model_copy(update={"routes": tuple(routes)}), kept
 
 
 def keep_unchanged_plans(
