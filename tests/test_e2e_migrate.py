@@ -14,14 +14,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
-from demo_copy import copy_demo, delete_view, run_gateway
+from demo_copy import copy_demo, delete_view, record_while, run_gateway
 from support import REPO, GatewayProcess, eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -84,28 +83,15 @@ def signed_in_admin(gateway: GatewayProcess) -> Iterator[httpx.Client]:
 
 def record_while_admin_calls(gateway: GatewayProcess, config: Path) -> tuple[int, str]:
     """``gateway record ROUTE --samples N`` while alice calls the route, until it ends."""
-    recorder = subprocess.Popen(
-        [*GATEWAY, "record", ROUTE, "--samples", str(SAMPLES), "--config", str(config)],
-        cwd=config.parent,
-        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        with signed_in_admin(gateway) as client:
-            deadline = time.monotonic() + 120
-            while recorder.poll() is None and time.monotonic() < deadline:
-                answer = client.get("/admin/users")
-                assert answer.status_code == 200, answer.text
-                assert answer.json() == USERS
-                assert answer.headers["x-gateway-backend"] == "legacy"  # shadow: legacy answers
-        output, _ = recorder.communicate(timeout=60)
-    finally:
-        if recorder.poll() is None:
-            recorder.kill()
-            recorder.wait()
-    return recorder.returncode, output
+    with signed_in_admin(gateway) as client:
+
+        def call(number: int) -> None:
+            answer = client.get("/admin/users")
+            assert answer.status_code == 200, answer.text
+            assert answer.json() == USERS
+            assert answer.headers["x-gateway-backend"] == "legacy"  # shadow: legacy answers
+
+        return record_while(config, ROUTE, SAMPLES, call)
 
 
 def shadow_counts(client: httpx.Client) -> dict[str, int]:
@@ -226,9 +212,10 @@ def test_migrate_admin_users_from_scaffold_to_retirement(tmp_path: Path) -> None
     assert "retired GET /admin/users: service admin serves it alone" in done.stdout
     assert "flag admin-users removed from the config and from the flag store" in done.stdout
     assert "Flask view legacy_flask.admin:list_users (legacy_flask/admin.py:" in done.stdout
-    assert '[routes.retired]\nendpoint = "admin.list_users"\nrule = "/admin/users"' in (
-        config.read_text()
-    )
+    retired = config.read_text()
+    assert '[routes.retired]\nendpoint = "admin.list_users"\nrule = "/admin/users"' in retired
+    assert "admin-users" not in retired  # nor the scaffold's comment that named the flag
+    assert "# GET /admin/users: scaffolded onto admin (`gateway scaffold`), then retired" in retired
 
     # 8. The view deleted: check passes, the index page still builds its link, the service
     #    serves the route alone.
