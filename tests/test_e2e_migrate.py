@@ -5,7 +5,8 @@ scaffold → check → write the handler with the parity helpers → record samp
 ``gateway serve`` → ``gateway parity`` passes → a planted difference fails it with its JSON
 Pointer (and fails the scaffold's generated test) → shadow traffic with the difference → flag to
 ``new`` → ``gateway retire`` refuses on the mismatches → a fresh gateway, and it retires → the
-Flask view deleted, the index page (``url_for('admin.list_users')``) still renders.
+Flask view deleted, the index page (``url_for('admin.list_users')``) still renders → parity of
+the retired route says there is nothing left to compare.
 """
 
 from __future__ import annotations
@@ -100,10 +101,10 @@ def shadow_counts(client: httpx.Client) -> dict[str, int]:
     return routes.get(ROUTE, {})
 
 
-def run_generated_test(config: Path) -> subprocess.CompletedProcess[str]:
+def run_generated_test(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """The scaffold's parity test module under pytest, in the copy, as its developer runs it."""
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", GENERATED_TEST],
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", *args, GENERATED_TEST],
         cwd=config.parent,
         env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONDONTWRITEBYTECODE": "1"},
         capture_output=True,
@@ -233,3 +234,14 @@ def test_migrate_admin_users_from_scaffold_to_retirement(tmp_path: Path) -> None
     routes = run_gateway(config, "routes", "--json")
     rows = [row for row in json.loads(routes.stdout) if row["path"] == "/admin/users"]
     assert [(row["status"], row["served_by"]) for row in rows] == [("retired", "admin")]
+
+    # 9. Nothing is left to compare: parity says so, and the generated test (and the plugin's
+    #    tests for the route's samples) give way to one skip saying the test can go.
+    parity = run_gateway(config, "parity", ROUTE)
+    assert parity.returncode == 2, parity.stdout + parity.stderr
+    assert "GET /admin/users is retired: admin serves it alone" in parity.stderr
+    leftover = run_generated_test(config, "-p", "gateway.pytest_plugin", "--gateway-parity")
+    assert leftover.returncode == 0, leftover.stdout + leftover.stderr
+    assert "1 skipped" in leftover.stdout
+    assert "passed" not in leftover.stdout
+    assert "(delete its samples and its parity test)" in leftover.stdout
