@@ -33,7 +33,7 @@ from gateway.flags.stores import FlagStore
 from gateway.log import configure_logging
 from gateway.recording.samples import SampleFileError, read_samples, sample_path
 from gateway.recording.writer import count_samples
-from gateway.replay.replay import no_samples_message, replay_samples
+from gateway.replay.replay import no_samples_message, replay_samples, retired_message
 from gateway.replay.report import render_report, report_json
 from gateway.route_lookup import FoundRoute, RouteNotFound, find_route
 from gateway.settings import Settings, load_settings
@@ -161,6 +161,9 @@ def _parity(args: argparse.Namespace) -> int:
     settings = load_settings(args.config, os.environ)
     found = _route(settings, args.route, "parity")
     if found is None:
+        return EXIT_USAGE
+    if (retired := retired_message(found)) is not None:
+        print(f"gateway parity: {retired}", file=sys.stderr)
         return EXIT_USAGE
     path = (
         Path(args.samples)

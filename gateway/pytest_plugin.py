@@ -10,8 +10,9 @@ Installed with the gateway, it is also registered under the ``pytest11`` entry p
 ``gateway.pytest_plugin``: then ``-p`` is not needed, and without ``--gateway-parity`` it adds
 nothing to a run (only its options). Tests are named
 ``parity[GET /api/me 1:/api/me]``; a failure shows the report (JSON Pointer, legacy value,
-new value). Routes served by legacy, and routes without samples, get no tests. Unsafe methods
-are skipped unless ``--gateway-allow-unsafe`` (point both sides at a scratch database).
+new value). Routes served by legacy, retired routes and routes without samples get no tests.
+Unsafe methods are skipped unless ``--gateway-allow-unsafe`` (point both sides at a scratch
+database).
 """
 
 from __future__ import annotations
@@ -84,8 +85,8 @@ def pytest_collection_modifyitems(
         settings = load_settings(config.getoption("gateway_config"), os.environ)
         allow_unsafe = bool(config.getoption("gateway_allow_unsafe"))
         for route in settings.routes:
-            if route.backend == LEGACY:
-                continue
+            if route.backend == LEGACY or route.retired is not None:
+                continue  # nothing to compare with
             for method in route.methods:
                 label = f"{method} {route.path}"
                 _, _, cases = iter_cases(label, allow_unsafe=allow_unsafe, settings=settings)

@@ -41,6 +41,7 @@ from gateway.loading import add_import_paths, load_app
 from gateway.reports import ReportStore, combine_reports
 from gateway.route_lookup import find_route
 from gateway.route_plan import route_label
+from gateway.scaffold.config_edit import retired_comment, scaffold_comment
 from gateway.scaffold.rules import FlaskRoute, display_path, find_flask_route
 from gateway.settings import RouteSettings, Settings, load_settings
 
@@ -136,6 +137,7 @@ def retire_edit(text: str, index: int, *, endpoint: str, rule: str, flag_heir: i
     doc = tomlkit.parse(text)
     entry = doc["routes"][index]
     declaration = entry.get("flag")
+    comments = _comment_change(entry, declaration)
     if flag_heir is not None and isinstance(declaration, Table):
         heir = doc["routes"][flag_heir]
         remove_table(heir, "flag")  # the bare name; the table says the same and more
@@ -147,7 +149,29 @@ def retire_edit(text: str, index: int, *, endpoint: str, rule: str, flag_heir: i
     retired.add("endpoint", endpoint)
     retired.add("rule", rule)
     append_table(entry, "retired", retired)
-    return tomlkit.dumps(doc)
+    edited = tomlkit.dumps(doc)
+    if comments is not None:
+        edited = edited.replace(*comments, 1)
+    if text.endswith("\n") and not text.endswith("\n\n"):
+        edited = edited.rstrip("\n") + "\n"  # the removed tables' blank line, at the end
+    return edited
+
+
+def _comment_change(entry: Table, declaration: object) -> tuple[str, str] | None:
+    """The scaffold's comment above the route, and what replaces it: it describes the
+    migration that retiring ends."""
+    methods = entry.get("methods")
+    if not (isinstance(methods, list) and len(methods) == 1):
+        return None
+    name = declaration.get("name") if isinstance(declaration, Table) else declaration
+    method, template, service = str(methods[0]), str(entry.get("path")), str(entry.get("backend"))
+    scaffolded = scaffold_comment(method, template, service, str(name))
+    retired = retired_comment(method, template, service)
+    return _as_comment(scaffolded), _as_comment(retired)
+
+
+def _as_comment(text: str) -> str:
+    return "".join(f"# {line}\n" for line in text.splitlines())
 
 
 async def _evidence(

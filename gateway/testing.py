@@ -12,7 +12,8 @@
 Each case replays its sample in process against the legacy app and the route's service
 (``gateway.replay``) and compares the answers with the route's shadow rules;
 ``assert_same`` raises ``AssertionError`` with the readable report (JSON Pointer, legacy value,
-new value). A route with no samples yet gives one skipped case that says how to record some.
+new value). A route with no samples yet gives one skipped case that says how to record some; a
+retired route (``gateway retire``), one that says the test can go.
 Unsafe methods are skipped unless ``allow_unsafe=True``: then point both sides at a scratch
 database. ``pytest -p gateway.pytest_plugin --gateway-parity`` collects the same cases for every
 route that has samples, without a test module.
@@ -30,7 +31,13 @@ from pathlib import Path
 from typing import Any
 
 from gateway.recording.samples import Sample, read_samples, sample_path
-from gateway.replay.replay import Outcome, Replayer, no_samples_message, skip_reason
+from gateway.replay.replay import (
+    Outcome,
+    Replayer,
+    no_samples_message,
+    retired_message,
+    skip_reason,
+)
 from gateway.replay.report import render_outcome
 from gateway.route_lookup import FoundRoute, find_route
 from gateway.settings import Settings, load_settings
@@ -114,6 +121,8 @@ def parity_cases(
     found, path, cases = iter_cases(
         route, config=config, samples=samples, allow_unsafe=allow_unsafe
     )
+    if (retired := retired_message(found)) is not None:
+        return [pytest.param(None, marks=pytest.mark.skip(reason=retired), id="retired")]
     if not cases:
         skip = pytest.mark.skip(reason=no_samples_message(found, path))
         return [pytest.param(None, marks=skip, id="no-samples")]

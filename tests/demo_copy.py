@@ -7,6 +7,8 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,3 +45,37 @@ def delete_view(config: Path, module: str, decorator: str) -> None:
     text = path.read_text()
     assert decorator in text, decorator
     path.write_text(text.replace(decorator + "\n", ""))
+
+
+def record_while(
+    config: Path,
+    route: str,
+    samples: int,
+    use_route: Callable[[int], None],
+    *,
+    env: Mapping[str, str] | None = None,
+    limit: float = 120,
+) -> tuple[int, str]:
+    """``gateway record ROUTE --samples N`` while ``use_route(number)`` is called, number 0, 1,
+    2..., until the command ends (or ``limit`` seconds pass); its status and output."""
+    command = ["record", route, "--samples", str(samples), "--timeout", str(limit)]
+    recorder = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", *command, "--config", str(config)],
+        cwd=config.parent,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + limit
+        number = 0
+        while recorder.poll() is None and time.monotonic() < deadline:
+            use_route(number)
+            number += 1
+        output, _ = recorder.communicate(timeout=60)
+    finally:
+        if recorder.poll() is None:
+            recorder.kill()
+            recorder.wait()
+    return recorder.returncode, output

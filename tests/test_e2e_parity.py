@@ -8,13 +8,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import httpx
 import pytest
+from demo_copy import record_while
 from support import REPO, GatewayProcess, demo_config, needs_redis
 
 from gateway.recording.samples import read_samples
@@ -47,43 +47,16 @@ def record_while_alice_calls(
 ) -> tuple[int, str]:
     """Run ``gateway record ROUTE --samples count`` while a client signed in as alice calls
     the route, until the command ends; its status and output."""
-    recorder = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gateway.cli",
-            "record",
-            ROUTE,
-            "--samples",
-            str(count),
-            "--timeout",
-            "60",
-            "--config",
-            str(config),
-        ],
-        cwd=config.parent,
-        env=_env(env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        with httpx.Client(base_url=server.base_url, timeout=10) as client:
-            login = client.post("/login", json={"username": "alice", "password": "wonderland"})
-            assert login.status_code == 200
-            deadline = time.monotonic() + 60
-            number = 0
-            while recorder.poll() is None and time.monotonic() < deadline:
-                answer = client.get("/api/me", params={"n": number})
-                assert answer.status_code == 200
-                assert answer.json()["username"] == "alice"
-                number += 1
-        output, _ = recorder.communicate(timeout=30)
-    finally:
-        if recorder.poll() is None:
-            recorder.kill()
-            recorder.wait()
-    return recorder.returncode, output
+    with httpx.Client(base_url=server.base_url, timeout=10) as client:
+        login = client.post("/login", json={"username": "alice", "password": "wonderland"})
+        assert login.status_code == 200
+
+        def call(number: int) -> None:
+            answer = client.get("/api/me", params={"n": number})
+            assert answer.status_code == 200
+            assert answer.json()["username"] == "alice"
+
+        return record_while(config, ROUTE, count, call, env=_env(env), limit=60)
 
 
 @pytest.fixture

@@ -20,6 +20,9 @@ from gateway.recording.samples import (
     Sample,
     append_samples,
 )
+from gateway.retire import retire_edit
+from gateway.route_lookup import find_route
+from gateway.settings import load_settings
 from gateway.testing import parity_cases
 
 ALICE = RecordedIdentity("alice", ("admin",), "session")
@@ -224,3 +227,29 @@ def test_parity_cases_without_samples_is_one_skipped_case(config: Path) -> None:
     assert mark.name == "skip"
     assert mark.kwargs["reason"].startswith("no recorded samples for GET /api/me in ")
     assert '`gateway record "GET /api/me" --samples 20`' in mark.kwargs["reason"]
+
+
+def _retire_api_me(config: Path) -> None:
+    """``config`` with ``GET /api/me`` retired, as ``gateway retire`` leaves it."""
+    index = find_route(load_settings(config, {}), "GET /api/me").index
+    text = retire_edit(
+        config.read_text(), index, endpoint="account.me", rule="/api/me", flag_heir=None
+    )
+    config.write_text(text)
+
+
+def test_a_retired_route_has_no_parity_to_prove(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _write(config, "var/samples/get-api-me.jsonl", _sample("GET /api/me", "/api/me"))
+    _retire_api_me(config)
+
+    assert _parity(config, "GET /api/me") == 2
+    assert (
+        "gateway parity: GET /api/me is retired: accounts serves it alone, so there is no legacy "
+        "side to compare with (delete its samples and its parity test)"
+    ) in capsys.readouterr().err
+    (param,) = parity_cases("GET /api/me", config=config)
+    (mark,) = param.marks
+    assert (param.id, mark.name) == ("retired", "skip")
+    assert mark.kwargs["reason"].startswith("GET /api/me is retired: accounts serves it alone")

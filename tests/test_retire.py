@@ -20,6 +20,7 @@ from support import GatewayProcess, eventually
 
 from gateway.flask_support import add_retired_rules
 from gateway.retire import retire_edit
+from gateway.scaffold.config_edit import add_scaffolded_route
 from gateway.settings import Settings
 from gateway.url_for_check import url_for_problems
 
@@ -241,6 +242,28 @@ def test_retire_edit_keeps_comments_and_the_next_sections_introduction() -> None
         '[routes.retired]\nendpoint = "a.view"\nrule = "/a"\n\n'
         "# The second route: kept as it is.\n"
         '[[routes]]\npath = "/b"\nmethods = ["GET"]\nbackend = "svc"\n'
+    )
+
+
+def test_retiring_a_scaffolded_route_rewrites_the_scaffolds_comment() -> None:
+    text = add_scaffolded_route(
+        '[services.svc]\napp = "svc:app"\n\n[[routes]]\npath = "/a"\nbackend = "svc"\n',
+        service="admin",
+        service_app="admin:create_app",
+        method="GET",
+        template="/admin/users",
+        flag="admin-users",
+    )
+    assert "# GET /admin/users: scaffolded onto admin (`gateway scaffold`). Shadow mode" in text
+
+    edited = retire_edit(text, 1, endpoint="admin.list_users", rule="/admin/users", flag_heir=None)
+
+    assert edited.endswith(
+        'backend = "svc"\n\n'
+        "# GET /admin/users: scaffolded onto admin (`gateway scaffold`), then retired\n"
+        "# (`gateway retire`): admin serves it alone; [routes.retired] keeps url_for building.\n"
+        '[[routes]]\npath = "/admin/users"\nmethods = ["GET"]\nbackend = "admin"\n\n'
+        '[routes.retired]\nendpoint = "admin.list_users"\nrule = "/admin/users"\n'
     )
 
 

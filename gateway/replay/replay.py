@@ -197,6 +197,16 @@ def request_scope(sample: Sample, route: FoundRoute, body: bytes, *, request_id:
     }
 
 
+def retired_message(route: FoundRoute) -> str | None:
+    """Why a retired route has no parity to prove (its Flask view may be gone), or ``None``."""
+    if route.settings.retired is None:
+        return None
+    return (
+        f"{route.label} is retired: {route.settings.backend} serves it alone, so there is no "
+        "legacy side to compare with (delete its samples and its parity test)"
+    )
+
+
 def no_samples_message(route: FoundRoute, path: Path) -> str:
     """What to say when a route has nothing to replay yet."""
     return (

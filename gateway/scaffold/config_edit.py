@@ -35,6 +35,24 @@ def route_flag_name(method: str, template: str) -> str:
     return name[:64]
 
 
+def scaffold_comment(method: str, template: str, service: str, flag: str) -> str:
+    """The comment ``gateway scaffold`` writes above the route (``gateway retire`` replaces it,
+    since it describes the migration in progress)."""
+    return (
+        f"{method} {template}: scaffolded onto {service} (`gateway scaffold`). Shadow mode: "
+        f"legacy\nanswers; `gateway flags set {flag} --mode new` moves it, `gateway retire` "
+        "ends it."
+    )
+
+
+def retired_comment(method: str, template: str, service: str) -> str:
+    """What replaces :func:`scaffold_comment` once ``gateway retire`` has ended the migration."""
+    return (
+        f"{method} {template}: scaffolded onto {service} (`gateway scaffold`), then retired\n"
+        f"(`gateway retire`): {service} serves it alone; [routes.retired] keeps url_for building."
+    )
+
+
 def add_scaffolded_route(
     text: str,
     *,
@@ -72,11 +90,7 @@ def add_scaffolded_route(
     shadow["primary"].comment("legacy answers the client; the service is compared")
     route.add("shadow", shadow)
 
-    comment = (
-        f"{method} {template}: scaffolded onto {service} (`gateway scaffold`). Shadow mode: "
-        f"legacy\nanswers; `gateway flags set {flag} --mode new` moves it, `gateway retire` "
-        "ends it."
-    )
+    comment = scaffold_comment(method, template, service, flag)
     routes = doc.get("routes")
     if routes is None:
         doc.add(tomlkit.nl())
