@@ -5,6 +5,8 @@
     python bench/ablation_bench.py                     # 5 rounds x 3 s per configuration
     python bench/ablation_bench.py --rounds 3 --path /new/hello
     python bench/ablation_bench.py --unpinned          # also with the server free on both cores
+    python bench/ablation_bench.py --layers none --baseline /tmp/before --path /legacy/hello
+                                      # this tree against another checkout (git worktree), CPU/req
 
 Every configuration is ``bench/ablation_serve.py LAYER serve -c bench/gateway.toml`` (the layers
 of ``bench/ablation.py``; ``none`` is the whole gateway), plus the gateway with metrics off
@@ -15,6 +17,9 @@ time per request is read from ``/proc``: steadier than req/s when others use the
 
 A layer's cost is the whole gateway's CPU per request minus the gateway's without it, taken
 within each round (the two ran back to back); the median and range over rounds are printed.
+``--layers`` picks the layers (``none``: only the whole gateway); ``--baseline DIR`` adds the
+whole gateway served from another checkout, and prints this tree's CPU per request minus the
+baseline's and the ratio baseline / this tree (above 1: this tree is cheaper), per round.
 The exit status is non-zero only when a run broke.
 """
 
@@ -32,6 +37,7 @@ from bench.ablation import ABLATIONS
 from bench.http_bench import (
     BENCH_CONFIG,
     PIN_MODES,
+    UVICORN_FASTAPI,
     UVICORN_TRIVIAL,
     Case,
     PinMode,
@@ -45,7 +51,7 @@ _SERVE = (sys.executable, "bench/ablation_serve.py")
 _GATEWAY_ARGS = ("serve", "-c", BENCH_CONFIG, "--port", "{port}")
 
 
-def cases(path: str) -> tuple[Case, ...]:
+def cases(path: str, layers: Sequence[str], baseline: Path | None) -> tuple[Case, ...]:
     built = [
         Case(
             layer,
@@ -55,16 +61,30 @@ def cases(path: str) -> tuple[Case, ...]:
             path,
         )
         for layer in ABLATIONS
+        if layer == "none" or layer in layers
     ]
     no_metrics = Server(
         "gw-no-metrics",
         (*_SERVE, "none", *_GATEWAY_ARGS),
         env=(("GATEWAY_METRICS__ENABLED", "false"),),
     )
-    built.append(Case("metrics", "ablation", "without metrics", no_metrics, path))
+    if "metrics" in layers:
+        built.append(Case("metrics", "ablation", "without metrics", no_metrics, path))
+    if baseline is not None:
+        built.append(
+            Case("baseline", "ablation", "baseline checkout", baseline_server(baseline), path)
+        )
     if path == "/trivial":
         built.append(Case("direct", "ablation", "uvicorn + trivial_asgi", UVICORN_TRIVIAL, path))
+    elif path == "/new/hello":
+        built.append(Case("direct", "ablation", "uvicorn + FastAPI", UVICORN_FASTAPI, path))
     return tuple(built)
+
+
+def baseline_server(directory: Path) -> Server:
+    """The whole gateway served from another checkout (run from there, so its code is used)."""
+    argv = (sys.executable, "-m", "gateway.cli", *_GATEWAY_ARGS)
+    return Server("gw-baseline", argv, cwd=directory.resolve())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -74,8 +94,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=16, help="wrk connections")
     parser.add_argument("--path", default="/trivial", help="the route measured")
     parser.add_argument("--unpinned", action="store_true", help="also measure unpinned")
+    parser.add_argument(
+        "--layers",
+        default=",".join([*ABLATIONS, "metrics"][1:]),
+        help="comma-separated layers to switch off (default: all); 'none': only the whole gateway",
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="DIR",
+        help="also serve the whole gateway from this checkout: this tree's cost against it",
+    )
     args = parser.parse_args(argv)
-    args.cases = cases(args.path)
+    layers = [layer for layer in args.layers.split(",") if layer and layer != "none"]
+    unknown = set(layers) - {*ABLATIONS, "metrics"}
+    if unknown:
+        parser.error(f"--layers: unknown {', '.join(sorted(unknown))}")
+    if args.baseline is not None and not (args.baseline / "gateway" / "cli.py").is_file():
+        parser.error(f"--baseline {args.baseline}: no gateway/cli.py there")
+    args.cases = cases(args.path, layers, args.baseline)
     return run_guarded("ablation_bench", lambda wrk: _measure_and_report(args, wrk))
 
 
@@ -118,11 +155,23 @@ def _report(
             (a.cpu_us or 0.0) - (b.cpu_us or 0.0)
             for a, b in zip(whole, runs[case.key], strict=True)
         ]
-        label = "the whole gateway over bare uvicorn" if case.key == "direct" else case.key
+        label = {
+            "direct": "the whole gateway over bare uvicorn",
+            "baseline": "this tree over the baseline",
+        }.get(case.key, case.key)
         print(
             f"  {label:<36}{statistics.median(diffs):7.1f} µs  "
             f"(range {min(diffs):.1f} to {max(diffs):.1f})"
         )
+        if case.key == "baseline":
+            ratios = [
+                (b.cpu_us or 0.0) / (a.cpu_us or 1.0)
+                for a, b in zip(whole, runs[case.key], strict=True)
+            ]
+            print(
+                f"  {'CPU/req baseline / this tree':<36}{statistics.median(ratios):7.3f}   "
+                f"(range {min(ratios):.3f} to {max(ratios):.3f})"
+            )
     return broken
 
 
