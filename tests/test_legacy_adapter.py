@@ -48,6 +48,16 @@ async def test_small_response_arrives_whole() -> None:
     assert len(exchange.body_messages) == 1
 
 
+async def test_serves_without_a_lifespan_and_inside_one() -> None:
+    legacy = LegacyApp(hello_app, threads=1, queue_timeout=5)
+    assert (await call(legacy, http_scope("/"))).body == b"hello"  # no lifespan: as in tests
+    async with legacy:
+        # One thread for three requests: two wait for it, on the loop the lifespan ran on.
+        exchanges = await asyncio.gather(*(call(legacy, http_scope("/")) for _ in range(3)))
+    assert [exchange.body for exchange in exchanges] == [b"hello"] * 3
+    assert legacy.busy_threads == 0
+
+
 async def test_environ_carries_scope_and_path() -> None:
     seen: Environ = {}
 

@@ -117,6 +117,9 @@ class LegacyApp:
         self._max_pending_bytes = max_pending_bytes
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="legacy")
         self._admission = _Admission(threads)
+        #: The server's event loop, from the lifespan (``__aenter__``) on: on Python 3.11
+        #: ``asyncio.get_running_loop()`` makes a ``getpid()`` system call, per request.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def busy_threads(self) -> int:
@@ -139,7 +142,8 @@ class LegacyApp:
             return
         if scope["type"] != "http":
             return
-        loop = asyncio.get_running_loop()
+        # Served without a lifespan (an ASGI test transport): ask, as every request did.
+        loop = self._loop or asyncio.get_running_loop()
         declared = declared_body_size(scope)
         buffer_limit = self._buffer_body_limit
         # Only a request with a body can be a form: a GET pays for no Content-Type scan.
@@ -168,7 +172,7 @@ class LegacyApp:
         if form and parts is not None and _fields(body) > parts:
             await refuse(scope, send, 413, f"a form may have at most {parts} fields")
             return
-        if not await self._admission.acquire(self._queue_timeout):
+        if not await self._admission.acquire(loop, self._queue_timeout):
             await send_error(
                 send,
                 503,
@@ -233,9 +237,12 @@ class LegacyApp:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def __aenter__(self) -> LegacyApp:
+        # The lifespan runs on the loop that serves the requests (uvicorn, TestClient).
+        self._loop = asyncio.get_running_loop()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        self._loop = None
         self.close()
 
 
@@ -648,8 +655,8 @@ class _Admission:
     def busy(self) -> int:
         return self._busy
 
-    async def acquire(self, wait: float) -> bool:
-        loop = asyncio.get_running_loop()
+    async def acquire(self, loop: asyncio.AbstractEventLoop, wait: float) -> bool:
+        """Take a thread slot, waiting (on ``loop``, the running one) at most ``wait`` s."""
         with self._lock:
             if self._busy < self._limit:
                 self._busy += 1
