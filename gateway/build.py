@@ -95,6 +95,7 @@ def build_legacy(settings: Settings) -> tuple[Any, LegacyApp]:
         queue_timeout=legacy.queue_timeout,
         request_timeout=legacy.request_timeout,
         send_timeout=legacy.send_timeout,
+        switch_interval=legacy.switch_interval,
         max_form_parts=max_form_parts,
         max_form_memory_size=max_form_memory_size,
     )

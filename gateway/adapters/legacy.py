@@ -4,8 +4,8 @@
 
     legacy = LegacyApp(flask_app, threads=16, buffer_body_limit=65536, queue_timeout=5.0,
                        request_timeout=30.0)
-    await legacy(scope, receive, send)      # an ASGI app
-    legacy.close()                          # at shut-down
+    async with legacy:                      # the lifespan (switch interval, the loop)
+        await legacy(scope, receive, send)  # an ASGI app
 
 Why not ``a2wsgi.WSGIMiddleware`` as it is: for every message of a response (the start, each
 chunk, the end) its worker thread posts a coroutine to the event loop and *waits for the loop to
@@ -100,6 +100,7 @@ class LegacyApp:
         queue_timeout: float = 5.0,
         request_timeout: float | None = None,
         send_timeout: float | None = None,
+        switch_interval: float | None = None,
         max_form_parts: int | None = None,
         max_form_memory_size: int | None = None,
         retry_after: int = 5,
@@ -111,6 +112,9 @@ class LegacyApp:
         self._queue_timeout = queue_timeout
         self._request_timeout = request_timeout
         self._send_timeout = send_timeout
+        self._switch_interval = switch_interval
+        #: The interpreter's switch interval before the lifespan set ``switch_interval``.
+        self._previous_switch_interval: float | None = None
         self._max_form_parts = max_form_parts
         self._max_form_memory_size = max_form_memory_size
         self._retry_after = str(retry_after).encode()
@@ -239,10 +243,18 @@ class LegacyApp:
     async def __aenter__(self) -> LegacyApp:
         # The lifespan runs on the loop that serves the requests (uvicorn, TestClient).
         self._loop = asyncio.get_running_loop()
+        if self._switch_interval is not None:
+            # Process-wide: how long a thread that holds the GIL (a view burning CPU) keeps the
+            # event loop waiting for it, at most, before the interpreter asks it to let go.
+            self._previous_switch_interval = sys.getswitchinterval()
+            sys.setswitchinterval(self._switch_interval)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._loop = None
+        if self._previous_switch_interval is not None:
+            sys.setswitchinterval(self._previous_switch_interval)
+            self._previous_switch_interval = None
         self.close()
 
 
