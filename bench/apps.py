@@ -8,6 +8,7 @@ serving path's cost, not the handler's::
     gunicorn -w 1 -k sync bench.apps:flask_app       # /legacy/hello, direct
     uvicorn bench.apps:plain_a2wsgi                  # /legacy/hello through plain a2wsgi
     uvicorn bench.apps:trivial_asgi                  # /trivial (any path), direct
+    uvicorn bench.apps:combined_asgi                 # /legacy/* on plain a2wsgi, the rest FastAPI
 
 The module-level app objects exist only as entry points for those direct servers; the gateway
 builds its own apps from the factories (``create_flask``, ``create_fastapi``).
@@ -103,3 +104,10 @@ flask_app = create_flask()
 fastapi_app = create_fastapi()
 # a2wsgi types the environ as a TypedDict, Flask as a dict: the same object at run time.
 plain_a2wsgi = WSGIMiddleware(create_flask(), workers=LEGACY_THREADS)  # type: ignore[arg-type]
+
+
+async def combined_asgi(scope: Scope, receive: Receive, send: Send) -> None:
+    """The gateway's two apps on bare uvicorn, with no gateway: ``/legacy/...`` to plain a2wsgi,
+    everything else (the lifespan too) to FastAPI. ``bench/startup_memory.py`` compares it."""
+    legacy = scope["type"] == "http" and scope["path"].startswith("/legacy/")
+    await (plain_a2wsgi if legacy else fastapi_app)(scope, receive, send)

@@ -1,6 +1,7 @@
 """Apps and a server helper for the hardening benchmarks (``soak.py``, ``saturation.py``).
 
-``create_flask`` has a fast, a slow, an endless streamed and an upload handler; ``create_fastapi``
+``create_flask`` has a fast, a slow (sleeping), a CPU-burning, an endless streamed and an upload
+handler; ``create_fastapi``
 a fast and an upload handler. ``serving(config)`` runs ``gateway serve`` on a free loopback port
 with that config (written to a temporary folder; this repository is importable) and stops it.
 """
@@ -27,8 +28,27 @@ from bench.servers import free_port, wait_until_ready
 REPO = Path(__file__).resolve().parent.parent
 
 
+#: ``saturation.py --switch-interval``: the interpreter's switch interval in the server, set
+#: when the legacy app is built (a benchmark knob; ``[legacy] switch_interval`` does it for real).
+SWITCH_INTERVAL_ENV = "BENCH_SWITCH_INTERVAL"
+
+
+def burn(milliseconds: float) -> int:
+    """Pure-Python work for about ``milliseconds`` of CPU: it holds the GIL, as a view that
+    renders templates or crunches numbers does, except when the interpreter switches threads."""
+    end = time.thread_time() + milliseconds / 1000
+    count = 0
+    while time.thread_time() < end:
+        for number in range(200):
+            count += number * number % 7
+    return count
+
+
 def create_flask() -> Flask:
     app = Flask("bench_hardening_legacy")
+    interval = os.environ.get(SWITCH_INTERVAL_ENV)
+    if interval:
+        sys.setswitchinterval(float(interval))
 
     @app.get("/legacy/hello")
     def hello() -> dict[str, Any]:
@@ -38,6 +58,10 @@ def create_flask() -> Flask:
     def slow() -> dict[str, Any]:
         time.sleep(float(request.args.get("seconds", "0.2")))
         return {"slow": True}
+
+    @app.get("/legacy/burn")
+    def burning() -> dict[str, Any]:
+        return {"burnt": burn(float(request.args.get("ms", "10")))}
 
     @app.get("/legacy/stream")
     def stream() -> Response:
@@ -103,14 +127,20 @@ backend = "fast"
 
 
 @contextmanager
-def serving(*, threads: int = 8, queue_timeout: float = 5.0) -> Iterator[tuple[int, int]]:
-    """``gateway serve`` with ``BASE_CONFIG``; yields (port, pid)."""
+def serving(
+    *, threads: int = 8, queue_timeout: float = 5.0, switch_interval: float | None = None
+) -> Iterator[tuple[int, int]]:
+    """``gateway serve`` with ``BASE_CONFIG``; yields (port, pid). ``switch_interval``: the
+    server's ``sys.setswitchinterval`` (``None``: the interpreter's default, 5 ms)."""
     port = free_port()
     with tempfile.TemporaryDirectory() as folder:
         config = Path(folder) / "gateway.toml"
         config.write_text(BASE_CONFIG.format(threads=threads, queue_timeout=queue_timeout))
         env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
         env["PYTHONPATH"] = f"{REPO}{os.pathsep}{env.get('PYTHONPATH', '')}"
+        env.pop(SWITCH_INTERVAL_ENV, None)
+        if switch_interval is not None:
+            env[SWITCH_INTERVAL_ENV] = str(switch_interval)
         with (Path(folder) / "gateway.log").open("wb") as log:
             process = subprocess.Popen(
                 [

@@ -43,7 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
@@ -204,6 +204,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def run_guarded(name: str, measure: Callable[[str], int]) -> int:
+    """``measure(wrk)`` for another benchmark script ``name``: SIGTERM still stops its servers,
+    a broken run is one line on stderr and status 1, Ctrl-C status 130."""
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    try:
+        _check_machine()
+        return measure(_ensure_wrk())
+    except BenchError as exc:
+        print(f"\n{name}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\n{name}: interrupted; servers stopped", file=sys.stderr)
+        return 130
+
+
 def _exit_on_signal(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
 
@@ -295,14 +310,18 @@ def _run(args: argparse.Namespace, wrk: str) -> int:
 
 
 def _measure_all(
-    args: argparse.Namespace, wrk: str, runs: dict[str, dict[str, list[WrkResult]]]
+    args: argparse.Namespace,
+    wrk: str,
+    runs: dict[str, dict[str, list[WrkResult]]],
+    modes: Sequence[PinMode] = PIN_MODES,
 ) -> None:
-    """Round after round, every pin mode and configuration; results go into ``runs``."""
-    total = args.rounds * len(PIN_MODES) * len(args.cases)
+    """Round after round, every pin mode (of ``modes``) and configuration; results go into
+    ``runs``."""
+    total = args.rounds * len(modes) * len(args.cases)
     done = 0
     with tempfile.TemporaryDirectory(prefix="http_bench-") as scratch:
         for round_number in range(1, args.rounds + 1):
-            for mode in PIN_MODES:
+            for mode in modes:
                 for case in args.cases:
                     done += 1
                     result = _measure(case, mode, args, wrk, Path(scratch))

@@ -7,6 +7,7 @@
     python bench/overhead_micro.py --profile          # and where the gateway's time goes
     python bench/overhead_micro.py --tracing          # and a third gateway, tracing on
     python bench/overhead_micro.py --recording        # and gateways recording /trivial
+    python bench/overhead_micro.py --ablate           # and the gateway without each layer
 
 The gateway is built from ``bench/gateway.toml`` with ``create_app``, once with the access log on
 (written to ``os.devnull``, so rendering and the write call are paid for but no disk is) and
@@ -24,6 +25,11 @@ as an ASGI app for ``GET /trivial`` with a minimal HTTP scope and stub ``receive
   samples to a temporary folder until its queue is full, then drops: the request path pays the
   same either way) and once with ``sample_rate = 0.0`` (the route is matched and the coin tossed,
   nothing captured).
+
+- with ``--ablate``: the gateway (access log on) with one layer of its request path switched
+  off at a time (``bench/ablation.py``: the access line, the observers that feed metrics and
+  rollouts, the request head, limits, auth and recording middlewares); the difference to the
+  whole gateway is that layer's cost, printed as a breakdown.
 
 Tracing off is the first variant: compare it with the same command run in a checkout from
 before tracing existed to see what the off switch costs.
@@ -226,6 +232,14 @@ async def run(args: argparse.Namespace, log_stream: TextIO) -> None:
         ]
         if traced is not None:
             variants.append(Variant("gateway, tracing on", traced))
+        if args.ablate:
+            from bench.ablation import ABLATIONS, ablated_handler
+
+            variants += [
+                Variant(f"without {layer}", ablated_handler(logged, layer))
+                for layer in ABLATIONS
+                if layer != "none"
+            ]
         if recording[0] is not None and recording[1] is not None:
             writer = recording[0].recorder
 
@@ -269,6 +283,13 @@ def report(timings: dict[str, list[float]], args: argparse.Namespace) -> None:
     if "gateway, tracing on" in median:
         tracing = median["gateway, tracing on"] - logged
         print(f"{'tracing on (spans batched, dropped)':<37}{tracing:>8.2f} µs/req")
+    ablated = {name: value for name, value in median.items() if name.startswith("without ")}
+    if ablated:
+        print("\nper layer (the whole gateway minus the gateway without it):")
+        for name, value in ablated.items():
+            print(f"  {name.removeprefix('without '):<35}{logged - value:>8.2f} µs/req")
+        rest = direct + sum(logged - value for value in ablated.values())
+        print(f"  {'dispatcher, service wrapper, rest':<35}{logged - rest:>8.2f} µs/req")
     if "gateway, recording 100%" in median:
         every = median["gateway, recording 100%"] - logged
         none = median["gateway, recording 0%"] - logged
@@ -284,6 +305,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tracing", action="store_true", help="also measure tracing on")
     parser.add_argument(
         "--recording", action="store_true", help="also measure [routes.record] on /trivial"
+    )
+    parser.add_argument(
+        "--ablate", action="store_true", help="also measure the gateway without each layer"
     )
     parser.add_argument("--top", type=int, default=25, help="functions shown by --profile")
     args = parser.parse_args(argv)

@@ -14,7 +14,6 @@ non-2xx answers).
 from __future__ import annotations
 
 import argparse
-import signal
 import statistics
 import sys
 from collections.abc import Callable, Sequence
@@ -25,14 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.http_bench import (
     PIN_MODES,
-    BenchError,
     Case,
     WrkResult,
-    _check_machine,
-    _ensure_wrk,
-    _exit_on_signal,
     _measure_all,
     _problems,
+    run_guarded,
 )
 
 #: The usual target: the feature on within 3 % of off.
@@ -65,25 +61,21 @@ def run(
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median)")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections")
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, _exit_on_signal)
     cases = tuple(case for pair in pairs for case in (pair.off, pair.on))
-    try:
-        _check_machine()
-        wrk = _ensure_wrk()
+
+    def measure(wrk: str) -> int:
         if prepare is not None:
             prepare()
         runs = _measure_rounds(args, wrk, cases)
-    except BenchError as exc:
-        print(f"\n{name}: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"\n{name}: interrupted; servers stopped", file=sys.stderr)
-        return 130
-    broken = False
-    for mode in PIN_MODES:
-        report = runs[mode.name]
-        broken |= _report(mode.name, mode.description, report, args.rounds, pairs, feature, target)
-    return 1 if broken else 0
+        broken = False
+        for mode in PIN_MODES:
+            report = runs[mode.name]
+            broken |= _report(
+                mode.name, mode.description, report, args.rounds, pairs, feature, target
+            )
+        return 1 if broken else 0
+
+    return run_guarded(name, measure)
 
 
 def _measure_rounds(

@@ -36,7 +36,6 @@ from gateway.auth.flask_session import (
     SessionCodecError,
     with_app_context,
 )
-from gateway.auth.jwt import JWTBackend, load_key
 from gateway.auth.policy import PolicyTable, build_policies
 from gateway.context import LEGACY
 from gateway.errors import ConfigError, DuplicateRouteError
@@ -70,11 +69,11 @@ from gateway.shadow.runner import ShadowPlan, ShadowRunner
 from gateway.storage import Storage
 from gateway.storage.file import FileStorage
 from gateway.storage.memory import MemoryStorage
-from gateway.storage.redis import RedisStorage
 
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
+    from gateway.auth.jwt import JWTBackend
     from gateway.tracing import Tracing
 
 # -- the two sides ------------------------------------------------------------------------------
@@ -96,6 +95,7 @@ def build_legacy(settings: Settings) -> tuple[Any, LegacyApp]:
         queue_timeout=legacy.queue_timeout,
         request_timeout=legacy.request_timeout,
         send_timeout=legacy.send_timeout,
+        switch_interval=legacy.switch_interval,
         max_form_parts=max_form_parts,
         max_form_memory_size=max_form_memory_size,
     )
@@ -188,6 +188,9 @@ def build_auth(settings: Settings, wsgi_app: Any) -> Auth:
 
 def build_jwt_backend(settings: JWTSettings, *, source: str) -> JWTBackend:
     """``[auth.jwt]``: every key read and parsed now, so a bad one stops start-up."""
+    # Imported here: PyJWT (and its cryptography) only in a worker whose config uses JWTs.
+    from gateway.auth.jwt import JWTBackend, load_key
+
     keys = []
     for index, key in enumerate(settings.keys):
         material, where = _key_material(key, f"auth.jwt.keys[{index}]", source)
@@ -264,6 +267,9 @@ def build_storage(settings: Settings) -> Storage:
         return MemoryStorage()
     if flags.store == "file":
         return FileStorage(flags.file, reports=flags.file.parent / "reports")
+    # Imported here: the Redis client (~15 MiB and ~65 ms per worker) only when it is used.
+    from gateway.storage.redis import RedisStorage
+
     return RedisStorage(
         flags.redis_url, key=flags.redis_key, reports_prefix=f"{flags.redis_key}:reports:"
     )

@@ -72,6 +72,10 @@ class RequestFacts:
     #: ``LEGACY`` or a service name; ``GATEWAY`` for the gateway's own endpoints and refusals.
     backend: str = LEGACY
     identity: Identity = ANONYMOUS
+    #: The status of the response as it reached the server (``None``: none started yet),
+    #: recorded by the request-context middleware's one ``send`` wrapper for every layer that
+    #: needs it (tracing), so none wraps ``send`` only to read it. Logged as ``status``.
+    status: int | None = None
     #: The OpenTelemetry trace the request's server span belongs to (32 hex digits), when
     #: tracing is on.
     trace_id: str | None = None

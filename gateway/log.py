@@ -107,20 +107,31 @@ class _DirectJSON:
 
 
 _direct_json: _DirectJSON | None = None
-_second = -1
-_second_text = ""
+#: The last second formatted, and its text: one tuple, replaced whole (sinks render on their
+#: own threads).
+_second: tuple[int, str] = (-1, "")
 
 
-def _utc_timestamp() -> str:
-    """What ``TimeStamper(fmt="iso", utc=True)`` writes, with the date formatted once a second."""
-    global _second, _second_text
-    now = time.time()
+def _utc_timestamp(now: float) -> str:
+    """What ``TimeStamper(fmt="iso", utc=True)`` writes for ``now`` (``time.time()``), with the
+    date formatted once a second."""
+    global _second
     second = int(now)
-    if second != _second:
-        _second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        _second = second
+    cached, text = _second
+    if second != cached:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _second = (second, text)
     micro = int((now - second) * 1_000_000)
-    return f"{_second_text}.{micro:06d}Z" if micro else f"{_second_text}Z"
+    return f"{text}.{micro:06d}Z" if micro else f"{text}Z"
+
+
+def _render_access(fields: dict[str, Any]) -> str:
+    """The access line from its queued fields (``timestamp`` still the raw ``time.time()``)."""
+    try:
+        fields["timestamp"] = _utc_timestamp(fields["timestamp"])
+        return _dumps(fields)
+    except Exception as exc:  # rendered on the flusher thread, which must not die of it
+        return _dumps({"event": "log.render_failed", "error": repr(exc), "level": "error"})
 
 
 def write_access(logger: structlog.typing.FilteringBoundLogger, fields: dict[str, Any]) -> None:
@@ -130,7 +141,8 @@ def write_access(logger: structlog.typing.FilteringBoundLogger, fields: dict[str
     While structlog runs the JSON pipeline ``configure_logging`` set up (not, say, inside
     ``structlog.testing.capture_logs``), the line is rendered here with the same keys in the
     same order as the chain would give: the fields, ``event``, any bound context variables not
-    already given, ``level``, ``timestamp``.
+    already given, ``level``, ``timestamp``. Only the fields are gathered here; the JSON is
+    rendered when the sink writes the line (``LineSink.write_later``), off the request path.
     """
     direct = _direct_json
     if direct is None or not direct.active():
@@ -140,8 +152,8 @@ def write_access(logger: structlog.typing.FilteringBoundLogger, fields: dict[str
     for key, value in structlog.contextvars.get_contextvars().items():
         fields.setdefault(key, value)
     fields["level"] = "info"
-    fields["timestamp"] = _utc_timestamp()
-    direct.sink.write(_dumps(fields), urgent=False)
+    fields["timestamp"] = time.time()  # formatted with the rest, by _render_access
+    direct.sink.write_later(_render_access, fields)
 
 
 def flush_logs() -> None:

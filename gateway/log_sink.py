@@ -9,7 +9,13 @@ buffer is flushed at interpreter exit::
 
     sink = LineSink(sys.stdout)
     sink.write('{"event": "request", ...}', urgent=False)
+    sink.write_later(render, fields)   # render(fields) runs when the line is written
     logger = SinkLogger(sink)       # a structlog logger: logger.info(line), logger.error(line)
+
+``write_later`` keeps the rendering off the caller's path too: the gateway queues each access
+line's fields and the flush (on the flusher thread, mostly) renders them, in order with the
+lines around them. Rendering and writing happen under one lock, one batch after another, so
+lines from any thread keep their order.
 
 Bluntly: a process killed with SIGKILL loses at most ``interval`` seconds of info lines.
 
@@ -25,17 +31,26 @@ import atexit
 import os
 import threading
 import weakref
-from typing import Any, TextIO
+from collections.abc import Callable
+from typing import Any, TextIO, TypeAlias
 
 _MAX_PENDING = 64 * 1024
+#: What a line queued with ``write_later`` counts towards ``_MAX_PENDING`` before it is rendered
+#: (an estimate: an access line is about 250 bytes; the bound is a memory bound, not a size).
+_DEFERRED_SIZE = 64
+#: A line, or how to render one later.
+_Entry: TypeAlias = str | tuple[Callable[[Any], str], Any]
 
 
 class LineSink:
     def __init__(self, stream: TextIO, *, interval: float = 0.05) -> None:
         self._stream = stream
         self._interval = interval
+        #: Guards ``_pending``; held only to add or take lines, never while writing.
         self._lock = threading.Lock()
-        self._pending: list[str] = []
+        #: Held while a batch is rendered and written: batches reach the stream in order.
+        self._write_lock = threading.Lock()
+        self._pending: list[_Entry] = []
         self._size = 0
         self._closed = threading.Event()
         self._thread = self._start_flusher()
@@ -56,24 +71,35 @@ class LineSink:
         with self._lock:
             self._pending.append(line + "\n")
             self._size += len(line) + 1
-            if urgent or self._size >= _MAX_PENDING:
-                self._flush_locked()
+            due = urgent or self._size >= _MAX_PENDING
+        if due:
+            self.flush()
+
+    def write_later(self, render: Callable[[Any], str], item: Any) -> None:
+        """Queue a line (not urgent) that ``render(item)`` makes when it is written; ``render``
+        runs on whichever thread flushes, and must not raise."""
+        with self._lock:
+            self._pending.append((render, item))
+            self._size += _DEFERRED_SIZE
+            due = self._size >= _MAX_PENDING
+        if due:
+            self.flush()
 
     def flush(self) -> None:
-        with self._lock:
-            self._flush_locked()
-
-    def _flush_locked(self) -> None:
-        if not self._pending:
-            return
-        data = "".join(self._pending)
-        self._pending.clear()
-        self._size = 0
-        try:
-            self._stream.write(data)
-            self._stream.flush()
-        except (OSError, ValueError):
-            pass  # a closed or broken stream: logging must never take the gateway down
+        with self._write_lock:
+            with self._lock:
+                if not self._pending:
+                    return
+                batch, self._pending = self._pending, []
+                self._size = 0
+            data = "".join(
+                [entry if isinstance(entry, str) else entry[0](entry[1]) + "\n" for entry in batch]
+            )
+            try:
+                self._stream.write(data)
+                self._stream.flush()
+            except (OSError, ValueError):
+                pass  # a closed or broken stream: logging must never take the gateway down
 
     def close(self) -> None:
         """Flush and stop the flusher (later lines are still written, at once)."""
@@ -81,9 +107,10 @@ class LineSink:
         self.flush()
 
     def _after_fork_in_child(self) -> None:
-        # The copied lock is held (_before_fork took it); the pending lines are the parent's,
-        # which writes them; threads are not copied, so the flusher starts again.
+        # The copied locks are held (_before_fork took them); the pending lines are the
+        # parent's, which writes them; threads are not copied, so the flusher starts again.
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
         self._pending = []
         self._size = 0
         closed = self._closed.is_set()
@@ -105,12 +132,14 @@ def _before_fork() -> None:
     # not exist in the child) holds, nor a stream caught half-way through a write.
     _forking[:] = list(_live_sinks)
     for sink in _forking:
+        sink._write_lock.acquire()
         sink._lock.acquire()
 
 
 def _after_fork_in_parent() -> None:
     for sink in _forking:
         sink._lock.release()
+        sink._write_lock.release()
     _forking.clear()
 
 

@@ -190,6 +190,12 @@ class LegacySettings(_Section):
     #: response; then the connection is dropped and the handler's thread freed (its next chunk
     #: raises). A client that stops reading a large response cannot pin a thread for ever.
     send_timeout: Annotated[float, Field(gt=0)] = 30.0
+    #: The interpreter's switch interval (``sys.setswitchinterval``), in seconds, while the
+    #: gateway runs; ``None`` keeps Python's default (0.005). Views that burn CPU in pure Python
+    #: hold the GIL, and the event loop (every new route) waits for it up to an interval at a
+    #: time: a smaller one halved the new route's p99 under such load in ``bench/saturation.py
+    #: --cpu-bound`` without costing legacy throughput, but it affects the whole process.
+    switch_interval: Annotated[float, Field(gt=0, le=0.1)] | None = None
 
     _check_app = field_validator("app")(_check_import_string)
 

@@ -196,14 +196,15 @@ class TracingMiddleware:
         facts.trace_id = trace_id = format_trace_id(span.get_span_context().trace_id)
         facts.spans = self._stages
         bound = structlog.contextvars.bind_contextvars(trace_id=trace_id)
-        status = _Status(send)
         try:
-            await _call_in_span(span, self.app, scope, receive, status)
+            # No send wrapper of its own: the request-context middleware, outside this one,
+            # records the status the client gets in the facts.
+            await _call_in_span(span, self.app, scope, receive, send)
         finally:
             structlog.contextvars.reset_contextvars(**bound)
             context.detach(token)
             if span.is_recording():
-                _describe_request(span, facts, status.code)
+                _describe_request(span, facts, facts.status)
             span.end()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -52,6 +53,18 @@ def create_pid_flask() -> Flask:
     @app.get("/pid")
     def pid() -> dict[str, int]:
         return {"pid": os.getpid()}
+
+    return app
+
+
+def create_switch_interval_flask() -> Flask:
+    """Answers the interpreter's switch interval as its views see it (``[legacy]
+    switch_interval``)."""
+    app = Flask("sample_switch_interval")
+
+    @app.get("/switch-interval")
+    def switch_interval() -> dict[str, float]:
+        return {"seconds": sys.getswitchinterval()}
 
     return app
 

@@ -64,6 +64,28 @@ def test_direct_line_matches_the_processor_chain(stream: io.StringIO) -> None:
     assert ISO_UTC.match(str(direct["timestamp"])), direct["timestamp"]
 
 
+def test_direct_line_is_stamped_when_written_and_rendered_later(
+    stream: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("gateway.log.time.time", lambda: 1_700_000_000.5)
+    write_access(structlog.get_logger("gateway.access").bind(), dict(FIELDS))
+    monkeypatch.undo()  # the flush, later, sees another clock: the line keeps its own time
+    assert stream.getvalue() == ""  # queued, not yet rendered
+    (line,) = lines(stream)
+    assert line["timestamp"] == "2023-11-14T22:13:20.500000Z"
+    assert line["request_id"] == "req-1"
+
+
+def test_a_line_that_cannot_be_rendered_says_so(stream: io.StringIO) -> None:
+    logger = structlog.get_logger("gateway.access").bind()
+    write_access(logger, {**FIELDS, "odd": {1: "a non-string key orjson refuses"}})
+    write_access(logger, dict(FIELDS))
+    failed, fine = lines(stream)
+    assert failed["event"] == "log.render_failed"
+    assert failed["level"] == "error"
+    assert fine["event"] == "request"
+
+
 def test_capture_logs_still_sees_the_access_line(stream: io.StringIO) -> None:
     logger = structlog.get_logger("gateway.access").bind()
     with capture_logs() as captured:

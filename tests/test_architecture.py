@@ -8,10 +8,12 @@ import doctest
 import importlib
 import inspect
 import json
+import os
 import pkgutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -46,6 +48,53 @@ def test_settings_import_nothing_of_the_runtime() -> None:
     loaded = set(json.loads(result.stdout))
     assert loaded <= SETTINGS_MAY_IMPORT, sorted(loaded - SETTINGS_MAY_IMPORT)
     assert "gateway.settings" in loaded
+
+
+_BUILD_AND_LIST = """
+import io, json, sys
+from gateway.app import create_app
+from gateway.settings import load_settings
+create_app(load_settings(sys.argv[1], {}), log_stream=io.StringIO())
+print(json.dumps(sorted(m for m in ("jwt", "redis") if m in sys.modules)))
+"""
+
+_JWT = """
+[auth]
+order = ["jwt"]
+[auth.jwt]
+[[auth.jwt.keys]]
+kid = "k1"
+algorithm = "HS256"
+secret = "demo-only-test-secret-not-for-production-use-32b"
+"""
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ("", []),
+        (_JWT, ["jwt"]),
+        ('[flags]\nstore = "redis"\nredis_url = "redis://127.0.0.1:1/0"\n', ["redis"]),
+    ],
+    ids=["neither", "jwt", "redis"],
+)
+def test_jwt_and_redis_are_imported_only_when_the_config_uses_them(
+    tmp_path: Path, extra: str, expected: list[str]
+) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text('[legacy]\napp = "sample_apps:create_flask"\n' + extra)
+    tests = Path(__file__).resolve().parent
+    environ = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests), *sys.path])}
+    environ = {k: v for k, v in environ.items() if not k.startswith("GATEWAY_")}
+    result = subprocess.run(
+        [sys.executable, "-c", _BUILD_AND_LIST, str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=environ,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1]) == expected
 
 
 def gateway_modules() -> list[str]:

@@ -301,6 +301,21 @@ def test_two_workers_serve_the_same_routes(tmp_path: Path) -> None:
     assert len(pids) == 2, log
 
 
+def test_legacy_switch_interval_applies_in_the_served_process(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        '[legacy]\napp = "sample_apps:create_switch_interval_flask"\nswitch_interval = 0.0005\n'
+    )
+    env = {"PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    with (
+        GatewayProcess(config, env=env) as gateway,
+        httpx.Client(base_url=gateway.base_url) as http,
+    ):
+        response = http.get("/switch-interval")
+    assert response.status_code == 200
+    assert response.json()["seconds"] == pytest.approx(0.0005)
+
+
 def test_service_startup_failure_stops_the_gateway(tmp_path: Path) -> None:
     config = tmp_path / "gateway.toml"
     config.write_text(

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import io
 import json
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -46,6 +47,31 @@ async def test_small_response_arrives_whole() -> None:
     assert exchange.complete
     # Start plus one body message: the chunk and the end travel together.
     assert len(exchange.body_messages) == 1
+
+
+async def test_serves_without_a_lifespan_and_inside_one() -> None:
+    legacy = LegacyApp(hello_app, threads=1, queue_timeout=5)
+    assert (await call(legacy, http_scope("/"))).body == b"hello"  # no lifespan: as in tests
+    async with legacy:
+        # One thread for three requests: two wait for it, on the loop the lifespan ran on.
+        exchanges = await asyncio.gather(*(call(legacy, http_scope("/")) for _ in range(3)))
+    assert [exchange.body for exchange in exchanges] == [b"hello"] * 3
+    assert legacy.busy_threads == 0
+
+
+async def test_the_lifespan_sets_the_switch_interval_and_restores_it() -> None:
+    before = sys.getswitchinterval()
+    legacy = LegacyApp(hello_app, threads=1, switch_interval=0.0005)
+    async with legacy:
+        assert sys.getswitchinterval() == pytest.approx(0.0005)
+        assert (await call(legacy, http_scope("/"))).body == b"hello"
+    assert sys.getswitchinterval() == before
+
+
+async def test_without_a_switch_interval_the_interpreters_stays() -> None:
+    before = sys.getswitchinterval()
+    async with LegacyApp(hello_app, threads=1):
+        assert sys.getswitchinterval() == before
 
 
 async def test_environ_carries_scope_and_path() -> None:

@@ -70,3 +70,50 @@ def test_broken_stream_never_raises() -> None:
     sink = LineSink(stream, interval=60)
     SinkLogger(sink).error("into the void")
     sink.close()
+
+
+def test_deferred_lines_are_rendered_when_written_in_order_with_the_others() -> None:
+    stream = io.StringIO()
+    sink = LineSink(stream, interval=60)
+    rendered: list[str] = []
+
+    def render(item: dict[str, int]) -> str:
+        rendered.append(threading.current_thread().name)
+        return f"n={item['n']}"
+
+    sink.write("first", urgent=False)
+    sink.write_later(render, {"n": 2})
+    sink.write_later(render, {"n": 3})
+    assert rendered == []  # nothing rendered on the caller's path
+    sink.write("fourth", urgent=True)
+    assert stream.getvalue() == "first\nn=2\nn=3\nfourth\n"
+    assert len(rendered) == 2
+    sink.close()
+
+
+def test_deferred_lines_are_rendered_by_the_flusher_thread() -> None:
+    stream = io.StringIO()
+    sink = LineSink(stream, interval=0.01)
+    threads: list[str] = []
+
+    def render(item: str) -> str:
+        threads.append(threading.current_thread().name)
+        return item
+
+    sink.write_later(render, "later")
+    deadline = time.monotonic() + 5
+    while stream.getvalue() == "" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert stream.getvalue() == "later\n"
+    assert threads == ["log-flush"]
+    sink.close()
+
+
+def test_many_deferred_lines_are_bounded_too() -> None:
+    stream = io.StringIO()
+    sink = LineSink(stream, interval=60)
+    for index in range(5000):
+        sink.write_later(str, index)
+    assert stream.getvalue() != ""  # the pending bound flushed some on the way
+    sink.close()
+    assert stream.getvalue().splitlines() == [str(index) for index in range(5000)]

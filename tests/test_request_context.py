@@ -51,6 +51,21 @@ async def test_generates_and_echoes_a_request_id() -> None:
     assert isinstance(line["duration_ms"], float)
 
 
+async def test_inner_layers_read_the_status_from_the_facts_without_wrapping_send() -> None:
+    seen: list[int | None] = []
+
+    async def inner_layer(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        facts = request_facts(scope)
+        seen.append(facts.status)  # nothing sent yet
+        await send({"type": "http.response.start", "status": 418, "headers": []})
+        seen.append(facts.status)
+        await send({"type": "http.response.body", "body": b"teapot"})
+
+    exchange = await call(RequestContextMiddleware(inner_layer), http_scope("/"))
+    assert exchange.status == 418
+    assert seen == [None, 418]
+
+
 @pytest.mark.parametrize(
     ("incoming", "kept"),
     [

@@ -98,6 +98,16 @@ def test_config_path_from_environment(tmp_path: Path) -> None:
             {},
             "legacy.threads: Input should be greater than or equal to 1",
         ),
+        (
+            MINIMAL.replace("[legacy]\n", "[legacy]\nswitch_interval = 0\n"),
+            {},
+            "legacy.switch_interval: Input should be greater than 0",
+        ),
+        (
+            MINIMAL.replace("[legacy]\n", "[legacy]\nswitch_interval = 5\n"),
+            {},
+            "legacy.switch_interval: Input should be less than or equal to 0.1",
+        ),
         ("[server]\nport = 1\n", {}, "gateway.toml: legacy: required key is missing"),
         (MINIMAL + "\n[services.Bad_Name]\napp = 'a:b'\n", {}, "services: service name 'Bad_Name'"),
         (

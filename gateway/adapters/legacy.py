@@ -4,8 +4,8 @@
 
     legacy = LegacyApp(flask_app, threads=16, buffer_body_limit=65536, queue_timeout=5.0,
                        request_timeout=30.0)
-    await legacy(scope, receive, send)      # an ASGI app
-    legacy.close()                          # at shut-down
+    async with legacy:                      # the lifespan (switch interval, the loop)
+        await legacy(scope, receive, send)  # an ASGI app
 
 Why not ``a2wsgi.WSGIMiddleware`` as it is: for every message of a response (the start, each
 chunk, the end) its worker thread posts a coroutine to the event loop and *waits for the loop to
@@ -100,6 +100,7 @@ class LegacyApp:
         queue_timeout: float = 5.0,
         request_timeout: float | None = None,
         send_timeout: float | None = None,
+        switch_interval: float | None = None,
         max_form_parts: int | None = None,
         max_form_memory_size: int | None = None,
         retry_after: int = 5,
@@ -111,12 +112,18 @@ class LegacyApp:
         self._queue_timeout = queue_timeout
         self._request_timeout = request_timeout
         self._send_timeout = send_timeout
+        self._switch_interval = switch_interval
+        #: The interpreter's switch interval before the lifespan set ``switch_interval``.
+        self._previous_switch_interval: float | None = None
         self._max_form_parts = max_form_parts
         self._max_form_memory_size = max_form_memory_size
         self._retry_after = str(retry_after).encode()
         self._max_pending_bytes = max_pending_bytes
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="legacy")
         self._admission = _Admission(threads)
+        #: The server's event loop, from the lifespan (``__aenter__``) on: on Python 3.11
+        #: ``asyncio.get_running_loop()`` makes a ``getpid()`` system call, per request.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def busy_threads(self) -> int:
@@ -139,7 +146,8 @@ class LegacyApp:
             return
         if scope["type"] != "http":
             return
-        loop = asyncio.get_running_loop()
+        # Served without a lifespan (an ASGI test transport): ask, as every request did.
+        loop = self._loop or asyncio.get_running_loop()
         declared = declared_body_size(scope)
         buffer_limit = self._buffer_body_limit
         # Only a request with a body can be a form: a GET pays for no Content-Type scan.
@@ -168,7 +176,7 @@ class LegacyApp:
         if form and parts is not None and _fields(body) > parts:
             await refuse(scope, send, 413, f"a form may have at most {parts} fields")
             return
-        if not await self._admission.acquire(self._queue_timeout):
+        if not await self._admission.acquire(loop, self._queue_timeout):
             await send_error(
                 send,
                 503,
@@ -233,9 +241,20 @@ class LegacyApp:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def __aenter__(self) -> LegacyApp:
+        # The lifespan runs on the loop that serves the requests (uvicorn, TestClient).
+        self._loop = asyncio.get_running_loop()
+        if self._switch_interval is not None:
+            # Process-wide: how long a thread that holds the GIL (a view burning CPU) keeps the
+            # event loop waiting for it, at most, before the interpreter asks it to let go.
+            self._previous_switch_interval = sys.getswitchinterval()
+            sys.setswitchinterval(self._switch_interval)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        self._loop = None
+        if self._previous_switch_interval is not None:
+            sys.setswitchinterval(self._previous_switch_interval)
+            self._previous_switch_interval = None
         self.close()
 
 
@@ -648,8 +667,8 @@ class _Admission:
     def busy(self) -> int:
         return self._busy
 
-    async def acquire(self, wait: float) -> bool:
-        loop = asyncio.get_running_loop()
+    async def acquire(self, loop: asyncio.AbstractEventLoop, wait: float) -> bool:
+        """Take a thread slot, waiting (on ``loop``, the running one) at most ``wait`` s."""
         with self._lock:
             if self._busy < self._limit:
                 self._busy += 1

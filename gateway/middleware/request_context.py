@@ -5,7 +5,8 @@ For every HTTP request it
 1. decides the canonical path (``gateway.canonical``) or answers 400 before anything else runs;
 2. keeps a valid incoming ``X-Request-ID`` or makes one, binds it into structlog's context (so
    every line logged while serving the request carries it, in Flask threads too) and echoes it;
-3. creates the request's ``RequestFacts`` in the scope;
+3. creates the request's ``RequestFacts`` in the scope, and records the response's status in
+   them (``facts.status``) for the layers further in that need it (tracing);
 4. adds ``X-Gateway-Backend`` naming the side that answered, and, when the real scheme is https
    (as uvicorn reports it, after ``server.trusted_proxies``), marks every cookie either side sets
    ``Secure``;
@@ -111,7 +112,7 @@ class RequestContextMiddleware:
                 if message["type"] == "http.response.body" and not message.get("more_body"):
                     completed = True
                 elif message["type"] == "http.response.start":
-                    status = message["status"]
+                    facts.status = status = message["status"]
                     headers = [*message.get("headers", ()), request_id_header]
                     # Read now, not on arrival: a trusted proxy's X-Forwarded-Proto is applied
                     # further in (gateway.middleware.request_head).

@@ -1,0 +1,179 @@
+"""Each layer's cost over HTTP: the gateway with one layer switched off at a time, CPU per request.
+
+::
+
+    python bench/ablation_bench.py                     # 5 rounds x 3 s per configuration
+    python bench/ablation_bench.py --rounds 3 --path /new/hello
+    python bench/ablation_bench.py --unpinned          # also with the server free on both cores
+    python bench/ablation_bench.py --layers none --baseline /tmp/before --path /legacy/hello
+                                      # this tree against another checkout (git worktree), CPU/req
+
+Every configuration is ``bench/ablation_serve.py LAYER serve -c bench/gateway.toml`` (the layers
+of ``bench/ablation.py``; ``none`` is the whole gateway), plus the gateway with metrics off
+(``GATEWAY_METRICS__ENABLED=false``: the in-flight counters and the observer) and the same
+endpoint on bare uvicorn for ``/trivial``. They are measured as ``http_bench.py`` measures (wrk,
+warm-up, the server pinned to core 0 and wrk to core 1, interleaved rounds), and each one's CPU
+time per request is read from ``/proc``: steadier than req/s when others use the machine.
+
+A layer's cost is the whole gateway's CPU per request minus the gateway's without it, taken
+within each round (the two ran back to back); the median and range over rounds are printed.
+``--layers`` picks the layers (``none``: only the whole gateway); ``--baseline DIR`` adds the
+whole gateway served from another checkout, and prints this tree's CPU per request minus the
+baseline's and the ratio baseline / this tree (above 1: this tree is cheaper), per round.
+The exit status is non-zero only when a run broke.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.ablation import ABLATIONS
+from bench.http_bench import (
+    BENCH_CONFIG,
+    PIN_MODES,
+    UVICORN_FASTAPI,
+    UVICORN_TRIVIAL,
+    Case,
+    PinMode,
+    Server,
+    WrkResult,
+    _measure_all,
+    run_guarded,
+)
+
+_SERVE = (sys.executable, "bench/ablation_serve.py")
+_GATEWAY_ARGS = ("serve", "-c", BENCH_CONFIG, "--port", "{port}")
+
+
+def cases(path: str, layers: Sequence[str], baseline: Path | None) -> tuple[Case, ...]:
+    built = [
+        Case(
+            layer,
+            "ablation",
+            "the whole gateway" if layer == "none" else f"without {layer}",
+            Server(f"gw-{layer}", (*_SERVE, layer, *_GATEWAY_ARGS)),
+            path,
+        )
+        for layer in ABLATIONS
+        if layer == "none" or layer in layers
+    ]
+    no_metrics = Server(
+        "gw-no-metrics",
+        (*_SERVE, "none", *_GATEWAY_ARGS),
+        env=(("GATEWAY_METRICS__ENABLED", "false"),),
+    )
+    if "metrics" in layers:
+        built.append(Case("metrics", "ablation", "without metrics", no_metrics, path))
+    if baseline is not None:
+        built.append(
+            Case("baseline", "ablation", "baseline checkout", baseline_server(baseline), path)
+        )
+    if path == "/trivial":
+        built.append(Case("direct", "ablation", "uvicorn + trivial_asgi", UVICORN_TRIVIAL, path))
+    elif path == "/new/hello":
+        built.append(Case("direct", "ablation", "uvicorn + FastAPI", UVICORN_FASTAPI, path))
+    return tuple(built)
+
+
+def baseline_server(directory: Path) -> Server:
+    """The whole gateway served from another checkout (run from there, so its code is used)."""
+    argv = (sys.executable, "-m", "gateway.cli", *_GATEWAY_ARGS)
+    return Server("gw-baseline", argv, cwd=directory.resolve())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=int, default=3, help="seconds per measurement")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median)")
+    parser.add_argument("--connections", type=int, default=16, help="wrk connections")
+    parser.add_argument("--path", default="/trivial", help="the route measured")
+    parser.add_argument("--unpinned", action="store_true", help="also measure unpinned")
+    parser.add_argument(
+        "--layers",
+        default=",".join([*ABLATIONS, "metrics"][1:]),
+        help="comma-separated layers to switch off (default: all); 'none': only the whole gateway",
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="DIR",
+        help="also serve the whole gateway from this checkout: this tree's cost against it",
+    )
+    args = parser.parse_args(argv)
+    layers = [layer for layer in args.layers.split(",") if layer and layer != "none"]
+    unknown = set(layers) - {*ABLATIONS, "metrics"}
+    if unknown:
+        parser.error(f"--layers: unknown {', '.join(sorted(unknown))}")
+    if args.baseline is not None and not (args.baseline / "gateway" / "cli.py").is_file():
+        parser.error(f"--baseline {args.baseline}: no gateway/cli.py there")
+    args.cases = cases(args.path, layers, args.baseline)
+    return run_guarded("ablation_bench", lambda wrk: _measure_and_report(args, wrk))
+
+
+def _measure_and_report(args: argparse.Namespace, wrk: str) -> int:
+    modes = PIN_MODES if args.unpinned else PIN_MODES[:1]
+    runs = _measure(args, wrk, modes)
+    broken = False
+    for mode in modes:
+        broken |= _report(mode.name, mode.description, runs[mode.name], args)
+    return 1 if broken else 0
+
+
+def _measure(
+    args: argparse.Namespace, wrk: str, modes: Sequence[PinMode]
+) -> dict[str, dict[str, list[WrkResult]]]:
+    runs: dict[str, dict[str, list[WrkResult]]] = {
+        mode.name: {case.key: [] for case in args.cases} for mode in modes
+    }
+    _measure_all(args, wrk, runs, modes)
+    return runs
+
+
+def _report(
+    mode: str, description: str, runs: dict[str, list[WrkResult]], args: argparse.Namespace
+) -> bool:
+    print(f"\n== {mode}: {description}, GET {args.path} (median of {args.rounds} round(s)) ==")
+    broken = False
+    for case in args.cases:
+        results = runs[case.key]
+        broken |= any(r.non_2xx or r.socket_errors for r in results)
+        rps = statistics.median(r.rps for r in results)
+        cpu = statistics.median(r.cpu_us or 0.0 for r in results)
+        print(f"  {case.label:<28}{rps:>9.0f} req/s  {cpu:7.1f} µs CPU/req")
+    whole = runs["none"]
+    print("\n  layer cost = CPU/req of the whole gateway - without the layer (per round):")
+    for case in args.cases:
+        if case.key == "none":
+            continue
+        diffs = [
+            (a.cpu_us or 0.0) - (b.cpu_us or 0.0)
+            for a, b in zip(whole, runs[case.key], strict=True)
+        ]
+        label = {
+            "direct": "the whole gateway over bare uvicorn",
+            "baseline": "this tree over the baseline",
+        }.get(case.key, case.key)
+        print(
+            f"  {label:<36}{statistics.median(diffs):7.1f} µs  "
+            f"(range {min(diffs):.1f} to {max(diffs):.1f})"
+        )
+        if case.key == "baseline":
+            ratios = [
+                (b.cpu_us or 0.0) / (a.cpu_us or 1.0)
+                for a, b in zip(whole, runs[case.key], strict=True)
+            ]
+            print(
+                f"  {'CPU/req baseline / this tree':<36}{statistics.median(ratios):7.3f}   "
+                f"(range {min(ratios):.3f} to {max(ratios):.3f})"
+            )
+    return broken
+
+
+if __name__ == "__main__":
+    sys.exit(main())
