@@ -221,13 +221,13 @@ from pathlib import Path
 
 import pytest
 
-from gateway.testing import parity_cases
+from gateway.testing import ParityCase, parity_cases
 
 CONFIG = Path(__file__).resolve().parent.parent / "{config_name}"
 
 
 @pytest.mark.parametrize("case", parity_cases("{route.method} {route.template}", config=CONFIG))
-def test_parity(case) -> None:
+def test_parity(case: ParityCase) -> None:
     case.assert_same()
 '''
 
