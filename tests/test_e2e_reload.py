@@ -10,6 +10,7 @@ import threading
 from collections import Counter
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import httpx
 import pytest
@@ -135,7 +136,16 @@ def test_routes_and_policies_change_live_under_load_and_a_bad_file_is_rejected(
         # The loop saw both policies: public before (b), refused after.
         assert loop.statuses[("/api/books/1", 200)] > 0
         assert loop.statuses[("/api/books/1", 401)] > 0
-        events = [e for e in gateway.log_events() if e["event"] == "config.reload"]
+        # Each worker logs three reloads; its flusher writes them a moment later.
+        events = eventually(
+            lambda: (
+                [e for e in gateway.log_events() if e["event"] == "config.reload"][
+                    3 * workers - 1 :
+                ]
+                and [e for e in gateway.log_events() if e["event"] == "config.reload"]
+            ),
+            limit=30,
+        )
         rejected = [e for e in events if e["level"] == "error"]
         assert len(rejected) == workers
         assert all(problem in e["result"] for e in rejected)
@@ -156,7 +166,7 @@ def test_changes_that_need_a_restart_are_named_and_the_rest_applies(tmp_path: Pa
             "not applied live (restart needed): server.port, legacy.threads"
         )
         assert get(gateway, "/api/books/1").status_code == 401
-        [line] = [e for e in gateway.log_events() if e["event"] == "config.reload"]
+        [line] = eventually(lambda: reload_lines(gateway))
         assert line["result"] == (
             "reload: applied; not applied live (restart needed): server.port, legacy.threads"
         )
@@ -183,6 +193,11 @@ def test_reload_with_a_stale_pid_file_says_the_server_has_ended(tmp_path: Path) 
     )
 
 
+def reload_lines(gateway: GatewayProcess) -> list[dict[str, Any]]:
+    """The ``config.reload`` lines logged so far (each worker's flusher writes them)."""
+    return [e for e in gateway.log_events() if e["event"] == "config.reload"]
+
+
 def test_serve_reload_applies_an_edited_config_without_restarting(tmp_path: Path) -> None:
     text = demo_config(tmp_path).read_text()
     config = tmp_path / "gateway.toml"
@@ -195,9 +210,10 @@ def test_serve_reload_applies_an_edited_config_without_restarting(tmp_path: Path
             limit=30,
         )
         assert served, gateway.log_text()
+        # The worker's log lines are written by its flusher a moment later: wait for them.
+        reloads = eventually(lambda: reload_lines(gateway), limit=30)
         events = gateway.log_events()
         started = [e for e in events if e["event"] == "gateway.started"]
         assert len(started) == 1, gateway.log_text()  # applied in place: no restart
         # One reload per batch of changes the watcher saw (usually one); each applied.
-        results = {e["result"] for e in events if e["event"] == "config.reload"}
-        assert results == {"reload: applied"}, gateway.log_text()
+        assert {e["result"] for e in reloads} == {"reload: applied"}, gateway.log_text()
