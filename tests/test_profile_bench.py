@@ -1,0 +1,38 @@
+"""bench/profile_bench.py's reading of py-spy's raw stacks: busy samples by thread and module."""
+
+from __future__ import annotations
+
+from bench.profile_bench import summarise
+
+_LOOP = "thread (81): MainThread;main (gateway/cli.py:66)"
+_FLASK = "thread (94): legacy_3;Thread.run (threading.py:982)"
+
+RAW = [
+    # The event loop waiting in epoll: idle, left out.
+    f"{_LOOP};Runner.run (asyncio/runners.py:118) 500",
+    f"{_LOOP};send (/venv/lib/python3.11/site-packages/uvicorn/protocols/http/h.py:524) 30",
+    f"{_LOOP};__call__ (gateway/middleware/request_context.py:127) 12",
+    f"{_LOOP};relay (gateway/adapters/legacy.py:580) 8",
+    # A Flask thread waiting for work: idle; one running a view: busy.
+    f"{_FLASK};_worker (concurrent/futures/thread.py:81) 400",
+    f"{_FLASK};wsgi_app (/venv/lib/python3.11/site-packages/flask/app.py:1511) 20",
+    f"{_FLASK};__init__ (/usr/lib/python3.11/threading.py:265) 5",
+    "thread (82): log-flush;Event.wait (threading.py:629) 100",
+    "thread (82): log-flush;flush (gateway/log_sink.py:96) 3",
+]
+
+
+def test_busy_samples_are_charged_to_their_thread_and_module() -> None:
+    assert summarise(RAW) == {
+        ("loop", "uvicorn"): 30,
+        ("loop", "gateway/middleware/request_context.py"): 12,
+        ("loop", "gateway/adapters/legacy.py"): 8,
+        ("legacy", "flask"): 20,
+        ("legacy", "threading"): 5,
+        ("log-flush", "gateway/log_sink.py"): 3,
+    }
+
+
+def test_waiting_threads_and_malformed_lines_count_nothing() -> None:
+    idle = [line for line in RAW if "runners.py" in line or "thread.py:81" in line]
+    assert summarise([*idle, "", "no-stack-here 3"]) == {}
