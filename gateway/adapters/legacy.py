@@ -414,7 +414,9 @@ class _ResponseChannel:
         self._loop = loop
         self._max_pending = max_pending_bytes
         self._lock = threading.Lock()
-        self._room = threading.Condition(self._lock)
+        # Made only when the thread must wait for the client to drain (back-pressure): most
+        # responses never need it, and a Condition costs a few µs to build.
+        self._room: threading.Condition | None = None
         self._messages: list[tuple[Any, ...]] = []
         self._pending_bytes = 0
         self._waiter: asyncio.Future[None] | None = None
@@ -514,6 +516,8 @@ class _ResponseChannel:
             self._done = done
             self._wake()
             while self._pending_bytes > self._max_pending and not self._client_gone:
+                if self._room is None:
+                    self._room = threading.Condition(self._lock)
                 self._room.wait()
             if self._client_gone:
                 raise ClientDisconnected
@@ -568,7 +572,7 @@ class _ResponseChannel:
                             return "client-too-slow"
                     with self._lock:
                         self._pending_bytes -= sent
-                        self._room.notify_all()
+                        self._notify_room()
                     continue
                 if error is not None:
                     raise error
@@ -585,6 +589,11 @@ class _ResponseChannel:
                 watcher.cancel()
             self._hang_up()
 
+    def _notify_room(self) -> None:
+        """Wake the thread if it waits for room (call with ``self._lock`` held)."""
+        if self._room is not None:
+            self._room.notify_all()
+
     def _expire(self) -> None:
         """The request timeout: if the thread has not started its response, abandon it."""
         with self._lock:
@@ -593,7 +602,7 @@ class _ResponseChannel:
             # The thread's next hand-over raises ClientDisconnected: its output is discarded.
             self._timed_out = True
             self._client_gone = True
-            self._room.notify_all()
+            self._notify_room()
             waiter = self._waiter
             self._waiter = None
         if waiter is not None and not waiter.done():
@@ -612,7 +621,7 @@ class _ResponseChannel:
             if self._done:
                 return
             self._client_gone = True
-            self._room.notify_all()
+            self._notify_room()
             waiter = self._waiter
             self._waiter = None
         if waiter is not None and not waiter.done():
