@@ -142,7 +142,7 @@ def test_any_failure_during_startup_undoes_exactly_what_started(
     ]
     assert app.state.ready is False
     with pytest.raises(RuntimeError, match="after shutdown"):  # the legacy pool was closed
-        app.legacy._executor.submit(print)
+        app.legacy._pool.submit(print)
 
 
 async def run_lifespan(app: GatewayApp, sent: list[dict[str, object]]) -> None:

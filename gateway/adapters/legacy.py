@@ -55,7 +55,6 @@ import re
 import sys
 import threading
 from collections.abc import Callable, Generator, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, Literal, TypeAlias
 
@@ -64,6 +63,7 @@ from a2wsgi.wsgi import Body, build_environ
 from starlette.types import Message, Receive, Scope, Send
 from werkzeug.exceptions import ClientDisconnected as WerkzeugClientDisconnected
 
+from gateway.adapters.thread_pool import ThreadPool
 from gateway.context import request_facts
 from gateway.errors import BodyRejected, refuse, send_error
 from gateway.request_body import declared_body_size, read_body
@@ -119,7 +119,7 @@ class LegacyApp:
         self._max_form_memory_size = max_form_memory_size
         self._retry_after = str(retry_after).encode()
         self._max_pending_bytes = max_pending_bytes
-        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="legacy")
+        self._pool = ThreadPool(threads, "legacy")
         self._admission = _Admission(threads)
         #: The server's event loop, from the lifespan (``__aenter__``) on: on Python 3.11
         #: ``asyncio.get_running_loop()`` makes a ``getpid()`` system call, per request.
@@ -189,7 +189,7 @@ class LegacyApp:
             environ = _build_environ(scope, body)
             channel = _ResponseChannel(loop, self._max_pending_bytes)
             context = contextvars.copy_context()
-            self._executor.submit(
+            self._pool.submit(
                 context.run, _run_wsgi, self.wsgi_app, environ, channel, self._admission
             )
         except BaseException:
@@ -238,7 +238,7 @@ class LegacyApp:
 
     def close(self) -> None:
         """Stop taking work; threads finish what they run."""
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._pool.close()
 
     async def __aenter__(self) -> LegacyApp:
         # The lifespan runs on the loop that serves the requests (uvicorn, TestClient).
