@@ -12,14 +12,11 @@ worker reads the same totals, so whichever worker answers the dashboard shows th
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-
 import anyio.to_thread
 import structlog
 
 from gateway.dashboard.traffic import Collectable, History, read_registry
-from gateway.storage.tasks import cancel_and_wait
+from gateway.storage.tasks import PeriodicTask
 
 log = structlog.get_logger("gateway.dashboard")
 
@@ -28,8 +25,10 @@ class Sampler:
     def __init__(self, registry: Collectable, history: History, *, interval: float = 5.0) -> None:
         self.registry = registry
         self.history = history
-        self._interval = interval
-        self._task: asyncio.Task[None] | None = None
+        # A broken collector must not end the sampling for good: a failed reading is logged.
+        self._sampling = PeriodicTask(
+            interval, self.sample, logger=log, failure_event="dashboard.sample_failed"
+        )
 
     async def sample(self) -> None:
         # A multiprocess registry reads every worker's files: off the event loop. The history
@@ -38,19 +37,8 @@ class Sampler:
 
     async def __aenter__(self) -> Sampler:
         await self.sample()  # the baseline: every window starts at the gateway's start
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._sampling.start()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            with contextlib.suppress(Exception):
-                await cancel_and_wait(task)
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                await self.sample()
-            except Exception:  # a broken collector must not end the sampling for good
-                log.exception("dashboard.sample_failed")
+        await self._sampling.stop()

@@ -15,8 +15,6 @@ so any worker's scrape shows the whole server. The dashboard reads the same fami
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -28,7 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.metrics.families import Families
 from gateway.metrics.recorder import Recorder
-from gateway.storage.tasks import cancel_and_wait
+from gateway.storage.tasks import PeriodicTask
 
 log = structlog.get_logger("gateway.metrics")
 
@@ -40,8 +38,10 @@ class Metrics:
     def __init__(self, *, multiprocess_dir: Path | None = None, interval: float = 1.0) -> None:
         self.multiprocess_dir = multiprocess_dir
         self.recorder = Recorder()
-        self._interval = interval
-        self._task: asyncio.Task[None] | None = None
+        # A metric is never worth stopping the flusher (or a request): a failed flush is logged.
+        self._flusher = PeriodicTask(
+            interval, self.flush, logger=log, failure_event="metrics.flush_failed"
+        )
         if multiprocess_dir is None:
             self.registry = CollectorRegistry()
             self.families = Families(self.registry)
@@ -82,20 +82,9 @@ class Metrics:
         return call
 
     async def __aenter__(self) -> Metrics:
-        self._task = asyncio.get_running_loop().create_task(self._flush_every_interval())
+        self._flusher.start()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            with contextlib.suppress(Exception):
-                await cancel_and_wait(task)
+        await self._flusher.stop()
         self.flush()
-
-    async def _flush_every_interval(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                self.flush()
-            except Exception:  # a metric is never worth stopping the flusher (or a request)
-                log.exception("metrics.flush_failed")

@@ -21,8 +21,6 @@ rollouts started after the reload.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
@@ -36,7 +34,7 @@ from gateway.rollout.analysis import Thresholds, Verdict, analyse
 from gateway.rollout.changes import judge
 from gateway.rollout.outcomes import merge_outcomes
 from gateway.settings import RolloutSettings
-from gateway.storage.tasks import cancel_and_wait
+from gateway.storage.tasks import PeriodicTask
 
 log = structlog.get_logger("gateway.rollout")
 
@@ -70,7 +68,15 @@ class RolloutController:
         self._flags = flags
         self._reports = reports
         self._state = FlagState()
-        self._task: asyncio.Task[None] | None = None
+        # A failed analysis must never stop the next one. The pace is read before each round,
+        # so a reload's new ``interval`` applies from the next one.
+        self._rounds = PeriodicTask(
+            lambda: self._tick,
+            self._decide_now,
+            logger=log,
+            failure_event="rollout.analysis_failed",
+            stop_timeout=2.0,
+        )
         self._running = False
         self.holder = worker_id()
         self.observers: list[DecisionObserver] = []
@@ -86,8 +92,8 @@ class RolloutController:
         self._settings = dict(settings_by_flag)
         self._defaults = dict(defaults)
         self._tick = min((s.interval for s in self._settings.values()), default=10.0)
-        if self._running and self._task is None and self._settings:
-            self._task = asyncio.create_task(self._run())
+        if self._running and self._settings:
+            self._rounds.start()
 
     def follow(self, state: FlagState) -> None:
         """The latest shared state (the flag runtime calls this on every new one)."""
@@ -96,24 +102,15 @@ class RolloutController:
     async def __aenter__(self) -> RolloutController:
         self._running = True
         if self._settings:
-            self._task = asyncio.create_task(self._run())
+            self._rounds.start()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._running = False
-        task, self._task = self._task, None
-        if task is not None:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(2.0):
-                    await cancel_and_wait(task)
+        await self._rounds.stop()
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._tick)
-            try:
-                await self.decide(time.time())
-            except Exception:  # a failed analysis must never stop the next one
-                log.exception("rollout.analysis_failed")
+    async def _decide_now(self) -> None:
+        await self.decide(time.time())
 
     async def decide(self, now: float) -> None:
         """One round: judge every running rollout this process may lead."""
