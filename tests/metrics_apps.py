@@ -1,37 +1,15 @@
 """A legacy app and a service with one route of each kind the metrics label, for the metrics
-tests (``metrics_apps:create_legacy``, ``metrics_apps:create_service``), and the config they
-share."""
+tests (``apps_config("metrics_apps")`` loads them), and the routes they share."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from typing import Any
 
 from fastapi import FastAPI, Response
 from flask import Flask
-
-#: The apps, and an admin (``X-API-Key: test-admin-key``, a test-only key) and a user
-#: (``test-user-key``) by their keys' SHA-256. Each test adds its own ``[legacy]`` keys first.
-APPS = """
-app = "metrics_apps:create_legacy"
-[services.svc]
-app = "metrics_apps:create_service"
-
-[auth]
-order = ["api-key"]
-default_access = "public"
-[auth.api_keys]
-[[auth.api_keys.keys]]
-name = "test-admin"
-sha256 = "944650a7cd0f9e14d5c4fb15edbffb7fa45fb9ed36a4fa9be3d7e5476ae51bd9"
-roles = ["admin"]
-[[auth.api_keys.keys]]
-name = "test-user"
-sha256 = "d3b2fd8274017751cc95b3b55973ae90951714bc1755f08aad059f62d66553bd"
-roles = ["user"]
-"""
+from sample_apps import guarded_answer
 
 #: A service route, and one behind a flag (declared here) that sends it to the service.
 ROUTES = """
@@ -99,13 +77,7 @@ def create_service() -> FastAPI:
 
     @app.get("/guarded/{mode}")
     async def guarded(mode: str) -> Response:
-        if mode == "raise":
-            raise RuntimeError("new side exploded")
-        if mode == "500":
-            return Response('{"error":"broken"}', status_code=500, media_type="application/json")
-        if mode == "hang":
-            await asyncio.sleep(30)
-        return Response('{"side":"svc"}', media_type="application/json")
+        return await guarded_answer(mode)
 
     @app.api_route("/shadowed", methods=["GET", "POST"])
     async def shadowed() -> dict[str, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from collections.abc import AsyncIterator
@@ -24,6 +25,18 @@ def record_event(event: str, variable: str = "SAMPLE_EVENTS") -> None:
     if target:
         with Path(target).open("a") as events:
             events.write(event + "\n")
+
+
+async def guarded_answer(mode: str) -> Response:
+    """What a new side behind a timeout, fallback or breaker answers, as ``mode`` asks: it
+    raises, answers 500, hangs past any timeout, or answers ``{"side": "svc"}``."""
+    if mode == "raise":
+        raise RuntimeError("new side exploded")
+    if mode == "500":
+        return Response('{"error":"broken"}', status_code=500, media_type="application/json")
+    if mode == "hang":
+        await asyncio.sleep(30)
+    return Response('{"side":"svc"}', media_type="application/json")
 
 
 def create_flask() -> Flask:

@@ -13,7 +13,7 @@ from typing import Any
 
 from fastapi import FastAPI, Response
 from flask import Flask
-from sample_apps import record_event
+from sample_apps import guarded_answer, record_event
 
 
 def _record(event: str) -> None:
@@ -86,13 +86,7 @@ def create_candidate() -> FastAPI:
     @app.api_route("/guarded/{mode}", methods=["GET", "PUT", "POST"])
     async def guarded(mode: str) -> Response:
         _record(f"guarded {mode}")
-        if mode == "raise":
-            raise RuntimeError("new side exploded")
-        if mode == "500":
-            return Response('{"error":"broken"}', status_code=500, media_type="application/json")
-        if mode == "hang":
-            await asyncio.sleep(30)
-        return Response('{"side":"svc"}', media_type="application/json")
+        return await guarded_answer(mode)
 
     @app.get("/fragile")
     async def fragile() -> Response:

@@ -12,20 +12,17 @@ from pathlib import Path
 
 import httpx
 import pytest
-from metrics_apps import APPS, ROUTES
+from app_config import ADMIN, apps_config
+from metrics_apps import ROUTES
 from prometheus_client.parser import text_string_to_metric_families
 from support import GatewayProcess, eventually, free_port
 
 pytestmark = pytest.mark.e2e
 
 TESTS = Path(__file__).parent
-ADMIN = {"X-API-Key": "test-admin-key"}  # a test-only key (metrics_apps.APPS)
 
 CONFIG = (
-    """
-[legacy]
-threads = 4"""
-    + APPS
+    apps_config("metrics_apps", legacy="threads = 4")
     + """
 [flags]
 store = "memory"

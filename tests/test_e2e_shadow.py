@@ -19,28 +19,16 @@ from typing import Any
 
 import httpx
 import pytest
+from app_config import ADMIN, apps_config
 from support import REPO, GatewayProcess, eventually
 
 pytestmark = pytest.mark.e2e
 
 TESTS = Path(__file__).parent
-ADMIN = {"X-API-Key": "test-admin-key"}  # test-only key; its SHA-256 is in CONFIG
 
-CONFIG = """
-[legacy]
-app = "shadow_apps:create_legacy"
-[services.svc]
-app = "shadow_apps:create_candidate"
-
-[auth]
-order = ["api-key"]
-default_access = "public"
-[auth.api_keys]
-[[auth.api_keys.keys]]
-name = "test-admin"
-sha256 = "944650a7cd0f9e14d5c4fb15edbffb7fa45fb9ed36a4fa9be3d7e5476ae51bd9"
-roles = ["admin"]
-
+CONFIG = (
+    apps_config("shadow_apps", services={"svc": "create_candidate"})
+    + """
 [flags]
 store = "file"
 file = "var/flags.json"
@@ -104,6 +92,7 @@ path = "/fragile-control"
 methods = ["PUT"]
 backend = "svc"
 """
+)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,8 @@ from typing import Any
 
 import httpx
 import pytest
-from metrics_apps import APPS, ROUTES
+from app_config import ADMIN, USER, apps_config
+from metrics_apps import ROUTES
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
@@ -26,15 +27,8 @@ from gateway.metrics.recorder import Recorder
 from gateway.rollout.state import RolloutState
 from gateway.settings import load_settings
 
-ADMIN = {"X-API-Key": "test-admin-key"}  # test-only keys (metrics_apps.APPS)
-USER = {"X-API-Key": "test-user-key"}
-
 CONFIG = (
-    """
-[legacy]
-threads = 1
-queue_timeout = 0.2"""
-    + APPS
+    apps_config("metrics_apps", legacy="threads = 1\nqueue_timeout = 0.2")
     + """
 [[auth.policies]]
 path = "/legacy/private/{n:int}"

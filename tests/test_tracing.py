@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import tracing_apps
+from app_config import ADMIN, apps_config
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, format_span_id, format_trace_id
 from starlette.testclient import TestClient
@@ -27,28 +28,17 @@ from gateway.errors import ConfigError
 from gateway.log import flush_logs
 from gateway.settings import load_settings
 
-API_KEY = {"X-API-Key": "test-admin-key"}  # test-only key; its SHA-256 is in CONFIG
 CLIENT_TRACE = "0af7651916cd43dd8448eb211c80319c"
 CLIENT_SPAN = "b7ad6b7169203331"
 TRACEPARENT = f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"
 
-CONFIG = """
-[legacy]
-app = "tracing_apps:create_legacy"
-[services.svc]
-app = "tracing_apps:create_service"
-[services.native]
-app = "tracing_apps:create_service"
-options = { native_telemetry = true }
-
-[auth]
-order = ["api-key"]
-default_access = "public"
-[auth.api_keys]
-[[auth.api_keys.keys]]
-name = "test-admin"
-sha256 = "944650a7cd0f9e14d5c4fb15edbffb7fa45fb9ed36a4fa9be3d7e5476ae51bd9"
-roles = ["admin"]
+CONFIG = (
+    apps_config(
+        "tracing_apps",
+        services={"svc": "create_service", "native": "create_service"},
+        service_options={"native": "{ native_telemetry = true }"},
+    )
+    + """
 [[auth.policies]]
 path = "/private"
 methods = ["GET"]
@@ -77,6 +67,7 @@ methods = ["GET"]
 backend = "svc"
 fallback = true
 """
+)
 
 
 @pytest.fixture
@@ -145,7 +136,7 @@ def trace_of(span: ReadableSpan) -> int:
 def test_a_client_traceparent_is_continued_with_a_child_span_per_stage(
     traced: TestClient, spans: list[ReadableSpan]
 ) -> None:
-    response = traced.get("/new", headers={"traceparent": TRACEPARENT, **API_KEY})
+    response = traced.get("/new", headers={"traceparent": TRACEPARENT, **ADMIN})
     assert response.status_code == 200
     found = finished()
     assert set(found) == {"GET /new", "auth", "flag decision", "svc", "fastapi handler"}
