@@ -358,13 +358,27 @@ def _measure(
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` (every thread; ``taskset`` execs the server,
-    so its pid is the server's), from ``/proc``."""
-    with suppress(OSError):
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        # utime and stime are fields 14 and 15 of stat(5); here 0-based after the name.
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return 0.0
+    """User + system CPU time of process ``pid`` and its descendants (every thread; ``taskset``
+    execs the server, so its pid is the server's; worker processes are its children), from
+    ``/proc``."""
+    total = 0.0
+    for process in process_tree(pid):
+        with suppress(OSError):
+            fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
+            # utime and stime are fields 14 and 15 of stat(5); here 0-based after the name.
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its live descendants, parents first (a supervisor, then its workers)."""
+    tree, index = [pid], 0
+    while index < len(tree):
+        with suppress(OSError):
+            for task in Path(f"/proc/{tree[index]}/task").iterdir():
+                tree.extend(int(child) for child in (task / "children").read_text().split())
+        index += 1
+    return tree
 
 
 @contextmanager

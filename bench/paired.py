@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.http_bench import (
     PIN_MODES,
     Case,
+    PinMode,
     WrkResult,
     _measure_all,
     _problems,
@@ -66,7 +67,7 @@ def run(
     def measure(wrk: str) -> int:
         if prepare is not None:
             prepare()
-        runs = _measure_rounds(args, wrk, cases)
+        runs = measure_rounds(args, wrk, cases)
         broken = False
         for mode in PIN_MODES:
             report = runs[mode.name]
@@ -78,17 +79,22 @@ def run(
     return run_guarded(name, measure)
 
 
-def _measure_rounds(
-    args: argparse.Namespace, wrk: str, cases: tuple[Case, ...]
+def measure_rounds(
+    args: argparse.Namespace,
+    wrk: str,
+    cases: tuple[Case, ...],
+    modes: Sequence[PinMode] = PIN_MODES,
 ) -> dict[str, dict[str, list[WrkResult]]]:
+    """``args.rounds`` rounds of every case in every pin mode, the cases' order reversed in
+    even rounds; each case's results by pin mode."""
     runs: dict[str, dict[str, list[WrkResult]]] = {
-        mode.name: {case.key: [] for case in cases} for mode in PIN_MODES
+        mode.name: {case.key: [] for case in cases} for mode in modes
     }
     rounds, args.rounds = args.rounds, 1
     for number in range(1, rounds + 1):
         print(f"round {number} of {rounds}", flush=True)
         args.cases = cases if number % 2 else tuple(reversed(cases))
-        _measure_all(args, wrk, runs)
+        _measure_all(args, wrk, runs, modes)
     args.rounds = rounds
     return runs
 
@@ -104,29 +110,37 @@ def _report(
 ) -> bool:
     """Print one pin mode; return True if a run answered anything but 2xx or had errors."""
     print(f"\n== {mode}: {description} (median of {rounds} round(s)) ==")
+    broken = case_lines([case for pair in pairs for case in (pair.off, pair.on)], runs)
+    for pair in pairs:
+        measured = list(zip(runs[pair.on.key], runs[pair.off.key], strict=True))
+        label = f"{pair.name}, req/s, {feature} on / off"
+        ratio_line(label, [on.rps / off.rps for on, off in measured], target)
+        # The same comparison by CPU time per request (off / on, so that higher is better
+        # here too): what the feature costs the server, less disturbed by other load.
+        saved = [(off.cpu_us or 0.0) / (on.cpu_us or 1.0) for on, off in measured]
+        ratio_line(f"{pair.name}, CPU/request, off / on", saved, target)
+    return broken
+
+
+def case_lines(cases: Sequence[Case], runs: dict[str, list[WrkResult]], width: int = 36) -> bool:
+    """Print each case's median req/s, p99 and CPU per request; return True if a run answered
+    anything but 2xx or had socket errors (a broken run)."""
     broken = False
-    for case in (case for pair in pairs for case in (pair.off, pair.on)):
+    for case in cases:
         results = runs[case.key]
         broken |= any(r.non_2xx or r.socket_errors for r in results)
         rps = statistics.median(r.rps for r in results)
         p99 = statistics.median(r.p99_ms for r in results)
         cpu = statistics.median(r.cpu_us or 0.0 for r in results)
         print(
-            f"  {case.label:<36}{rps:>9.0f} req/s  p99 {p99:6.2f} ms  {cpu:6.1f} µs CPU/req"
+            f"  {case.label:<{width}}{rps:>9.0f} req/s  p99 {p99:6.2f} ms  {cpu:6.1f} µs CPU/req"
             f"{_problems(results[0])}"
         )
-    for pair in pairs:
-        measured = list(zip(runs[pair.on.key], runs[pair.off.key], strict=True))
-        label = f"{pair.name}, req/s, {feature} on / off"
-        _ratio(label, [on.rps / off.rps for on, off in measured], target)
-        # The same comparison by CPU time per request (off / on, so that higher is better
-        # here too): what the feature costs the server, less disturbed by other load.
-        saved = [(off.cpu_us or 0.0) / (on.cpu_us or 1.0) for on, off in measured]
-        _ratio(f"{pair.name}, CPU/request, off / on", saved, target)
     return broken
 
 
-def _ratio(label: str, per_round: list[float], target: float) -> None:
+def ratio_line(label: str, per_round: list[float], target: float) -> None:
+    """Print the median of per-round ratios, their range and the verdict against ``target``."""
     median = statistics.median(per_round)
     verdict = "met" if median >= target else "NOT met"
     print(
