@@ -61,16 +61,16 @@ def main() -> int:
                 raise SystemExit(f"shadow_bench: {exc}") from None
             base = f"http://{HOST}:{port}"
             for route in ROUTES:  # warm-up
-                asyncio.run(_load(base + route, args.rate, 1.0, args.connections))
+                asyncio.run(open_loop(base + route, args.rate, 1.0, args.connections))
             p99s: dict[str, list[float]] = {route: [] for route in ROUTES}
             ratios = []
             for round_number in range(1, args.rounds + 1):
                 order = ROUTES if round_number % 2 else ROUTES[::-1]
                 for route in order:
                     latencies, errors = asyncio.run(
-                        _load(base + route, args.rate, args.duration, args.connections)
+                        open_loop(base + route, args.rate, args.duration, args.connections)
                     )
-                    p50, p99 = _percentile(latencies, 50), _percentile(latencies, 99)
+                    p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
                     p99s[route].append(p99)
                     print(
                         f"  round {round_number} {route:<12} {len(latencies):>5} requests "
@@ -96,7 +96,9 @@ def main() -> int:
     return 0 if ratio <= TARGET else 1
 
 
-async def _load(url: str, rate: int, duration: float, connections: int) -> tuple[list[float], int]:
+async def open_loop(
+    url: str, rate: int, duration: float, connections: int
+) -> tuple[list[float], int]:
     """Open loop: request i is due at start + i/rate and goes out on the first idle keep-alive
     connection; its latency counts from when it was due. Plain HTTP/1.1 over asyncio streams:
     a light client, so the client's own CPU stays far from a limit."""
@@ -140,7 +142,7 @@ async def _load(url: str, rate: int, duration: float, connections: int) -> tuple
     return latencies, errors
 
 
-def _percentile(values: list[float], percent: int) -> float:
+def percentile(values: list[float], percent: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * percent / 100))]
 
