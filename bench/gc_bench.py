@@ -162,7 +162,7 @@ def _report(samples: dict[tuple[str, str], list[Sample]], rounds: int) -> None:
         ("gen-2 GCs", lambda s: s.gen2),
         ("GC pause max ms", lambda s: s.longest_pause_ms),
     )
-    print(f"  {'':<24}" + "".join(f"{name:>22}" for name, _ in columns))
+    print(f"  {'':<24}" + "".join(f"{name:>24}" for name, _ in columns))
     for route in ROUTES:
         for mode in MODES:
             cells = []
@@ -171,7 +171,7 @@ def _report(samples: dict[tuple[str, str], list[Sample]], rounds: int) -> None:
                 cells.append(
                     f"{statistics.median(values):.2f} [{min(values):.2f}-{max(values):.2f}]"
                 )
-            print(f"  {route + ' ' + mode:<24}" + "".join(f"{cell:>22}" for cell in cells))
+            print(f"  {route + ' ' + mode:<24}" + "".join(f"{cell:>24}" for cell in cells))
     print("\n  unfrozen / frozen, per round (above 1: the freeze helps)")
     for route in ROUTES:
         pairs = list(zip(samples["unfrozen", route], samples["frozen", route], strict=True))
