@@ -21,7 +21,9 @@ may use both cores; wrk stays pinned to core 1, so only the server's placement c
 
 The gateway writes its JSON access log (one line per request) to a file, so logging is paid for;
 the direct servers run with no access log, which makes the comparison stricter. ``GATEWAY_*``
-variables are removed from the servers' environment so the config file alone decides.
+variables are removed from the servers' environment so the config file alone decides. Flask on
+granian's WSGI server is measured when granian (the ``bench`` extra) is installed, and skipped,
+saying so, when it is not.
 Raw numbers go to ``bench/results/http-<timestamp>.json``.
 
 ``--baseline DIR`` also serves the gateway from another checkout (a ``git worktree`` of an
@@ -134,6 +136,14 @@ GUNICORN = Server(
     "gunicorn",
     (str(BIN / "gunicorn"), *_GUNICORN_SYNC, "--bind", f"{HOST}:{{port}}", "bench.apps:flask_app"),
 )
+# granian (the bench extra: pip install -e '.[bench]'), one worker process, its own defaults
+# otherwise: the fastest WSGI server there is, as it ships. Its workers are child processes, which
+# _cpu_seconds counts with the rest of the server's process tree.
+GRANIAN = BIN / "granian"
+_GRANIAN = (str(GRANIAN), "--host", HOST, "--port", "{port}", "--workers", "1")
+GRANIAN_WSGI = Server(
+    "granian", (*_GRANIAN, "--interface", "wsgi", "--log-level", "warning", "bench.apps:flask_app")
+)
 
 NEW, LEGACY, TRIVIAL = "new route", "legacy route", "trivial"
 CASES = (
@@ -156,6 +166,20 @@ RATIOS = (
     Ratio("legacy route / gunicorn", "legacy.gateway", "legacy.gunicorn", 0.90),
     Ratio("legacy route / plain a2wsgi", "legacy.gateway", "legacy.a2wsgi", None),
 )
+
+# Issue 15's second target: the legacy route at least 0.7x Flask on granian's WSGI server.
+GRANIAN_CASES = (
+    Case("legacy.granian", LEGACY, "granian WSGI, 1 worker", GRANIAN_WSGI, "/legacy/hello"),
+)
+GRANIAN_RATIOS = (Ratio("legacy route / granian WSGI", "legacy.gateway", "legacy.granian", 0.70),)
+
+
+def granian_missing(comparison: str) -> bool:
+    """True (after saying what is skipped) when granian, a bench-only extra, is not installed."""
+    if GRANIAN.exists():
+        return False
+    print(f"granian is not installed (pip install -e '.[bench]'): {comparison} skipped", flush=True)
+    return True
 
 
 def baseline(directory: Path) -> tuple[tuple[Case, ...], tuple[Ratio, ...]]:
@@ -239,11 +263,13 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     args.cases, args.ratios = CASES, RATIOS
+    if not granian_missing("the legacy route / granian WSGI comparison is"):
+        args.cases, args.ratios = CASES + GRANIAN_CASES, RATIOS + GRANIAN_RATIOS
     if args.baseline is not None:
         if not (args.baseline / "gateway" / "cli.py").is_file():
             parser.error(f"--baseline {args.baseline}: no gateway/cli.py there")
         cases, ratios = baseline(args.baseline.resolve())
-        args.cases, args.ratios = CASES + cases, RATIOS + ratios
+        args.cases, args.ratios = args.cases + cases, args.ratios + ratios
     if args.quick:
         args.duration, args.rounds = 3, 1
     if args.duration < 1 or args.rounds < 1 or args.connections < 1:
