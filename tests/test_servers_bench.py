@@ -68,6 +68,14 @@ def test_http_bench_compares_the_legacy_route_with_granian_wsgi_only_when_instal
     (tmp_path / "granian").touch()
     monkeypatch.setattr(http_bench, "GRANIAN", tmp_path / "granian")
     args = http_bench._parse_args([])
+    keys = [case.key for case in args.cases]
+    # Listed, run and reported with the other legacy-route servers, not after the trivial ones.
+    assert keys[keys.index("legacy.gateway") : keys.index("legacy.granian") + 1] == [
+        "legacy.gateway",
+        "legacy.gunicorn",
+        "legacy.a2wsgi",
+        "legacy.granian",
+    ]
     granian = next(case for case in args.cases if case.key == "legacy.granian")
     assert granian.path == "/legacy/hello"
     assert "bench.apps:flask_app" in granian.server.argv
