@@ -325,12 +325,12 @@ def _run(args: argparse.Namespace, wrk: str) -> int:
     print(f"measured in {time.monotonic() - started:.0f} s")
 
     analyses = {mode.name: _analyze(runs[mode.name], args.ratios) for mode in PIN_MODES}
-    failed = False
+    broken = False
     for mode in PIN_MODES:
-        failed |= _report(mode, analyses[mode.name], args)
+        broken |= _report(mode, analyses[mode.name], args)
     path = _write_results(args, runs, analyses)
     print(f"\nraw numbers: {path.relative_to(REPO)}")
-    return 1 if failed else 0
+    return 1 if broken else 0
 
 
 def _measure_all(
@@ -536,16 +536,20 @@ def _analyze(by_case: dict[str, list[WrkResult]], ratios: Sequence[Ratio]) -> di
 
 
 def _report(mode: PinMode, analysis: dict[str, Any], args: argparse.Namespace) -> bool:
-    """Print one pin mode's tables; return True if a target failed."""
+    """Print one pin mode's tables; return True if a run was broken (non-2xx answers, socket
+    errors). A missed target is reported (FAIL), never an exit status: the numbers move with
+    the machine, and a benchmark that fails on a busy day teaches people to ignore it."""
     rounds = f"median of {args.rounds} rounds" if args.rounds > 1 else "1 round"
     print(f"\n== {mode.name}: {mode.description} ({rounds}, {args.duration} s each) ==")
     print(f"{'':<13}{'configuration':<31}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'spread':>8}")
     group = ""
+    broken = False
     for case in args.cases:
         row = analysis["cases"][case.key]
         shown_group = case.group if case.group != group else ""
         group = case.group
         problems = []
+        broken |= bool(row["non_2xx"] or row["socket_errors"])
         if row["non_2xx"]:
             problems.append(f"{row['non_2xx']} non-2xx!")
         if row["socket_errors"]:
@@ -560,7 +564,6 @@ def _report(mode: PinMode, analysis: dict[str, Any], args: argparse.Namespace) -
         "the FastAPI one marked 'access log on' (uvicorn's own, to a file)"
     )
 
-    failed = False
     print(f"\n{'ratio of req/s':<34}{'median':>7}{'range':>13}  {'target':<8}result")
     for label, ratio in analysis["ratios"].items():
         if ratio["target"] is None:
@@ -568,7 +571,6 @@ def _report(mode: PinMode, analysis: dict[str, Any], args: argparse.Namespace) -
         else:
             target = f">= {ratio['target']:.2f}"
             verdict = "PASS" if ratio["median"] >= ratio["target"] else "FAIL"
-            failed |= ratio["median"] < ratio["target"]
         spread = f"{ratio['min']:.2f}-{ratio['max']:.2f}" if args.rounds > 1 else "-"
         print(f"{label:<34}{ratio['median']:>7.2f}{spread:>13}  {target:<8}{verdict}")
 
@@ -582,7 +584,7 @@ def _report(mode: PinMode, analysis: dict[str, Any], args: argparse.Namespace) -
         f"trivial endpoint, gateway overhead: {overhead['median']:.1f} µs/request ({note}; "
         f"per round: {rounds_shown})"
     )
-    return failed
+    return broken
 
 
 def _write_results(
