@@ -272,8 +272,9 @@ def _exit_now() -> NoReturn:
     """End the process with status 0 once the server has stopped.
 
     A legacy handler still running after the grace period (a stuck Flask view) cannot be
-    killed, and the interpreter would wait for it at exit: ``concurrent.futures`` joins its
-    worker threads. Everything that matters has been shut down by the lifespan, so end now.
+    killed. Its thread is a daemon (``gateway.adapters.thread_pool``), but a normal exit still
+    finalises the interpreter around it and joins any non-daemon thread a library or a service
+    started. Everything that matters has been shut down by the lifespan, so end now.
     """
     flush_logs()
     for stream in (sys.stdout, sys.stderr):
