@@ -44,6 +44,7 @@ from bench.http_bench import (
     Server,
     WrkResult,
     _measure_all,
+    cpu_ratio,
     run_guarded,
 )
 
@@ -164,10 +165,7 @@ def _report(
             f"(range {min(diffs):.1f} to {max(diffs):.1f})"
         )
         if case.key == "baseline":
-            ratios = [
-                (b.cpu_us or 0.0) / (a.cpu_us or 1.0)
-                for a, b in zip(whole, runs[case.key], strict=True)
-            ]
+            ratios = [cpu_ratio(b, a) for a, b in zip(whole, runs[case.key], strict=True)]
             print(
                 f"  {'CPU/req baseline / this tree':<36}{statistics.median(ratios):7.3f}   "
                 f"(range {min(ratios):.3f} to {max(ratios):.3f})"

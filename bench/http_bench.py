@@ -118,6 +118,12 @@ class WrkResult:
     cpu_us: float | None = None
 
 
+def cpu_ratio(numerator: WrkResult, denominator: WrkResult) -> float:
+    """``numerator``'s CPU time per request over ``denominator``'s (an unread one counts as 0
+    over 1, so a broken reading shows as a ratio of 0, never a division by zero)."""
+    return (numerator.cpu_us or 0.0) / (denominator.cpu_us or 1.0)
+
+
 GATEWAY = Server("gateway", (str(BIN / "gateway"), "serve", "-c", BENCH_CONFIG, "--port", "{port}"))
 _UVICORN = (str(BIN / "uvicorn"), "--host", HOST, "--port", "{port}")
 # --no-proxy-headers: `gateway serve` runs uvicorn without the proxy-headers middleware when no

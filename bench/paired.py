@@ -29,6 +29,7 @@ from bench.http_bench import (
     WrkResult,
     _measure_all,
     _problems,
+    cpu_ratio,
     run_guarded,
 )
 
@@ -117,7 +118,7 @@ def _report(
         ratio_line(label, [on.rps / off.rps for on, off in measured], target)
         # The same comparison by CPU time per request (off / on, so that higher is better
         # here too): what the feature costs the server, less disturbed by other load.
-        saved = [(off.cpu_us or 0.0) / (on.cpu_us or 1.0) for on, off in measured]
+        saved = [cpu_ratio(off, on) for on, off in measured]
         ratio_line(f"{pair.name}, CPU/request, off / on", saved, target)
     return broken
 

@@ -47,6 +47,7 @@ from bench.http_bench import (
     Case,
     Server,
     WrkResult,
+    cpu_ratio,
     granian_missing,
     run_guarded,
 )
@@ -128,7 +129,7 @@ def _report_route(route: str, servers: Sequence[str], runs: dict[str, list[WrkRe
     for name in (name for name in servers if name != SERVE):
         paired = list(zip(runs[f"{route}|{name}"], reference, strict=True))
         rps = _ratio([r.rps / ref.rps for r, ref in paired])
-        cpu = _ratio([(r.cpu_us or 0.0) / (ref.cpu_us or 1.0) for r, ref in paired])
+        cpu = _ratio([cpu_ratio(r, ref) for r, ref in paired])
         print(f"    {name} / {SERVE}: req/s {rps}, CPU per request {cpu}")
     return broken
 

@@ -44,6 +44,7 @@ from bench.http_bench import (
     PinMode,
     Server,
     WrkResult,
+    cpu_ratio,
     run_guarded,
 )
 from bench.paired import case_lines, measure_rounds, ratio_line
@@ -119,7 +120,7 @@ def _report(runs: dict[str, list[WrkResult]], rounds: int) -> bool:
     for label, gateway, other, target in RATIOS:
         measured = list(zip(runs[gateway], runs[other], strict=True))
         ratio_line(f"{label}, req/s", [g.rps / o.rps for g, o in measured], target)
-        cpu = [(o.cpu_us or 0.0) / (g.cpu_us or 1.0) for g, o in measured]
+        cpu = [cpu_ratio(o, g) for g, o in measured]
         ratio_line(f"{label}, CPU/req", cpu, target)
     print(
         "  CPU/req ratios: the other server's CPU per request / the gateway's (above 1 favours "
