@@ -507,3 +507,54 @@ async def test_wsgi_input_reads_like_a_file(body: bytes, reader: str, streamed: 
     headers = [(b"content-length", str(len(body)).encode())]
     exchange = await call(legacy, http_scope("/", "POST", headers), body=pieces)
     assert exchange.body == expected
+
+
+async def test_a_queued_request_gets_its_full_request_timeout_once_a_thread_takes_it() -> None:
+    release = threading.Event()
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        if environ["PATH_INFO"] == "/first":
+            release.wait(5)
+        else:
+            time.sleep(0.3)
+        start_response("200 OK", [])
+        return [environ["PATH_INFO"].encode()]
+
+    # The second request queues 0.3 s, then runs 0.3 s: 0.6 s in all, but only 0.3 s of the
+    # 0.5 s request timeout, which counts from its thread's start.
+    legacy = LegacyApp(app, threads=1, queue_timeout=2, request_timeout=0.5)
+    async with legacy:
+        first = asyncio.create_task(call(legacy, http_scope("/first")))
+        await asyncio.sleep(0.05)
+        second = asyncio.create_task(call(legacy, http_scope("/second")))
+        await asyncio.sleep(0.3)
+        release.set()
+        assert (await first).body == b"/first"
+        answer = await second
+    assert (answer.status, answer.body) == (200, b"/second")
+    assert legacy.admission_waits == 1
+    assert legacy.admission_rejections == 0
+
+
+async def test_a_queued_request_that_never_gets_a_thread_is_withdrawn_and_never_runs() -> None:
+    release = threading.Event()
+    ran: list[str] = []
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        ran.append(environ["PATH_INFO"])
+        release.wait(5)
+        start_response("200 OK", [])
+        return [b"late"]
+
+    legacy = LegacyApp(app, threads=1, queue_timeout=0.1, request_timeout=5)
+    async with legacy:
+        first = asyncio.create_task(call(legacy, http_scope("/first")))
+        await asyncio.sleep(0.05)
+        refused = await call(legacy, http_scope("/refused"))
+        release.set()
+        await first
+        # The thread is free again and serves the next request, not the withdrawn one.
+        assert (await call(legacy, http_scope("/next"))).body == b"late"
+    assert refused.status == 503
+    assert ran == ["/first", "/next"]
+    assert (legacy.admission_waits, legacy.admission_rejections) == (1, 1)

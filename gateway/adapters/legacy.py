@@ -29,8 +29,10 @@ a2wsgi alone Flask sees an empty body for them).
 A client that disconnects during a streamed response makes the thread's next hand-over raise
 ``ClientDisconnected`` inside the WSGI iteration, which stops the generator and calls its
 ``close()``, so the thread is freed. Admission to the thread pool is bounded: when every thread is
-busy a request waits at most ``queue_timeout`` seconds, then gets 503 with ``Retry-After``; a
-small body is read before a thread is taken, so a client trickling its body holds none. While a
+busy a request waits in the pool's queue (``gateway.adapters.thread_pool``: the thread that
+finishes a request takes the next itself, with no trip through the event loop) at most
+``queue_timeout`` seconds, then is withdrawn and gets 503 with ``Retry-After``; a small body is
+read before the request queues, so a client trickling its body holds no thread. While a
 handler still produces its response, each write to the client must finish within
 ``send_timeout`` seconds, or the connection is dropped and the thread told to stop: a client
 that stops reading cannot pin a thread.
@@ -39,21 +41,21 @@ A request whose WSGI app has not handed over the start of its response (status, 
 its first body bytes) ``request_timeout`` seconds after its thread started gets a JSON 504.
 Python cannot kill a thread: the handler keeps running until it returns on its own. Whatever
 it produces later is discarded (its next hand-over raises ``ClientDisconnected`` inside the
-WSGI iteration, which also calls the iterable's ``close()``), and its admission slot is
-released only when the thread really finishes, so ``threads`` stays an honest bound on the
-threads in use: a pool full of stuck handlers answers 503, not an unbounded queue.
+WSGI iteration, which also calls the iterable's ``close()``), and its thread takes no other
+request until the handler really finishes, so ``threads`` stays an honest bound on the threads
+in use: a pool full of stuck handlers answers 503, not an unbounded queue.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import contextvars
 import io
 import re
 import sys
 import threading
+import time
 from collections.abc import Callable, Generator, Iterable
 from types import TracebackType
 from typing import Any, Literal, TypeAlias
@@ -63,7 +65,7 @@ from a2wsgi.wsgi import Body, build_environ
 from starlette.types import Message, Receive, Scope, Send
 from werkzeug.exceptions import ClientDisconnected as WerkzeugClientDisconnected
 
-from gateway.adapters.thread_pool import ThreadPool
+from gateway.adapters.thread_pool import ThreadPool, Ticket
 from gateway.context import request_facts
 from gateway.errors import BodyRejected, refuse, send_error
 from gateway.request_body import declared_body_size, read_body
@@ -77,7 +79,7 @@ _STATUS = re.compile(r"^[1-9][0-9]{2}(?: [^\r\n]*)?$")
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _FORBIDDEN_IN_VALUE = re.compile(r"[\r\n\x00]")
 #: How relaying one response ended.
-Relayed: TypeAlias = Literal["complete", "timed-out", "client-too-slow"]
+Relayed: TypeAlias = Literal["complete", "rejected", "timed-out", "client-too-slow"]
 
 log = structlog.get_logger("gateway.legacy")
 
@@ -120,24 +122,25 @@ class LegacyApp:
         self._retry_after = str(retry_after).encode()
         self._max_pending_bytes = max_pending_bytes
         self._pool = ThreadPool(threads, "legacy")
-        self._admission = _Admission(threads)
+        #: Requests answered 503 because no thread came free in time (only the loop counts).
+        self._rejections = 0
         #: The server's event loop, from the lifespan (``__aenter__``) on: on Python 3.11
         #: ``asyncio.get_running_loop()`` makes a ``getpid()`` system call, per request.
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def busy_threads(self) -> int:
-        return self._admission.busy
+        return self._pool.busy
 
     @property
     def admission_waits(self) -> int:
         """Requests that waited for a free thread, since the start (``gateway.metrics``)."""
-        return self._admission.waits
+        return self._pool.waits
 
     @property
     def admission_rejections(self) -> int:
         """Requests answered 503 because none came free in time, since the start."""
-        return self._admission.rejections
+        return self._rejections
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -176,7 +179,22 @@ class LegacyApp:
         if form and parts is not None and _fields(body) > parts:
             await refuse(scope, send, 413, f"a form may have at most {parts} fields")
             return
-        if not await self._admission.acquire(loop, self._queue_timeout):
+        environ = _build_environ(scope, body)
+        channel = _ResponseChannel(loop, self._max_pending_bytes)
+        context = contextvars.copy_context()
+        # Queued behind the running requests when every thread is busy (the pool's queue is
+        # the admission's waiting room); the relay withdraws it after ``queue_timeout``.
+        ticket = self._pool.submit(context.run, _run_wsgi, self.wsgi_app, environ, channel)
+        outcome = await channel.relay(
+            send,
+            receive if watch_disconnect else None,
+            ticket,
+            self._queue_timeout,
+            self._request_timeout,
+            self._send_timeout,
+        )
+        if outcome == "rejected":
+            self._rejections += 1
             await send_error(
                 send,
                 503,
@@ -184,21 +202,7 @@ class LegacyApp:
                 _request_id(scope),
                 [(b"retry-after", self._retry_after)],
             )
-            return
-        try:
-            environ = _build_environ(scope, body)
-            channel = _ResponseChannel(loop, self._max_pending_bytes)
-            context = contextvars.copy_context()
-            self._pool.submit(
-                context.run, _run_wsgi, self.wsgi_app, environ, channel, self._admission
-            )
-        except BaseException:
-            self._admission.release()
-            raise
-        outcome = await channel.relay(
-            send, receive if watch_disconnect else None, self._request_timeout, self._send_timeout
-        )
-        if outcome == "client-too-slow":
+        elif outcome == "client-too-slow":
             # The thread is told the client is gone (its next hand-over raises), and the
             # response stays incomplete: the server closes the connection.
             log.warning("legacy.client_too_slow", send_timeout=self._send_timeout)
@@ -384,9 +388,7 @@ def _build_environ(scope: Scope, body: Any) -> dict[str, Any]:
     return environ
 
 
-def _run_wsgi(
-    app: WSGIApp, environ: dict[str, Any], channel: _ResponseChannel, admission: _Admission
-) -> None:
+def _run_wsgi(app: WSGIApp, environ: dict[str, Any], channel: _ResponseChannel) -> None:
     """The worker-thread side of one request."""
     try:
         iterable = app(environ, channel.start_response)
@@ -403,8 +405,6 @@ def _run_wsgi(
         pass
     except BaseException as exc:
         channel.fail(exc)
-    finally:
-        admission.release()
 
 
 class _ResponseChannel:
@@ -423,7 +423,9 @@ class _ResponseChannel:
         self._done = False
         self._error: BaseException | None = None
         self._client_gone = False
-        self._timed_out = False
+        #: Why the loop stopped waiting for the thread ("rejected", "timed-out"), if it did.
+        self._gave_up: Relayed | None = None
+        self._timer: asyncio.TimerHandle | None = None
         # Thread-side state.
         self._start: tuple[int, list[tuple[bytes, bytes]]] | None = None
         self._headers_sent = False
@@ -535,27 +537,35 @@ class _ResponseChannel:
         self,
         send: Send,
         receive: Receive | None,
+        ticket: Ticket,
+        queue_within: float,
         start_within: float | None,
         send_within: float | None = None,
     ) -> Relayed:
-        """Send what the thread hands over until the response ends or the client goes.
+        """Send what the thread (``ticket``'s work) hands over until the response ends or the
+        client goes.
 
-        ``timed-out`` (nothing sent): the response did not start within ``start_within``
-        seconds. ``client-too-slow``: a send to the client did not finish within
-        ``send_within`` seconds while the thread was still producing (the thread is then
-        told the client is gone, so a reader that stops reading cannot pin it for ever).
+        ``rejected`` (nothing sent, the work withdrawn): it waited for a thread, and none took
+        it within ``queue_within`` seconds. ``timed-out`` (nothing sent): the response did not
+        start within ``start_within`` seconds of its thread starting. ``client-too-slow``: a
+        send to the client did not finish within ``send_within`` seconds while the thread was
+        still producing (the thread is then told the client is gone, so a reader that stops
+        reading cannot pin it for ever).
         """
         watcher: asyncio.Task[None] | None = None
-        timer = None
-        if start_within is not None:
-            timer = self._loop.call_later(start_within, self._expire)
+        if ticket.waiting:
+            self._timer = self._loop.call_later(
+                queue_within, self._queue_expired, ticket, start_within
+            )
+        elif start_within is not None:
+            self._timer = self._loop.call_later(start_within, self._give_up, "timed-out")
         try:
             while True:
                 with self._lock:
                     batch, self._messages = self._messages, []
                     done, error = self._done, self._error
-                    if self._timed_out:
-                        return "timed-out"
+                    if self._gave_up is not None:
+                        return self._gave_up
                     waiter: asyncio.Future[None] | None = None
                     if not batch and not done and not self._client_gone:
                         waiter = self._waiter = self._loop.create_future()
@@ -583,8 +593,8 @@ class _ResponseChannel:
                     watcher = asyncio.create_task(self._watch_disconnect(receive))
                 await waiter
         finally:
-            if timer is not None:
-                timer.cancel()
+            if self._timer is not None:
+                self._timer.cancel()
             if watcher is not None:
                 watcher.cancel()
             self._hang_up()
@@ -594,13 +604,22 @@ class _ResponseChannel:
         if self._room is not None:
             self._room.notify_all()
 
-    def _expire(self) -> None:
-        """The request timeout: if the thread has not started its response, abandon it."""
+    def _queue_expired(self, ticket: Ticket, start_within: float | None) -> None:
+        """The queue timeout: withdraw the work if no thread has taken it, or else start the
+        request timeout from when its thread started."""
+        if ticket.cancel():
+            self._give_up("rejected")
+        elif start_within is not None and ticket.started_at is not None:
+            left = ticket.started_at + start_within - time.monotonic()
+            self._timer = self._loop.call_later(max(left, 0.0), self._give_up, "timed-out")
+
+    def _give_up(self, outcome: Relayed) -> None:
+        """Stop waiting for a response that has not started (``outcome`` says why)."""
         with self._lock:
             if self._headers_sent or self._done or self._client_gone:
                 return
             # The thread's next hand-over raises ClientDisconnected: its output is discarded.
-            self._timed_out = True
+            self._gave_up = outcome
             self._client_gone = True
             self._notify_room()
             waiter = self._waiter
@@ -652,59 +671,3 @@ async def _send_batch(send: Send, batch: list[tuple[Any, ...]]) -> int:
             body = batch[index - 1][1] if index > 0 and batch[index - 1][0] == _BODY else b""
             await send({"type": "http.response.body", "body": body, "more_body": False})
     return sent
-
-
-class _Admission:
-    """Counts busy worker threads; waiters queue on the event loop, not in the executor.
-
-    Releasing is free while nobody waits (no event-loop wake-up on the common path); a waiting
-    request is handed the slot directly.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._busy = 0
-        #: Running totals, for the metrics (only the event loop's thread changes them).
-        self.waits = 0
-        self.rejections = 0
-        self._lock = threading.Lock()
-        self._waiters: collections.deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = (
-            collections.deque()
-        )
-
-    @property
-    def busy(self) -> int:
-        return self._busy
-
-    async def acquire(self, loop: asyncio.AbstractEventLoop, wait: float) -> bool:
-        """Take a thread slot, waiting (on ``loop``, the running one) at most ``wait`` s."""
-        with self._lock:
-            if self._busy < self._limit:
-                self._busy += 1
-                return True
-            future: asyncio.Future[None] = loop.create_future()
-            self._waiters.append((loop, future))
-        self.waits += 1
-        try:
-            await asyncio.wait_for(future, wait)
-        except TimeoutError:
-            self.rejections += 1
-            # Already handed a slot? Then _grant sees the cancelled future and passes it on.
-            with self._lock, contextlib.suppress(ValueError):
-                self._waiters.remove((loop, future))
-            return False
-        return True
-
-    def release(self) -> None:
-        with self._lock:
-            if self._waiters:
-                loop, future = self._waiters.popleft()
-                loop.call_soon_threadsafe(self._grant, future)
-                return
-            self._busy -= 1
-
-    def _grant(self, future: asyncio.Future[None]) -> None:
-        if future.done():
-            self.release()
-        else:
-            future.set_result(None)
