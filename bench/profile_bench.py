@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import inspect
 import re
 import shutil
 import subprocess
@@ -45,16 +46,27 @@ from bench.http_bench import (
     run_guarded,
 )
 from bench.servers import HOST, free_port, wait_until_ready
+from gateway.adapters.thread_pool import ThreadPool
 
 PATHS = ("/trivial", "/new/hello", "/legacy/hello")
 SAMPLE_RATE = 500
 #: Innermost frames of a thread that is waiting, not working.
 _IDLE = (
     "Runner.run (asyncio/runners.py",  # the event loop in epoll_wait (py-spy shows the caller)
-    "_worker (concurrent/futures/thread.py:81)",  # a pool thread waiting for work
     "Condition.wait (",
     "Event.wait (",
 )
+
+
+def _waiting_for_work() -> str:
+    """The innermost frame of a legacy thread waiting for work: the queue's ``get()`` line of
+    ``ThreadPool._work`` (a C call, so py-spy shows the line that made it)."""
+    lines, first = inspect.getsourcelines(ThreadPool._work)
+    offset = next(index for index, line in enumerate(lines) if "self._queue.get()" in line)
+    return f"ThreadPool._work (gateway/adapters/thread_pool.py:{first + offset})"
+
+
+_WAITING_FOR_WORK = _waiting_for_work()
 _PACKAGES = (
     "uvicorn",
     "starlette",
@@ -136,7 +148,12 @@ def summarise(lines: Iterable[str]) -> collections.Counter[tuple[str, str]]:
     for line in lines:
         stack, _, count = line.rstrip().rpartition(" ")
         frames = stack.split(";")
-        if len(frames) < 2 or any(frames[-1].startswith(idle) for idle in _IDLE):
+        innermost = frames[-1]
+        if (
+            len(frames) < 2
+            or innermost == _WAITING_FOR_WORK
+            or any(innermost.startswith(idle) for idle in _IDLE)
+        ):
             continue
         counts[(_thread(frames[0]), _group(frames[-1]))] += int(count)
     return counts

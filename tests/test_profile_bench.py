@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from bench.profile_bench import summarise
+
+# The line of the legacy threads' loop that waits for work, and the one that runs it.
+_POOL_SOURCE = (Path(__file__).parent.parent / "gateway/adapters/thread_pool.py").read_text()
+_GET_LINE, _RUN_LINE = (
+    next(n for n, line in enumerate(_POOL_SOURCE.splitlines(), 1) if text in line)
+    for text in ("self._queue.get()", "fn(*args)")
+)
 
 _LOOP = "thread (81): MainThread;main (gateway/cli.py:66)"
 _FLASK = "thread (94): legacy_3;Thread.run (threading.py:982)"
@@ -14,7 +23,8 @@ RAW = [
     f"{_LOOP};__call__ (gateway/middleware/request_context.py:127) 12",
     f"{_LOOP};relay (gateway/adapters/legacy.py:580) 8",
     # A Flask thread waiting for work: idle; one running a view: busy.
-    f"{_FLASK};_worker (concurrent/futures/thread.py:81) 400",
+    f"{_FLASK};ThreadPool._work (gateway/adapters/thread_pool.py:{_GET_LINE}) 400",
+    f"{_FLASK};ThreadPool._work (gateway/adapters/thread_pool.py:{_RUN_LINE}) 7",
     f"{_FLASK};wsgi_app (/venv/lib/python3.11/site-packages/flask/app.py:1511) 20",
     f"{_FLASK};__init__ (/usr/lib/python3.11/threading.py:265) 5",
     "thread (82): log-flush;Event.wait (threading.py:629) 100",
@@ -29,10 +39,11 @@ def test_busy_samples_are_charged_to_their_thread_and_module() -> None:
         ("loop", "gateway/adapters/legacy.py"): 8,
         ("legacy", "flask"): 20,
         ("legacy", "threading"): 5,
+        ("legacy", "gateway/adapters/thread_pool.py"): 7,
         ("log-flush", "gateway/log_sink.py"): 3,
     }
 
 
 def test_waiting_threads_and_malformed_lines_count_nothing() -> None:
-    idle = [line for line in RAW if "runners.py" in line or "thread.py:81" in line]
+    idle = [line for line in RAW if "runners.py" in line or f"thread_pool.py:{_GET_LINE})" in line]
     assert summarise([*idle, "", "no-stack-here 3"]) == {}
