@@ -66,6 +66,7 @@ from uvicorn.protocols.http.httptools_impl import (
 from uvicorn.server import ServerState
 
 from gateway.errors import error_body
+from gateway.http_coalesce import HeadWithFirstBody
 from gateway.metrics.recorder import STATE_KEY
 from gateway.middleware.request_context import new_request_id
 
@@ -228,8 +229,11 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._head_started = None
         super().on_headers_complete()
         cycle = self.cycle
-        if cycle is not None and self.scope.get("http_version") == "1.0":
-            cycle.send = _close_delimited(cycle)  # type: ignore[method-assign,assignment]
+        if cycle is not None:
+            # The head and the first body bytes in one write (gateway.http_coalesce).
+            cycle.transport = HeadWithFirstBody(cycle, self.transport, self.loop)  # type: ignore[assignment]
+            if self.scope.get("http_version") == "1.0":
+                cycle.send = _close_delimited(cycle)  # type: ignore[method-assign,assignment]
 
     def on_message_complete(self) -> None:
         super().on_message_complete()

@@ -65,6 +65,11 @@ methods = ["GET"]
 backend = "svc"
 
 [[routes]]
+path = "/svc/late-stream"
+methods = ["GET"]
+backend = "svc"
+
+[[routes]]
 path = "/svc/upload"
 methods = ["POST"]
 backend = "svc"

@@ -13,6 +13,7 @@ from typing import Any
 import structlog
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import StreamingResponse
 from flask import Flask, current_app
 
 log = structlog.get_logger("sample_apps")
@@ -261,6 +262,17 @@ def create_hardening_service(name: str = "svc") -> FastAPI:
     @app.get("/svc/redirect")
     def go(request: Request) -> RedirectResponse:
         return RedirectResponse(str(request.url_for("echo")))
+
+    @app.get("/svc/late-stream")
+    async def late_stream(delay: float = 1.0) -> StreamingResponse:
+        """A stream whose first chunk comes ``delay`` seconds after its head."""
+
+        async def chunks() -> AsyncIterator[bytes]:
+            await asyncio.sleep(delay)
+            yield b"first\n"
+            yield b"second\n"
+
+        return StreamingResponse(chunks(), media_type="text/plain")
 
     @app.post("/svc/upload")
     async def upload(request: Request) -> dict[str, Any]:
