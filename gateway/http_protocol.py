@@ -227,9 +227,10 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._awaiting_head = False
         self._head_bytes = 0
         self._head_started = None
+        previous = self.cycle
         super().on_headers_complete()
         cycle = self.cycle
-        if cycle is not None:
+        if cycle is not None and cycle is not previous:  # not a websocket upgrade
             # The head and the first body bytes in one write (gateway.http_coalesce).
             cycle.transport = HeadWithFirstBody(cycle, self.transport, self.loop)  # type: ignore[assignment]
             if self.scope.get("http_version") == "1.0":
