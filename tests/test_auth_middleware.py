@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,6 +29,7 @@ class FakeBackend:
     def __init__(self, name: str, identities: dict[str, Identity]) -> None:
         self.name = name
         self._identities = identities
+        self.credential_headers = frozenset({f"x-fake-{name}".encode()})
 
     async def authenticate(self, headers: Headers) -> Identity | None:
         value = headers.get(f"x-fake-{self.name}")
@@ -247,3 +249,45 @@ async def test_websocket_without_credentials_is_closed() -> None:
 def test_decide_roles(identity: Identity, status: int) -> None:
     policy = POLICIES.lookup("GET", "/admin/users")
     assert authorize(policy, identity).status == status
+
+
+async def test_backends_are_asked_only_when_a_header_they_read_is_there() -> None:
+    asked: list[str] = []
+
+    class Counting(FakeBackend):
+        async def authenticate(self, headers: Headers) -> Identity | None:
+            asked.append(self.name)
+            return await super().authenticate(headers)
+
+    backends = [Counting("jwt", {"bob": BOB}), Counting("session", {"alice": ALICE})]
+    app = RequestContextMiddleware(AuthMiddleware(echo_app, backends=backends, policies=POLICIES))
+    anonymous = await call(app, scope("/public", accept="*/*", cookie="theme=dark"))
+    assert (anonymous.status, anonymous.body, asked) == (200, b"-", [])
+    # One header a backend reads: all are asked, in order (precedence and conflicts as before).
+    known = await call(app, scope("/private", x_fake_session="alice"))
+    assert (known.status, known.body, asked) == (200, b"alice", ["jwt", "session"])
+    # Without credentials the policy still applies: anonymous on a protected path is 401.
+    assert (await call(app, scope("/private"))).status == 401
+
+
+async def test_the_demo_backends_find_nothing_without_the_headers_they_declare() -> None:
+    """What makes skipping them sound: each real backend, given every header but its own, says
+    ``None`` (no credential of its kind), not an identity and not an error."""
+    from gateway.build import build_auth
+    from gateway.settings import load_settings
+    from legacy_flask import create_app
+
+    settings = load_settings(Path(__file__).parent.parent / "gateway.toml", {})
+    backends = build_auth(settings, create_app()).backends
+    assert {backend.name for backend in backends} == {"jwt", "session", "api-key"}
+    every = [
+        (b"authorization", b"Bearer not.a.token"),
+        (b"cookie", b"session=forged"),
+        (b"x-api-key", b"not-a-key"),
+        (b"accept", b"*/*"),
+    ]
+    for backend in backends:
+        others = [(n, v) for n, v in every if n not in backend.credential_headers]
+        assert await backend.authenticate(Headers(raw=others)) is None, backend.name
+        with pytest.raises(InvalidCredentials):
+            await backend.authenticate(Headers(raw=every))

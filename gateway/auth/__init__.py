@@ -29,6 +29,9 @@ __all__ = ["AuthBackend", "InvalidCredentials", "RawHeaders"]
 class AuthBackend(Protocol):
     #: ``"session"``, ``"jwt"`` or ``"api-key"``: also ``Identity.method`` for what it verifies.
     name: str
+    #: The request headers (lower-case) its credential travels in. A request with none of them
+    #: is anonymous to this backend, and the gateway does not ask it (``AuthMiddleware``).
+    credential_headers: frozenset[bytes]
 
     async def authenticate(self, headers: Headers) -> Identity | None: ...
 

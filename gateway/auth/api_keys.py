@@ -42,6 +42,7 @@ class APIKeyBackend:
         self._keys = dict(keys)
         self._header = header
         self._raw_header = header.lower().encode("latin-1")
+        self.credential_headers = frozenset({self._raw_header})
 
     def without_credential(self, headers: RawHeaders) -> RawHeaders:
         return [(name, value) for name, value in headers if name != self._raw_header]

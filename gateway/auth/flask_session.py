@@ -154,6 +154,7 @@ class FlaskSessionBackend:
     """The legacy session cookie: no user ``None``, a user ``Identity``, bad ones invalid."""
 
     name = "session"
+    credential_headers = frozenset({b"cookie"})
     #: Bound on cached subjects, so a flood of distinct valid sessions cannot grow memory.
     max_cached = 10_000
 

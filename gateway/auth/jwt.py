@@ -63,6 +63,7 @@ class JWTBackend:
     """Bearer JWTs: ``None`` without one, an ``Identity`` for a valid one."""
 
     name = "jwt"
+    credential_headers = frozenset({b"authorization"})
 
     def __init__(
         self,

@@ -10,7 +10,8 @@ For each request it
 1. removes headers a client must never send (configured identity headers such as
    ``X-User-Id``), and refuses a request with two ``Authorization`` headers (400): two parsers
    could each pick a different one;
-2. asks every backend, in the configured order of precedence. A credential that is present but
+2. asks every backend, in the configured order of precedence (none, when the request has no
+   header any backend reads: it is anonymous). A credential that is present but
    invalid (tampered cookie, expired or forged token) makes the request anonymous, is logged, and
    is removed from the request, so neither backend can accept what the gateway refused;
    when two valid credentials name different users, the first backend's user wins and both
@@ -52,6 +53,9 @@ class AuthMiddleware:
     ) -> None:
         self.app = app
         self._backends = tuple(backends)
+        self._credential_headers = frozenset().union(
+            *(backend.credential_headers for backend in self._backends)
+        )
         self._policies = policies
         self._strip = frozenset(name.lower().encode("latin-1") for name in strip_headers)
         self._challenge = f'Bearer realm="{realm}"'.encode("latin-1")
@@ -64,6 +68,8 @@ class AuthMiddleware:
         facts = request_facts(scope)
 
         authorization_count = 0
+        has_credential = False
+        credential_headers = self._credential_headers
         kept = []
         stripped = []
         for name, value in scope["headers"]:
@@ -72,6 +78,8 @@ class AuthMiddleware:
                 continue
             if name == b"authorization":
                 authorization_count += 1
+            if name in credential_headers:
+                has_credential = True
             kept.append((name, value))
         if stripped:
             # Bluntly: a client-sent identity header is an attack or a misconfigured proxy.
@@ -81,10 +89,12 @@ class AuthMiddleware:
             await refuse(scope, send, 400, "more than one Authorization header")
             return
 
+        spans = facts.spans
         try:
-            if self._backends:
+            # No header any backend reads: anonymous, without asking each of them (the common
+            # case for public endpoints and probes). Traced requests still show their auth span.
+            if self._backends and (has_credential or spans is not None):
                 authenticating = self._authenticate(Headers(raw=kept))
-                spans = facts.spans
                 identity, invalid = await (
                     authenticating if spans is None else spans.auth(authenticating)
                 )
