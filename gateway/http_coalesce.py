@@ -7,7 +7,7 @@ small response's cost (the kernel's TCP work is charged to the server), so the g
 (``gateway.http_protocol``) gives each request's cycle this transport, which holds the head and
 sends it with the first body bytes::
 
-    cycle.transport = HeadWithFirstBody(cycle, transport, loop)
+    cycle.transport = HeadWithFirstBody(transport, loop)
 
 The head is held only until the event loop's next turn: a streamed response whose first chunk is
 not ready by then (server-sent events, a slow generator) has its head written on its own, as
@@ -16,37 +16,33 @@ before, so a client never waits longer for the headers than the loop takes to tu
 through; so does a first chunk larger than ``_JOIN_LIMIT`` (joining would copy it), which is
 written right after the head.
 
-It relies on what uvicorn's cycle does with its transport (``write``, ``close``,
-``is_closing``, and ``response_started`` set before the head is written); uvicorn is pinned
-below the next minor version, and ``tests/test_http_coalesce.py`` drives a real server over raw
-sockets through every path.
+It relies on what uvicorn's cycle does with its transport: ``write``, ``close`` and
+``is_closing``, and no write before the head but a ``100 Continue``. uvicorn is pinned below the
+next minor version, and ``tests/test_http_coalesce.py`` drives a real server over raw sockets
+through every path. (The transport keeps no reference to its cycle: the cycle refers to it, and a
+reference back would make every request's cycle garbage that only the collector can free.)
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
 
 #: A first body chunk up to this size is joined to the head; a larger one is written after it.
 _JOIN_LIMIT = 64 * 1024
 
 _BEFORE_HEAD, _HELD, _WRITTEN = 0, 1, 2
-
-
-class _Cycle(Protocol):
-    response_started: bool
+#: The only thing uvicorn's cycle writes before a response's head (``receive()``, answering
+#: ``Expect: 100-continue``).
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 class HeadWithFirstBody:
     """A response cycle's transport: ``write``, ``close`` and ``is_closing``, as the cycle uses
     them, over the connection's real transport."""
 
-    __slots__ = ("_cycle", "_head", "_loop", "_state", "_transport")
+    __slots__ = ("_head", "_loop", "_state", "_transport")
 
-    def __init__(
-        self, cycle: _Cycle, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop
-    ) -> None:
-        self._cycle = cycle
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
         self._loop = loop
         self._state = _BEFORE_HEAD
@@ -62,8 +58,7 @@ class HeadWithFirstBody:
             else:
                 self._transport.write(head)
                 self._transport.write(data)
-        elif state == _BEFORE_HEAD and self._cycle.response_started:
-            # uvicorn marks the response started, then writes its head: this is the head.
+        elif state == _BEFORE_HEAD and data != _CONTINUE:
             self._state = _HELD
             self._head = data
             self._loop.call_soon(self.flush)

@@ -232,7 +232,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if cycle is not None and cycle is not previous:  # not a websocket upgrade
             # The head and the first body bytes in one write (gateway.http_coalesce).
-            cycle.transport = HeadWithFirstBody(cycle, self.transport, self.loop)  # type: ignore[assignment]
+            cycle.transport = HeadWithFirstBody(self.transport, self.loop)  # type: ignore[assignment]
             if self.scope.get("http_version") == "1.0":
                 cycle.send = _close_delimited(cycle)  # type: ignore[method-assign,assignment]
 

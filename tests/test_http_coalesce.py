@@ -36,23 +36,16 @@ class RecordingTransport:
         return self.closed
 
 
-class Cycle:
-    response_started = False
-
-
-def coalescing(
-    loop: asyncio.AbstractEventLoop,
-) -> tuple[Cycle, RecordingTransport, HeadWithFirstBody]:
-    cycle, transport = Cycle(), RecordingTransport()
-    return cycle, transport, HeadWithFirstBody(cycle, transport, loop)  # type: ignore[arg-type]
+def coalescing(loop: asyncio.AbstractEventLoop) -> tuple[RecordingTransport, HeadWithFirstBody]:
+    transport = RecordingTransport()
+    return transport, HeadWithFirstBody(transport, loop)  # type: ignore[arg-type]
 
 
 @pytest.mark.anyio
 async def test_the_head_waits_for_the_first_body_bytes_and_goes_with_them() -> None:
-    cycle, transport, writer = coalescing(asyncio.get_running_loop())
+    transport, writer = coalescing(asyncio.get_running_loop())
     writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # before the response starts: at once
     assert transport.writes == [b"HTTP/1.1 100 Continue\r\n\r\n"]
-    cycle.response_started = True
     writer.write(b"HEAD")
     assert len(transport.writes) == 1  # held
     writer.write(b"body")
@@ -64,8 +57,7 @@ async def test_the_head_waits_for_the_first_body_bytes_and_goes_with_them() -> N
 
 @pytest.mark.anyio
 async def test_a_head_whose_body_is_late_is_written_alone_on_the_next_turn_of_the_loop() -> None:
-    cycle, transport, writer = coalescing(asyncio.get_running_loop())
-    cycle.response_started = True
+    transport, writer = coalescing(asyncio.get_running_loop())
     writer.write(b"HEAD")
     assert transport.writes == []
     await asyncio.sleep(0)
@@ -76,8 +68,7 @@ async def test_a_head_whose_body_is_late_is_written_alone_on_the_next_turn_of_th
 
 @pytest.mark.anyio
 async def test_a_large_first_chunk_is_not_copied_into_the_head() -> None:
-    cycle, transport, writer = coalescing(asyncio.get_running_loop())
-    cycle.response_started = True
+    transport, writer = coalescing(asyncio.get_running_loop())
     big = b"x" * (64 * 1024 + 1)
     writer.write(b"HEAD")
     writer.write(big)
@@ -88,16 +79,14 @@ async def test_a_large_first_chunk_is_not_copied_into_the_head() -> None:
 @pytest.mark.anyio
 async def test_close_writes_a_held_head_first_and_a_closed_connection_gets_nothing() -> None:
     loop = asyncio.get_running_loop()
-    cycle, transport, writer = coalescing(loop)
-    cycle.response_started = True
+    transport, writer = coalescing(loop)
     writer.write(b"HEAD")  # a HEAD answer: no body follows, then Connection: close
     writer.close()
     assert transport.writes == [b"HEAD"]
     assert transport.closed
     assert writer.is_closing()
 
-    cycle, transport, writer = coalescing(loop)
-    cycle.response_started = True
+    transport, writer = coalescing(loop)
     writer.write(b"HEAD")
     transport.closed = True  # the client went away before the loop turned
     await asyncio.sleep(0)
