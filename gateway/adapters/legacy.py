@@ -44,6 +44,10 @@ it produces later is discarded (its next hand-over raises ``ClientDisconnected``
 WSGI iteration, which also calls the iterable's ``close()``), and its thread takes no other
 request until the handler really finishes, so ``threads`` stays an honest bound on the threads
 in use: a pool full of stuck handlers answers 503, not an unbounded queue.
+
+``gateway.adapters.legacy_processes`` serves the same contract from worker processes
+(``[legacy] isolation = "processes"``), for views that burn CPU while holding the GIL; it
+overrides ``_streamed_body`` and ``_serve``, the steps after the request body is read.
 """
 
 from __future__ import annotations
@@ -52,12 +56,10 @@ import asyncio
 import contextlib
 import contextvars
 import io
-import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable
-from types import TracebackType
+from collections.abc import Callable, Generator
 from typing import Any, Literal, TypeAlias
 
 import structlog
@@ -66,28 +68,23 @@ from starlette.types import Message, Receive, Scope, Send
 from werkzeug.exceptions import ClientDisconnected as WerkzeugClientDisconnected
 
 from gateway.adapters.thread_pool import ThreadPool, Ticket
+from gateway.adapters.wsgi_response import (
+    BODY,
+    END,
+    START,
+    ClientDisconnected,
+    ResponseWriter,
+    WSGIApp,
+    run_wsgi,
+)
 from gateway.context import request_facts
 from gateway.errors import BodyRejected, refuse, send_error
 from gateway.request_body import declared_body_size, read_body
 
-ExcInfo: TypeAlias = tuple[type[BaseException], BaseException, TracebackType | None]
-StartResponse: TypeAlias = Callable[..., Callable[[bytes], None]]
-WSGIApp: TypeAlias = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
-#: PEP 3333: "200 OK" (a reason phrase is usual, not required).
-_STATUS = re.compile(r"^[1-9][0-9]{2}(?: [^\r\n]*)?$")
-#: A header name (RFC 9110 token); values must not carry CR, LF or NUL (response splitting).
-_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-_FORBIDDEN_IN_VALUE = re.compile(r"[\r\n\x00]")
 #: How relaying one response ended.
 Relayed: TypeAlias = Literal["complete", "rejected", "timed-out", "client-too-slow"]
 
 log = structlog.get_logger("gateway.legacy")
-
-_START, _BODY, _END = 0, 1, 2
-
-
-class ClientDisconnected(Exception):
-    """Raised inside the WSGI iteration when the client has gone away."""
 
 
 class LegacyApp:
@@ -179,12 +176,24 @@ class LegacyApp:
         if form and parts is not None and _fields(body) > parts:
             await refuse(scope, send, 413, f"a form may have at most {parts} fields")
             return
-        environ = _build_environ(scope, body)
+        await self._serve(scope, receive, send, loop, body, watch_disconnect)
+
+    async def _serve(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        loop: asyncio.AbstractEventLoop,
+        body: Any,
+        watch_disconnect: bool,
+    ) -> None:
+        """Run the request on a thread (queued while all are busy) and relay its response."""
+        environ = build_wsgi_environ(scope, body)
         channel = _ResponseChannel(loop, self._max_pending_bytes)
         context = contextvars.copy_context()
         # Queued behind the running requests when every thread is busy (the pool's queue is
         # the admission's waiting room); the relay withdraws it after ``queue_timeout``.
-        ticket = self._pool.submit(context.run, _run_wsgi, self.wsgi_app, environ, channel)
+        ticket = self._pool.submit(context.run, run_wsgi, self.wsgi_app, environ, channel)
         outcome = await channel.relay(
             send,
             receive if watch_disconnect else None,
@@ -194,25 +203,35 @@ class LegacyApp:
             self._send_timeout,
         )
         if outcome == "rejected":
-            self._rejections += 1
-            await send_error(
-                send,
-                503,
-                "the legacy application is busy, try again later",
-                _request_id(scope),
-                [(b"retry-after", self._retry_after)],
-            )
+            await self._refuse_busy(scope, send)
         elif outcome == "client-too-slow":
             # The thread is told the client is gone (its next hand-over raises), and the
             # response stays incomplete: the server closes the connection.
-            log.warning("legacy.client_too_slow", send_timeout=self._send_timeout)
-            with contextlib.suppress(LookupError):
-                request_facts(scope).aborted = True
+            self._client_too_slow(scope)
         elif outcome == "timed-out":
-            log.warning("legacy.request_timeout", timeout=self._request_timeout)
-            await send_error(
-                send, 504, "the legacy application did not answer in time", _request_id(scope)
-            )
+            await self._timed_out(scope, send)
+
+    async def _refuse_busy(self, scope: Scope, send: Send) -> None:
+        """No thread (or worker) came free within ``queue_timeout``: 503 + Retry-After."""
+        self._rejections += 1
+        await send_error(
+            send,
+            503,
+            "the legacy application is busy, try again later",
+            request_id_of(scope),
+            [(b"retry-after", self._retry_after)],
+        )
+
+    def _client_too_slow(self, scope: Scope) -> None:
+        log.warning("legacy.client_too_slow", send_timeout=self._send_timeout)
+        with contextlib.suppress(LookupError):
+            request_facts(scope).aborted = True
+
+    async def _timed_out(self, scope: Scope, send: Send) -> None:
+        log.warning("legacy.request_timeout", timeout=self._request_timeout)
+        await send_error(
+            send, 504, "the legacy application did not answer in time", request_id_of(scope)
+        )
 
     def _form_size_problem(self, declared: int | None) -> str | None:
         limit = self._max_form_memory_size
@@ -238,7 +257,11 @@ class LegacyApp:
             if body is None:
                 raise ClientDisconnected
             return io.BytesIO(body), True
-        return _Body(loop, _refuse_disconnect(receive, scope)), False  # type: ignore[arg-type]
+        return self._streamed_body(loop, _refuse_disconnect(receive, scope)), False
+
+    def _streamed_body(self, loop: asyncio.AbstractEventLoop, receive: Receive) -> Any:
+        """What ``_serve`` gets for a body too large (or chunked) to read before it runs."""
+        return StreamedBody(loop, receive)  # type: ignore[arg-type]
 
     def close(self) -> None:
         """Stop taking work; threads finish what they run."""
@@ -296,7 +319,7 @@ def _refuse_disconnect(receive: Receive, scope: Scope) -> Receive:
     return receive_body
 
 
-class _Body(Body):
+class StreamedBody(Body):
     """a2wsgi's streaming ``wsgi.input``; a body cut by the limits middleware reaches Flask as
     Werkzeug's ``ClientDisconnected`` (an HTTP error it answers without logging a traceback;
     the limits middleware sends its own 413 or 408 in place of that answer).
@@ -357,14 +380,14 @@ class _Body(Body):
             yield line
 
 
-def _request_id(scope: Scope) -> str | None:
+def request_id_of(scope: Scope) -> str | None:
     try:
         return request_facts(scope).request_id
     except LookupError:
         return None
 
 
-def _build_environ(scope: Scope, body: Any) -> dict[str, Any]:
+def build_wsgi_environ(scope: Scope, body: Any) -> dict[str, Any]:
     headers = scope["headers"]
     cookies = [value for name, value in headers if name == b"cookie"]
     if len(cookies) > 1:
@@ -388,29 +411,11 @@ def _build_environ(scope: Scope, body: Any) -> dict[str, Any]:
     return environ
 
 
-def _run_wsgi(app: WSGIApp, environ: dict[str, Any], channel: _ResponseChannel) -> None:
-    """The worker-thread side of one request."""
-    try:
-        iterable = app(environ, channel.start_response)
-        try:
-            for chunk in iterable:
-                if chunk:
-                    channel.push_body(chunk)
-            channel.finish()
-        finally:
-            close = getattr(iterable, "close", None)
-            if close is not None:
-                close()
-    except ClientDisconnected:
-        pass
-    except BaseException as exc:
-        channel.fail(exc)
-
-
-class _ResponseChannel:
+class _ResponseChannel(ResponseWriter):
     """Carries one response from the worker thread to the event loop."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, max_pending_bytes: int) -> None:
+        super().__init__()
         self._loop = loop
         self._max_pending = max_pending_bytes
         self._lock = threading.Lock()
@@ -426,79 +431,8 @@ class _ResponseChannel:
         #: Why the loop stopped waiting for the thread ("rejected", "timed-out"), if it did.
         self._gave_up: Relayed | None = None
         self._timer: asyncio.TimerHandle | None = None
-        # Thread-side state.
-        self._start: tuple[int, list[tuple[bytes, bytes]]] | None = None
-        self._headers_sent = False
-        #: Body bytes the declared Content-Length still allows (``None``: not declared).
-        self._remaining: int | None = None
-        self._overran = False
 
     # -- worker thread -------------------------------------------------------------------------
-
-    def start_response(
-        self,
-        status: str,
-        headers: list[tuple[str, str]],
-        exc_info: ExcInfo | None = None,
-    ) -> Callable[[bytes], None]:
-        if exc_info is not None:
-            if self._headers_sent:
-                # PEP 3333: too late to change the response; let the error propagate.
-                raise exc_info[1].with_traceback(exc_info[2])
-        elif self._start is not None:
-            raise RuntimeError("start_response() called twice without exc_info")
-        # Checked here, in the app's thread, so a bad status or header is the app's error (the
-        # client gets the gateway's JSON 500) rather than the server's, which would drop the
-        # connection once it saw the start of the response.
-        if not _STATUS.match(status):
-            raise ValueError(f"invalid WSGI status {status[:40]!r}")
-        code = int(status[:3])
-        encoded = []
-        remaining = None
-        for name, value in headers:
-            if not _TOKEN.match(name) or _FORBIDDEN_IN_VALUE.search(value):
-                raise ValueError(f"invalid WSGI response header {name[:40]!r}")
-            raw_name = name.lower().encode("latin-1")
-            raw_value = value.strip().encode("latin-1")
-            if raw_name == b"content-length" and raw_value.isdigit():
-                remaining = int(raw_value)
-            encoded.append((raw_name, raw_value))
-        self._start = (code, encoded)
-        self._remaining = remaining
-        return self.push_body
-
-    def push_body(self, chunk: bytes) -> None:
-        """Hand over a body chunk (also the WSGI ``write()`` callable)."""
-        if not chunk:
-            return
-        if self._start is None:
-            raise RuntimeError("the WSGI app sent body bytes before calling start_response()")
-        remaining = self._remaining
-        if remaining is not None:
-            if len(chunk) > remaining:
-                # More than its Content-Length: the client would read the rest as the start of
-                # the next response. Cut to the declared length, as gunicorn does, and say so.
-                if not self._overran:
-                    self._overran = True
-                    log.warning("legacy.body_longer_than_content_length")
-                chunk = chunk[:remaining]
-                if not chunk:
-                    return
-            self._remaining = remaining - len(chunk)
-        if self._headers_sent:
-            self._post([(_BODY, chunk)], len(chunk))
-        else:
-            self._headers_sent = True
-            self._post([(_START, *self._start), (_BODY, chunk)], len(chunk))
-
-    def finish(self) -> None:
-        if self._start is None:
-            raise RuntimeError("the WSGI app returned without calling start_response()")
-        end: list[tuple[Any, ...]] = [(_END,)]
-        if not self._headers_sent:
-            self._headers_sent = True
-            end.insert(0, (_START, *self._start))
-        self._post(end, 0, done=True)
 
     def fail(self, exc: BaseException) -> None:
         with self._lock:
@@ -573,11 +507,11 @@ class _ResponseChannel:
                     if done or send_within is None:
                         # The thread has finished: a slow client holds no thread, only its own
                         # connection. (And small responses pay for no timer.)
-                        sent = await _send_batch(send, batch)
+                        sent = await send_batch(send, batch)
                     else:
                         try:
                             async with asyncio.timeout(send_within):
-                                sent = await _send_batch(send, batch)
+                                sent = await send_batch(send, batch)
                         except TimeoutError:
                             return "client-too-slow"
                     with self._lock:
@@ -590,7 +524,7 @@ class _ResponseChannel:
                     return "complete"
                 if watcher is None and receive is not None and self._headers_sent:
                     # A streamed response: watch for the client leaving, so the thread stops.
-                    watcher = asyncio.create_task(self._watch_disconnect(receive))
+                    watcher = asyncio.create_task(watch_disconnect(receive, self._hang_up))
                 await waiter
         finally:
             if self._timer is not None:
@@ -627,13 +561,6 @@ class _ResponseChannel:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def _watch_disconnect(self, receive: Receive) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                self._hang_up()
-                return
-
     def _hang_up(self) -> None:
         """Tell the thread the client is gone (a no-op once the response is complete)."""
         with self._lock:
@@ -647,12 +574,22 @@ class _ResponseChannel:
             waiter.set_result(None)
 
 
+async def watch_disconnect(receive: Receive, hang_up: Callable[[], None]) -> None:
+    """Call ``hang_up`` when the client disconnects: run as a task while a response streams
+    (and cancelled when it ends), so the view stops producing for nobody."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            hang_up()
+            return
+
+
 def _resolve(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
 
 
-async def _send_batch(send: Send, batch: list[tuple[Any, ...]]) -> int:
+async def send_batch(send: Send, batch: list[tuple[Any, ...]]) -> int:
     """Send a batch. Each WSGI chunk stays one ASGI message (apps that stream server-sent
     events rely on their chunk boundaries); only the last chunk and the end travel together,
     so a small response is one write."""
@@ -660,14 +597,14 @@ async def _send_batch(send: Send, batch: list[tuple[Any, ...]]) -> int:
     last = len(batch) - 1
     for index, item in enumerate(batch):
         kind = item[0]
-        if kind == _START:
+        if kind == START:
             await send({"type": "http.response.start", "status": item[1], "headers": item[2]})
-        elif kind == _BODY:
+        elif kind == BODY:
             sent += len(item[1])
-            if index < last and batch[index + 1][0] == _END:
+            if index < last and batch[index + 1][0] == END:
                 continue  # sent with the end, below
             await send({"type": "http.response.body", "body": item[1], "more_body": True})
         else:
-            body = batch[index - 1][1] if index > 0 and batch[index - 1][0] == _BODY else b""
+            body = batch[index - 1][1] if index > 0 and batch[index - 1][0] == BODY else b""
             await send({"type": "http.response.body", "body": body, "more_body": False})
     return sent

@@ -16,7 +16,7 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
-from gateway.adapters.legacy import LegacyApp, WSGIApp, _Body, _build_environ
+from gateway.adapters.legacy import LegacyApp, StreamedBody, WSGIApp, build_wsgi_environ
 
 HERE = Path(__file__).resolve().parent
 VENDORED_A2WSGI_TESTS = HERE / "vendor" / "a2wsgi" / "test_wsgi.py"
@@ -58,6 +58,6 @@ class GatewayWSGIMiddleware:
 #: What each a2wsgi name becomes: the adapter, its streamed ``wsgi.input``, its environ builder.
 SUBSTITUTES: dict[str, Any] = {
     "WSGIMiddleware": GatewayWSGIMiddleware,
-    "Body": _Body,
-    "build_environ": _build_environ,
+    "Body": StreamedBody,
+    "build_environ": build_wsgi_environ,
 }

@@ -22,7 +22,7 @@ import pytest
 from a2wsgi.wsgi import Body, build_environ
 from a2wsgi_shim import INTENDED_DIFFERENCES, VENDORED_A2WSGI_TESTS, GatewayWSGIMiddleware
 
-from gateway.adapters.legacy import _Body, _build_environ
+from gateway.adapters.legacy import StreamedBody, build_wsgi_environ
 
 #: The body of upstream's ``test_body``.
 UPSTREAM_BODY = b"""This is a body test.
@@ -115,7 +115,7 @@ def test_body_calls_answer_as_io_bytesio(
     loop_in_thread: asyncio.AbstractEventLoop, chunk_size: int
 ) -> None:
     chunks = [UPSTREAM_BODY[i : i + chunk_size] for i in range(0, len(UPSTREAM_BODY), chunk_size)]
-    streamed = _upstream_test_body_calls(_Body(loop_in_thread, _receive_in(chunks)))
+    streamed = _upstream_test_body_calls(StreamedBody(loop_in_thread, _receive_in(chunks)))
     assert streamed == _upstream_test_body_calls(io.BytesIO(UPSTREAM_BODY))
     # Upstream's assertion is a2wsgi's answer; a file's (and the gateway's) is one line here.
     assert streamed[4] == [b"To prevent memory leaks.\n"]
@@ -167,7 +167,7 @@ async def test_environ_differs_from_a2wsgi_only_in_two_keys(
     else:
         monkeypatch.setenv("SCRIPT_NAME", script_name)
     body = Body(asyncio.get_running_loop(), receive_nothing)
-    ours = _build_environ(UPSTREAM_SCOPE, body)
+    ours = build_wsgi_environ(UPSTREAM_SCOPE, body)
     theirs = dict(build_environ(UPSTREAM_SCOPE, body))
 
     assert ours["wsgi.errors"] is sys.stderr

@@ -141,7 +141,7 @@ def test_input(client: httpx.Client, body: bytes, piece: int | None, ops: list[s
     buffered = piece is None and len(body) <= BUFFER_BODY_LIMIT
     expected = io.BytesIO(body)
     assert response.json() == {
-        "stream": "BytesIO" if buffered else "_Body",
+        "stream": "BytesIO" if buffered else "StreamedBody",
         "results": run_ops(expected, expected, ops),
     }
 
