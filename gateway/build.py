@@ -80,7 +80,34 @@ if TYPE_CHECKING:
 
 
 def build_legacy(settings: Settings) -> tuple[Any, LegacyApp]:
-    """The configured WSGI app, and the adapter that serves it."""
+    """The configured WSGI app, and the adapter that serves it (on threads or in processes)."""
+    legacy = settings.legacy
+    wsgi_app, max_form_parts, max_form_memory_size = load_legacy_app(settings)
+    options: dict[str, Any] = {
+        "buffer_body_limit": legacy.buffer_body_limit,
+        "queue_timeout": legacy.queue_timeout,
+        "request_timeout": legacy.request_timeout,
+        "send_timeout": legacy.send_timeout,
+        "max_form_parts": max_form_parts,
+        "max_form_memory_size": max_form_memory_size,
+    }
+    if legacy.isolation == "processes":
+        from gateway.adapters.legacy_processes import ProcessLegacyApp
+
+        adapter: LegacyApp = ProcessLegacyApp(
+            settings, wsgi_app, processes=legacy.processes, **options
+        )
+    else:
+        adapter = LegacyApp(
+            wsgi_app, threads=legacy.threads, switch_interval=legacy.switch_interval, **options
+        )
+    return wsgi_app, adapter
+
+
+def load_legacy_app(settings: Settings) -> tuple[Any, int | None, int | None]:
+    """The configured WSGI app, ready to serve (retired routes' rules and ``[limits]``'s form
+    limits applied), and the form limits the adapter enforces. The gateway calls it, and so
+    does each legacy worker process (``isolation = "processes"``): every copy is the same."""
     legacy = settings.legacy
     wsgi_app = load_app(legacy.app, legacy.options, settings.source, "legacy")
     if not callable(wsgi_app):
@@ -88,18 +115,7 @@ def build_legacy(settings: Settings) -> tuple[Any, LegacyApp]:
     if isinstance(wsgi_app, Flask):
         add_retired_rules(wsgi_app, settings)  # url_for of retired views keeps building
     max_form_parts, max_form_memory_size = _form_limits(settings, wsgi_app)
-    adapter = LegacyApp(
-        wsgi_app,
-        threads=legacy.threads,
-        buffer_body_limit=legacy.buffer_body_limit,
-        queue_timeout=legacy.queue_timeout,
-        request_timeout=legacy.request_timeout,
-        send_timeout=legacy.send_timeout,
-        switch_interval=legacy.switch_interval,
-        max_form_parts=max_form_parts,
-        max_form_memory_size=max_form_memory_size,
-    )
-    return wsgi_app, adapter
+    return wsgi_app, max_form_parts, max_form_memory_size
 
 
 #: Flask's own defaults (``MAX_FORM_PARTS``, ``MAX_FORM_MEMORY_SIZE``), for other WSGI apps.

@@ -175,7 +175,7 @@ class LegacySettings(_Section):
     app: str
     #: Keyword arguments for the factory.
     options: dict[str, Any] = Field(default_factory=dict)
-    #: Size of the thread pool the WSGI app runs on.
+    #: Size of the thread pool the WSGI app runs on (with ``isolation = "threads"``).
     threads: Annotated[int, Field(ge=1, le=1024)] = 16
     #: Request bodies up to this size (with a Content-Length) are read before the WSGI app runs,
     #: saving a thread hop per read; larger or chunked bodies stream with back-pressure.
@@ -184,7 +184,8 @@ class LegacySettings(_Section):
     queue_timeout: Annotated[float, Field(ge=0)] = 5.0
     #: Seconds a handler gets, once its thread starts, to start its response (status, headers
     #: and first body bytes); then the client gets 504. The thread cannot be killed: it runs on,
-    #: its output is discarded, and it holds its place in ``threads`` until it returns.
+    #: its output is discarded, and it holds its place in ``threads`` until it returns. (A worker
+    #: process, with ``isolation = "processes"``, is killed and replaced.)
     request_timeout: Annotated[float, Field(gt=0)] = 30.0
     #: Seconds one write to the client may take while the handler is still producing its
     #: response; then the connection is dropped and the handler's thread freed (its next chunk
@@ -196,6 +197,20 @@ class LegacySettings(_Section):
     #: time: a smaller one halved the new route's p99 under such load in ``bench/saturation.py
     #: --cpu-bound`` without costing legacy throughput, but it affects the whole process.
     switch_interval: Annotated[float, Field(gt=0, le=0.1)] | None = None
+    #: Where the WSGI app runs: on ``threads`` of the gateway's own process (the default), or
+    #: in ``processes`` worker processes the gateway starts, restarts and stops
+    #: (``gateway.adapters.legacy_processes``). Views that burn CPU in pure Python hold the GIL
+    #: of the process they run in; in their own processes they cannot slow the event loop, so
+    #: the new routes keep their latency. Each request then crosses to another process (a few
+    #: tens of µs more than a thread), and each process holds its own copy of the app.
+    isolation: Literal["threads", "processes"] = "threads"
+    #: Worker processes, with ``isolation = "processes"``; each serves one request at a time.
+    processes: Annotated[int, Field(ge=1, le=256)] = 2
+    #: Added to each worker process's niceness (``os.nice``), with ``isolation = "processes"``:
+    #: when views burning CPU and the gateway's event loop want the same cores, the loop (every
+    #: new route) runs first. Only under contention does it slow the views; 0 runs them at the
+    #: gateway's own priority.
+    nice: Annotated[int, Field(ge=0, le=19)] = 10
 
     _check_app = field_validator("app")(_check_import_string)
 
@@ -634,6 +649,18 @@ class Settings(_Section):
                     f"and not {LEGACY!r}"
                 )
         return value
+
+    @model_validator(mode="after")
+    def _legacy_isolation_keys(self) -> Settings:
+        # A key that does nothing in the chosen mode is a mistake worth naming: an operator who
+        # sets `processes = 8` and forgets `isolation` would otherwise run on threads unawares.
+        # (`threads` may stay set with processes: configs carry it, and switching isolation
+        # with GATEWAY_LEGACY__ISOLATION alone must work.)
+        legacy = self.legacy
+        for key in ("processes", "nice"):
+            if legacy.isolation == "threads" and key in legacy.model_fields_set:
+                raise ValueError(f'legacy.{key}: applies only with isolation = "processes"')
+        return self
 
     @model_validator(mode="after")
     def _routes_name_known_backends(self) -> Settings:

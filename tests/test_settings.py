@@ -108,6 +108,31 @@ def test_config_path_from_environment(tmp_path: Path) -> None:
             {},
             "legacy.switch_interval: Input should be less than or equal to 0.1",
         ),
+        (
+            MINIMAL.replace("[legacy]\n", "[legacy]\nprocesses = 4\n"),
+            {},
+            'gateway.toml: legacy.processes: applies only with isolation = "processes"',
+        ),
+        (
+            MINIMAL.replace("[legacy]\n", "[legacy]\nnice = 5\n"),
+            {},
+            'gateway.toml: legacy.nice: applies only with isolation = "processes"',
+        ),
+        (
+            MINIMAL.replace("[legacy]\n", '[legacy]\nisolation = "processes"\nnice = 20\n'),
+            {},
+            "legacy.nice: Input should be less than or equal to 19",
+        ),
+        (
+            MINIMAL.replace("[legacy]\n", '[legacy]\nisolation = "processes"\nprocesses = 0\n'),
+            {},
+            "legacy.processes: Input should be greater than or equal to 1",
+        ),
+        (
+            MINIMAL.replace("[legacy]\n", '[legacy]\nisolation = "forks"\n'),
+            {},
+            "legacy.isolation: Input should be 'threads' or 'processes'",
+        ),
         ("[server]\nport = 1\n", {}, "gateway.toml: legacy: required key is missing"),
         (MINIMAL + "\n[services.Bad_Name]\napp = 'a:b'\n", {}, "services: service name 'Bad_Name'"),
         (
