@@ -108,7 +108,7 @@ max_body_size = 4096
 
 [legacy]
 app = "bench.hardening_apps:create_flask"
-threads = {threads}
+{pool}
 queue_timeout = {queue_timeout}
 
 [services.fast]
@@ -128,14 +128,26 @@ backend = "fast"
 
 @contextmanager
 def serving(
-    *, threads: int = 8, queue_timeout: float = 5.0, switch_interval: float | None = None
+    *,
+    threads: int = 8,
+    queue_timeout: float = 5.0,
+    switch_interval: float | None = None,
+    processes: int | None = None,
+    nice: int = 10,
 ) -> Iterator[tuple[int, int]]:
     """``gateway serve`` with ``BASE_CONFIG``; yields (port, pid). ``switch_interval``: the
-    server's ``sys.setswitchinterval`` (``None``: the interpreter's default, 5 ms)."""
+    server's ``sys.setswitchinterval`` (``None``: the interpreter's default, 5 ms).
+    ``processes``: the legacy app in that many worker processes (``isolation = "processes"``)
+    instead of on ``threads``, at ``nice`` below the gateway's priority."""
     port = free_port()
+    pool = (
+        f"threads = {threads}"
+        if processes is None
+        else f'isolation = "processes"\nprocesses = {processes}\nnice = {nice}'
+    )
     with tempfile.TemporaryDirectory() as folder:
         config = Path(folder) / "gateway.toml"
-        config.write_text(BASE_CONFIG.format(threads=threads, queue_timeout=queue_timeout))
+        config.write_text(BASE_CONFIG.format(pool=pool, queue_timeout=queue_timeout))
         env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
         env["PYTHONPATH"] = f"{REPO}{os.pathsep}{env.get('PYTHONPATH', '')}"
         env.pop(SWITCH_INTERVAL_ENV, None)

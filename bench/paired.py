@@ -53,7 +53,7 @@ def run(
     argv: Sequence[str] | None = None,
     *,
     feature: str,
-    target: float = WITHIN_3_PERCENT,
+    target: float | None = WITHIN_3_PERCENT,
     prepare: Callable[[], None] | None = None,
 ) -> int:
     """Parse the usual options, measure ``pairs`` and print the report; the exit status.
@@ -107,7 +107,7 @@ def _report(
     rounds: int,
     pairs: Sequence[Pair],
     feature: str,
-    target: float,
+    target: float | None,
 ) -> bool:
     """Print one pin mode; return True if a run answered anything but 2xx or had errors."""
     print(f"\n== {mode}: {description} (median of {rounds} round(s)) ==")
@@ -140,11 +140,14 @@ def case_lines(cases: Sequence[Case], runs: dict[str, list[WrkResult]], width: i
     return broken
 
 
-def ratio_line(label: str, per_round: list[float], target: float) -> None:
-    """Print the median of per-round ratios, their range and the verdict against ``target``."""
+def ratio_line(label: str, per_round: list[float], target: float | None) -> None:
+    """Print the median of per-round ratios, their range and the verdict against ``target``
+    (``None``: a measurement with no target)."""
     median = statistics.median(per_round)
-    verdict = "met" if median >= target else "NOT met"
+    if target is None:
+        verdict = "no target"
+    else:
+        verdict = f"target >= {target}: {'met' if median >= target else 'NOT met'}"
     print(
-        f"  {label:<44} {median:.3f} (range {min(per_round):.3f}-{max(per_round):.3f}; "
-        f"target >= {target}: {verdict})"
+        f"  {label:<44} {median:.3f} (range {min(per_round):.3f}-{max(per_round):.3f}; {verdict})"
     )

@@ -6,8 +6,14 @@
     python bench/saturation.py --requests 1000 --slow-clients 32 --slow-seconds 0.2
     python bench/saturation.py --cpu-bound --switch-interval 0.005,0.001,0.0005
                                                 # handlers that burn 10 ms of pure-Python CPU
+    python bench/saturation.py --cpu-bound --isolation threads,processes --processes 8,2
+                                                # the legacy app on threads, then in processes
+    python bench/saturation.py --cpu-bound --isolation processes --nice 0,10
 
-One ``gateway serve`` process (legacy threads 8) per switch interval. Phase 1 times
+One ``gateway serve`` process (legacy threads 8) per switch interval; with ``--isolation
+processes``, one more per ``--processes`` count and ``--nice`` value, the legacy app in that
+many worker processes at that priority below the gateway's (``[legacy] isolation = "processes"``,
+``nice``; no switch interval: nothing shares the gateway's GIL with the views). Phase 1 times
 ``GET /new/hello`` (FastAPI) one request after another over one kept-alive connection: the
 unloaded p50, p99 and max. Phase 2 starts ``--slow-clients`` threads that call a legacy handler in
 a loop, more than the pool has threads, so the pool stays full and requests queue for admission,
@@ -48,8 +54,24 @@ THREADS = 8
 
 
 @dataclass(frozen=True, slots=True)
+class Setup:
+    """One server: the legacy app on threads (with a switch interval) or in processes."""
+
+    interval: float | None = None
+    processes: int | None = None
+    nice: int = 10
+
+    @property
+    def name(self) -> str:
+        if self.processes is not None:
+            return f"{self.processes} processes, nice {self.nice}"
+        interval = "default" if self.interval is None else f"{self.interval * 1000:g} ms"
+        return f"{THREADS} threads, switch {interval}"
+
+
+@dataclass(frozen=True, slots=True)
 class Phases:
-    interval: float | None
+    setup: Setup
     unloaded: list[float]
     loaded: list[float]
     legacy_statuses: Counter[int]
@@ -76,13 +98,20 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def measure(args: argparse.Namespace, interval: float | None) -> Phases:
+def measure(args: argparse.Namespace, setup: Setup) -> Phases:
     legacy_path = (
         f"/legacy/burn?ms={args.burn_ms}"
         if args.cpu_bound
         else f"/legacy/slow?seconds={args.slow_seconds}"
     )
-    with serving(threads=THREADS, queue_timeout=5.0, switch_interval=interval) as (port, _pid):
+    server = serving(
+        threads=THREADS,
+        queue_timeout=5.0,
+        switch_interval=setup.interval,
+        processes=setup.processes,
+        nice=setup.nice,
+    )
+    with server as (port, _pid):
         timed_requests(port, "/new/hello", 300)  # warm-up
         unloaded = timed_requests(port, "/new/hello", args.requests)
 
@@ -108,7 +137,7 @@ def measure(args: argparse.Namespace, interval: float | None) -> Phases:
         stop.set()
         for client in clients:
             client.join(30)
-    return Phases(interval, unloaded, loaded, legacy_statuses, legacy_rate)
+    return Phases(setup, unloaded, loaded, legacy_statuses, legacy_rate)
 
 
 def _intervals(text: str) -> list[float | None]:
@@ -128,17 +157,35 @@ def _intervals(text: str) -> list[float | None]:
     return intervals
 
 
+def _isolations(text: str) -> list[str]:
+    chosen = [part.strip() for part in text.split(",")]
+    unknown = [part for part in chosen if part not in ("threads", "processes")]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"not threads or processes: {', '.join(unknown)}")
+    return chosen
+
+
+def _counts(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not whole numbers: {text!r}") from None
+    if min(counts) < 0:
+        raise argparse.ArgumentTypeError(f"negative: {text!r}")
+    return counts
+
+
 def report(results: list[Phases], args: argparse.Namespace) -> None:
     handler = (
         f"handlers burning {args.burn_ms} ms of CPU"
         if args.cpu_bound
         else f"{args.slow_seconds}s sleeping handlers"
     )
-    print(f"legacy load: {args.slow_clients} clients on {THREADS} threads, {handler}")
-    header = ("switch interval", "phase", "p50 ms", "p99 ms", "max ms", "legacy req/s")
+    print(f"legacy load: {args.slow_clients} clients, {handler}")
+    header = ("legacy pool", "phase", "p50 ms", "p99 ms", "max ms", "legacy req/s")
     rows = [header]
     for result in results:
-        name = "default (5 ms)" if result.interval is None else f"{result.interval * 1000:g} ms"
+        name = result.setup.name
         for phase, values, rate in (
             ("unloaded", result.unloaded, ""),
             ("legacy saturated", result.loaded, f"{result.legacy_per_second:.1f}"),
@@ -157,7 +204,7 @@ def report(results: list[Phases], args: argparse.Namespace) -> None:
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
     for result in results:
-        name = "default" if result.interval is None else f"{result.interval * 1000:g} ms"
+        name = result.setup.name
         loaded_p99 = percentile(result.loaded, 0.99)
         ratio = loaded_p99 / percentile(result.unloaded, 0.99)
         verdict = "met" if ratio <= TARGET_RATIO else "NOT met"
@@ -183,9 +230,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=[None],
         help="the server's sys.setswitchinterval, seconds; comma-separated for several runs",
     )
+    parser.add_argument(
+        "--isolation",
+        type=_isolations,
+        default=["threads"],
+        help="threads, processes, or both (comma-separated): where the legacy app runs",
+    )
+    parser.add_argument(
+        "--processes",
+        type=_counts,
+        default=[THREADS],
+        help="worker processes with --isolation processes; comma-separated for several runs",
+    )
+    parser.add_argument(
+        "--nice",
+        type=_counts,
+        default=[10],
+        help="[legacy] nice of the worker processes; comma-separated for several runs",
+    )
     args = parser.parse_args(argv)
+    if min(args.processes) < 1 or max(args.nice) > 19:
+        parser.error("--processes must be at least 1 and --nice at most 19")
+    setups = []
+    if "threads" in args.isolation:
+        setups += [Setup(interval=interval) for interval in args.switch_interval]
+    if "processes" in args.isolation:
+        setups += [
+            Setup(processes=count, nice=nice) for count in args.processes for nice in args.nice
+        ]
     try:
-        results = [measure(args, interval) for interval in args.switch_interval]
+        results = [measure(args, setup) for setup in setups]
     except (RuntimeError, OSError) as exc:
         print(f"saturation: error: {exc}", file=sys.stderr)
         return 1
