@@ -109,6 +109,30 @@ async def call(
     return exchange
 
 
+def cut_upload(
+    first: bytes,
+) -> tuple[Callable[[], Any], Callable[[dict[str, Any]], Any], list[dict[str, Any]]]:
+    """A client that sends ``first``, says more of the body follows, and disconnects: its
+    ``receive``, a ``send`` that keeps what the app answers, and that list."""
+    messages = [
+        {"type": "http.request", "body": first, "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop(0)
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    return receive, send, sent
+
+
 def eventually(check: Callable[[], Any], limit: float = 10.0, interval: float = 0.05) -> Any:
     """Poll ``check`` until it returns something truthy or ``limit`` seconds pass; return its
     last result (work that runs after a response, or a log line flushed a moment later)."""

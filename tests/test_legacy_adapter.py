@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
-from support import call, http_scope
+from support import call, cut_upload, http_scope
 
 from gateway.adapters.legacy import LegacyApp
 from gateway.context import FACTS_KEY, RequestFacts
@@ -377,22 +377,7 @@ async def test_an_upload_cut_by_a_disconnect_never_reaches_flask_as_whole(
         start_response("200 OK", [])
         return [b"stored"]
 
-    messages = [
-        {"type": "http.request", "body": b"x" * 40, "more_body": True},
-        {"type": "http.disconnect"},
-    ]
-
-    async def receive() -> dict[str, Any]:
-        if messages:
-            return messages.pop(0)
-        await asyncio.Event().wait()
-        raise AssertionError("unreachable")
-
-    sent: list[dict[str, Any]] = []
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
+    receive, send, sent = cut_upload(b"x" * 40)
     legacy = LegacyApp(app, threads=1, buffer_body_limit=buffer_limit)
     scope = http_scope("/upload", "POST", [(b"content-length", str(declared).encode())])
     facts = RequestFacts(request_id="cut", path="/upload", method="POST")

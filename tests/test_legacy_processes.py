@@ -18,7 +18,14 @@ from typing import Any
 
 import httpx
 import pytest
-from support import GatewayProcess, call, demo_config, http_scope, through_gateway
+from support import (
+    GatewayProcess,
+    call,
+    cut_upload,
+    demo_config,
+    http_scope,
+    through_gateway,
+)
 
 from gateway.adapters.legacy_processes import ProcessLegacyApp
 from gateway.build import build_legacy
@@ -210,22 +217,7 @@ async def test_back_pressure_keeps_the_worker_close_to_a_slow_client(
 
 
 async def test_an_upload_cut_by_a_disconnect_never_reaches_flask_as_whole() -> None:
-    messages = [
-        {"type": "http.request", "body": b"x" * 40, "more_body": True},
-        {"type": "http.disconnect"},
-    ]
-
-    async def receive() -> dict[str, Any]:
-        if messages:
-            return messages.pop(0)
-        await asyncio.Event().wait()
-        raise AssertionError("unreachable")
-
-    sent: list[dict[str, Any]] = []
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
+    receive, send, sent = cut_upload(b"x" * 40)
     scope = http_scope("/upload", "POST", [(b"content-length", b"100")])
     facts = RequestFacts(request_id="cut", path="/upload", method="POST")
     scope[FACTS_KEY] = facts
