@@ -178,7 +178,14 @@ class ProcessLegacyApp(LegacyApp):
         worker.send(
             ("request", seq, environ, facts_for_worker(facts), body.getvalue() if small else None)
         )
-        relay = _Relay(self, worker, seq, send, None if small else body)
+        relay = _Relay(
+            worker,
+            seq,
+            send,
+            None if small else body,
+            request_timeout=self._request_timeout,
+            send_timeout=self._send_timeout,
+        )
         try:
             outcome = await relay.run(receive if watch_disconnect else None)
         except WorkerDied:
@@ -266,17 +273,20 @@ class _Relay:
 
     def __init__(
         self,
-        legacy: ProcessLegacyApp,
         worker: WorkerHandle,
         seq: int,
         send: Send,
         body: Receive | None,
+        *,
+        request_timeout: float | None,
+        send_timeout: float | None,
     ) -> None:
-        self._legacy = legacy
         self._worker = worker
         self._seq = seq
         self._send = send
         self._body = body
+        self._request_timeout = request_timeout
+        self._send_timeout = send_timeout
         #: The response's start reached the client.
         self.started = False
         #: The client is gone (or too slow): the worker was told to stop; output is dropped.
@@ -286,11 +296,10 @@ class _Relay:
     async def run(self, receive: Receive | None) -> Relayed:
         """Until the worker ends the request: ``complete`` or ``client-too-slow``; raises
         ``WorkerDied``, ``LegacyAppError`` or ``_TimedOut``."""
-        legacy = self._legacy
         outcome: Relayed = "complete"
         watcher: asyncio.Task[None] | None = None
         try:
-            async with asyncio.timeout(legacy._request_timeout) as deadline:
+            async with asyncio.timeout(self._request_timeout) as deadline:
                 self._deadline = deadline
                 while True:
                     frame = await self._worker.read()
@@ -322,7 +331,7 @@ class _Relay:
 
     async def _forward(self, frame: list[tuple[Any, ...]]) -> bool:
         """Send a frame to the client; ``False`` when it was too slow to take it."""
-        send_within = self._legacy._send_timeout
+        send_within = self._send_timeout
         if frame[-1][0] == END or send_within is None:
             await send_batch(self._send, frame)
             return True
@@ -356,4 +365,4 @@ class _Relay:
         self._worker.send(("stop", self._seq))
         if self._deadline is not None:
             loop = asyncio.get_running_loop()
-            self._deadline.reschedule(loop.time() + (self._legacy._request_timeout or 30.0))
+            self._deadline.reschedule(loop.time() + (self._request_timeout or 30.0))
