@@ -63,40 +63,6 @@ def test_close_refuses_new_work_finishes_queued_work_and_ends_the_threads() -> N
     pool.close()  # a second close is harmless
 
 
-def test_work_waits_only_when_every_thread_is_busy_and_can_be_withdrawn_until_it_starts() -> None:
-    pool = ThreadPool(1, "legacy")
-    release = threading.Event()
-    started = threading.Event()
-    ran: list[str] = []
-
-    def block() -> None:
-        started.set()
-        release.wait(5)
-
-    first = pool.submit(block)
-    assert not first.waiting  # a thread was free for it
-    assert started.wait(5)
-    assert first.started_at is not None
-    assert pool.busy == 1
-    withdrawn = pool.submit(ran.append, "withdrawn")
-    kept = pool.submit(ran.append, "kept")
-    assert withdrawn.waiting
-    assert kept.waiting
-    assert pool.waits == 2
-    assert withdrawn.cancel()
-    assert not withdrawn.cancel()  # once is enough
-    assert not first.cancel()  # it runs already
-    release.set()
-    done = threading.Event()
-    pool.submit(done.set)
-    assert done.wait(5)
-    assert ran == ["kept"]  # the withdrawn work never ran; the thread went on to the next
-    assert withdrawn.started_at is None
-    assert kept.started_at is not None
-    assert kept.started_at >= first.started_at
-    pool.close()
-
-
 def test_a_thread_started_for_work_submitted_as_the_pool_closes_still_ends() -> None:
     # A submit that queued its work just before close() starts its thread just after it:
     # close() queued an end only for the threads it knew (none here).

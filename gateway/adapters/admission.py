@@ -1,4 +1,9 @@
-"""Bounded admission to the legacy app's worker processes, queued on the event loop.
+"""Bounded admission to the legacy app's threads or worker processes, queued on the event loop.
+
+A request that finds every thread (or worker) busy waits here, on the loop, and a finishing one
+hands its slot to the next waiter through the loop. That trip is on purpose: the loop then runs
+between one legacy request and the next, which keeps it responsive when views burn CPU (see
+``gateway.adapters.legacy._run_and_release`` for what a shortcut cost).
 
 ::
 
@@ -38,7 +43,7 @@ class Admission:
         return self._busy
 
     async def acquire(self, loop: asyncio.AbstractEventLoop, wait: float) -> bool:
-        """Take a thread slot, waiting (on ``loop``, the running one) at most ``wait`` s."""
+        """Take a slot, waiting (on ``loop``, the running one) at most ``wait`` s."""
         with self._lock:
             if self._busy < self._limit:
                 self._busy += 1

@@ -29,10 +29,9 @@ a2wsgi alone Flask sees an empty body for them).
 A client that disconnects during a streamed response makes the thread's next hand-over raise
 ``ClientDisconnected`` inside the WSGI iteration, which stops the generator and calls its
 ``close()``, so the thread is freed. Admission to the thread pool is bounded: when every thread is
-busy a request waits in the pool's queue (``gateway.adapters.thread_pool``: the thread that
-finishes a request takes the next itself, with no trip through the event loop) at most
-``queue_timeout`` seconds, then is withdrawn and gets 503 with ``Retry-After``; a small body is
-read before the request queues, so a client trickling its body holds no thread. While a
+busy a request waits on the event loop (``gateway.adapters.admission``) at most
+``queue_timeout`` seconds, then gets 503 with ``Retry-After``; a small body is read before a
+thread is taken, so a client trickling its body holds no thread. While a
 handler still produces its response, each write to the client must finish within
 ``send_timeout`` seconds, or the connection is dropped and the thread told to stop: a client
 that stops reading cannot pin a thread.
@@ -58,7 +57,6 @@ import contextvars
 import io
 import sys
 import threading
-import time
 from collections.abc import Callable, Generator
 from typing import Any, Literal, TypeAlias
 
@@ -67,7 +65,8 @@ from a2wsgi.wsgi import Body, build_environ
 from starlette.types import Message, Receive, Scope, Send
 from werkzeug.exceptions import ClientDisconnected as WerkzeugClientDisconnected
 
-from gateway.adapters.thread_pool import ThreadPool, Ticket
+from gateway.adapters.admission import Admission
+from gateway.adapters.thread_pool import ThreadPool
 from gateway.adapters.wsgi_response import (
     BODY,
     END,
@@ -82,7 +81,7 @@ from gateway.errors import BodyRejected, refuse, send_error
 from gateway.request_body import declared_body_size, read_body
 
 #: How relaying one response ended.
-Relayed: TypeAlias = Literal["complete", "rejected", "timed-out", "client-too-slow"]
+Relayed: TypeAlias = Literal["complete", "timed-out", "client-too-slow"]
 
 log = structlog.get_logger("gateway.legacy")
 
@@ -119,6 +118,7 @@ class LegacyApp:
         self._retry_after = str(retry_after).encode()
         self._max_pending_bytes = max_pending_bytes
         self._pool = ThreadPool(threads, "legacy")
+        self._admission = Admission(threads)
         #: Requests answered 503 because no thread came free in time (only the loop counts).
         self._rejections = 0
         #: The server's event loop, from the lifespan (``__aenter__``) on: on Python 3.11
@@ -127,12 +127,12 @@ class LegacyApp:
 
     @property
     def busy_threads(self) -> int:
-        return self._pool.busy
+        return self._admission.busy
 
     @property
     def admission_waits(self) -> int:
         """Requests that waited for a free thread, since the start (``gateway.metrics``)."""
-        return self._pool.waits
+        return self._admission.waits
 
     @property
     def admission_rejections(self) -> int:
@@ -187,24 +187,26 @@ class LegacyApp:
         body: Any,
         watch_disconnect: bool,
     ) -> None:
-        """Run the request on a thread (queued while all are busy) and relay its response."""
-        environ = build_wsgi_environ(scope, body)
-        channel = _ResponseChannel(loop, self._max_pending_bytes)
-        context = contextvars.copy_context()
-        # Queued behind the running requests when every thread is busy (the pool's queue is
-        # the admission's waiting room); the relay withdraws it after ``queue_timeout``.
-        ticket = self._pool.submit(context.run, run_wsgi, self.wsgi_app, environ, channel)
-        outcome = await channel.relay(
-            send,
-            receive if watch_disconnect else None,
-            ticket,
-            self._queue_timeout,
-            self._request_timeout,
-            self._send_timeout,
-        )
-        if outcome == "rejected":
+        """Run the request on a thread (waiting on the loop while all are busy) and relay its
+        response."""
+        admission = self._admission
+        if not await admission.acquire(loop, self._queue_timeout):
             await self._refuse_busy(scope, send)
-        elif outcome == "client-too-slow":
+            return
+        try:
+            environ = build_wsgi_environ(scope, body)
+            channel = _ResponseChannel(loop, self._max_pending_bytes)
+            context = contextvars.copy_context()
+            self._pool.submit(
+                context.run, _run_and_release, self.wsgi_app, environ, channel, admission
+            )
+        except BaseException:
+            admission.release()
+            raise
+        outcome = await channel.relay(
+            send, receive if watch_disconnect else None, self._request_timeout, self._send_timeout
+        )
+        if outcome == "client-too-slow":
             # The thread is told the client is gone (its next hand-over raises), and the
             # response stays incomplete: the server closes the connection.
             self._client_too_slow(scope)
@@ -411,6 +413,24 @@ def build_wsgi_environ(scope: Scope, body: Any) -> dict[str, Any]:
     return environ
 
 
+def _run_and_release(
+    app: WSGIApp, environ: dict[str, Any], channel: _ResponseChannel, admission: Admission
+) -> None:
+    """The worker-thread side of one request. The slot goes back when the handler has really
+    finished (``close()`` included), whatever the client saw: a stuck handler keeps its slot.
+
+    Requests that wait for a slot wait on the event loop, and each grant passes through it
+    (``Admission.release``), rather than a finishing thread taking the next request straight
+    from a queue: that was tried, and with views that burn CPU it kept every thread runnable
+    and the event loop starved of the GIL (the new route's p99 in ``bench/saturation.py
+    --cpu-bound`` went from 89-92 ms to 334-349 ms, its p50 from 16 to 62-80 ms).
+    """
+    try:
+        run_wsgi(app, environ, channel)
+    finally:
+        admission.release()
+
+
 class _ResponseChannel(ResponseWriter):
     """Carries one response from the worker thread to the event loop."""
 
@@ -428,9 +448,7 @@ class _ResponseChannel(ResponseWriter):
         self._done = False
         self._error: BaseException | None = None
         self._client_gone = False
-        #: Why the loop stopped waiting for the thread ("rejected", "timed-out"), if it did.
-        self._gave_up: Relayed | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._timed_out = False
 
     # -- worker thread -------------------------------------------------------------------------
 
@@ -471,35 +489,27 @@ class _ResponseChannel(ResponseWriter):
         self,
         send: Send,
         receive: Receive | None,
-        ticket: Ticket,
-        queue_within: float,
         start_within: float | None,
         send_within: float | None = None,
     ) -> Relayed:
-        """Send what the thread (``ticket``'s work) hands over until the response ends or the
-        client goes.
+        """Send what the thread hands over until the response ends or the client goes.
 
-        ``rejected`` (nothing sent, the work withdrawn): it waited for a thread, and none took
-        it within ``queue_within`` seconds. ``timed-out`` (nothing sent): the response did not
-        start within ``start_within`` seconds of its thread starting. ``client-too-slow``: a
-        send to the client did not finish within ``send_within`` seconds while the thread was
-        still producing (the thread is then told the client is gone, so a reader that stops
-        reading cannot pin it for ever).
+        ``timed-out`` (nothing sent): the response did not start within ``start_within``
+        seconds. ``client-too-slow``: a send to the client did not finish within
+        ``send_within`` seconds while the thread was still producing (the thread is then
+        told the client is gone, so a reader that stops reading cannot pin it for ever).
         """
         watcher: asyncio.Task[None] | None = None
-        if ticket.waiting:
-            self._timer = self._loop.call_later(
-                queue_within, self._queue_expired, ticket, start_within
-            )
-        elif start_within is not None:
-            self._timer = self._loop.call_later(start_within, self._give_up, "timed-out")
+        timer = None
+        if start_within is not None:
+            timer = self._loop.call_later(start_within, self._expire)
         try:
             while True:
                 with self._lock:
                     batch, self._messages = self._messages, []
                     done, error = self._done, self._error
-                    if self._gave_up is not None:
-                        return self._gave_up
+                    if self._timed_out:
+                        return "timed-out"
                     waiter: asyncio.Future[None] | None = None
                     if not batch and not done and not self._client_gone:
                         waiter = self._waiter = self._loop.create_future()
@@ -527,8 +537,8 @@ class _ResponseChannel(ResponseWriter):
                     watcher = asyncio.create_task(watch_disconnect(receive, self._hang_up))
                 await waiter
         finally:
-            if self._timer is not None:
-                self._timer.cancel()
+            if timer is not None:
+                timer.cancel()
             if watcher is not None:
                 watcher.cancel()
             self._hang_up()
@@ -538,22 +548,13 @@ class _ResponseChannel(ResponseWriter):
         if self._room is not None:
             self._room.notify_all()
 
-    def _queue_expired(self, ticket: Ticket, start_within: float | None) -> None:
-        """The queue timeout: withdraw the work if no thread has taken it, or else start the
-        request timeout from when its thread started."""
-        if ticket.cancel():
-            self._give_up("rejected")
-        elif start_within is not None and ticket.started_at is not None:
-            left = ticket.started_at + start_within - time.monotonic()
-            self._timer = self._loop.call_later(max(left, 0.0), self._give_up, "timed-out")
-
-    def _give_up(self, outcome: Relayed) -> None:
-        """Stop waiting for a response that has not started (``outcome`` says why)."""
+    def _expire(self) -> None:
+        """The request timeout: if the thread has not started its response, abandon it."""
         with self._lock:
             if self._headers_sent or self._done or self._client_gone:
                 return
             # The thread's next hand-over raises ClientDisconnected: its output is discarded.
-            self._gave_up = outcome
+            self._timed_out = True
             self._client_gone = True
             self._notify_room()
             waiter = self._waiter
