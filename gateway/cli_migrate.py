@@ -19,10 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gateway.log import configure_logging
 from gateway.route_lookup import RouteNotFound
-from gateway.scaffold.plan import ScaffoldError, plan_scaffold, write_plan
-from gateway.scaffold.rules import RuleNotFound
 from gateway.settings import CONFIG_ENV, DEFAULT_CONFIG
 
 EXIT_USAGE = 2
@@ -73,6 +70,10 @@ def _config_path(args: argparse.Namespace) -> Path:
 
 
 def _scaffold(args: argparse.Namespace) -> int:
+    # Here, not at the top: `gateway --help` and `gateway serve` build this command's parser.
+    from gateway.scaffold.plan import ScaffoldError, plan_scaffold, write_plan
+    from gateway.scaffold.rules import RuleNotFound
+
     _quiet_logging()
     try:
         plan = plan_scaffold(_config_path(args), args.method, args.rule, args.service, os.environ)
@@ -85,12 +86,15 @@ def _scaffold(args: argparse.Namespace) -> int:
 
 
 def _quiet_logging() -> None:
+    from gateway.log import configure_logging
+
     # Warnings (the flag store's audit line among them) go to stderr; the report to stdout.
     configure_logging(format="console", level="warning", stream=sys.stderr)
 
 
 def _retire(args: argparse.Namespace) -> int:
     from gateway.retire import RetireRefused, retire
+    from gateway.scaffold.rules import RuleNotFound
 
     _quiet_logging()
 

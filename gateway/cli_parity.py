@@ -26,15 +26,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gateway.build import build_storage
+# What the commands share and is light; each imports the rest when it runs (`gateway --help`
+# and `gateway serve` build this parser, and must not load the replay machinery).
 from gateway.errors import StoreUnavailable
 from gateway.flags.model import FlagState, Recording
-from gateway.flags.stores import FlagStore
-from gateway.log import configure_logging
 from gateway.recording.samples import SampleFileError, read_samples, sample_path
-from gateway.recording.writer import count_samples
-from gateway.replay.replay import no_samples_message, replay_samples, retired_message
-from gateway.replay.report import render_report, report_json
 from gateway.route_lookup import FoundRoute, RouteNotFound, find_route
 from gateway.settings import Settings, load_settings
 
@@ -85,6 +81,8 @@ def _route(settings: Settings, text: str, command: str) -> FoundRoute | None:
 
 
 def _record(args: argparse.Namespace) -> int:
+    from gateway.log import configure_logging
+
     settings = load_settings(args.config, os.environ)
     found = _route(settings, args.route, "record")
     if found is None:
@@ -111,6 +109,10 @@ def _record(args: argparse.Namespace) -> int:
 async def _record_samples(
     settings: Settings, found: FoundRoute, path: Path, count: int, seconds: float
 ) -> int:
+    from gateway.build import build_storage
+    from gateway.flags.stores import FlagStore
+    from gateway.recording.writer import count_samples
+
     label, start = found.label, count_samples(path)
     asked = Recording(target=start + count, until=time.time() + seconds)
 
@@ -158,6 +160,10 @@ async def _record_samples(
 
 
 def _parity(args: argparse.Namespace) -> int:
+    from gateway.log import configure_logging
+    from gateway.replay.replay import no_samples_message, replay_samples, retired_message
+    from gateway.replay.report import render_report, report_json
+
     settings = load_settings(args.config, os.environ)
     found = _route(settings, args.route, "parity")
     if found is None:

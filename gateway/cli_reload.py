@@ -21,15 +21,11 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gateway.reload_control import (
-    WorkerStatus,
-    default_pid_file,
-    describe_statuses,
-    process_alive,
-    read_statuses,
-)
+if TYPE_CHECKING:
+    # Imported when used: `gateway --help` builds this command's parser.
+    from gateway.reload_control import WorkerStatus
 
 EXIT_REJECTED = 2
 EXIT_NO_SERVER = 1
@@ -61,11 +57,15 @@ def add_pid_file_option(command: argparse.ArgumentParser) -> None:
 
 
 def pid_file_of(args: argparse.Namespace) -> Path:
+    from gateway.reload_control import default_pid_file
+
     given: Path | None = args.pid_file
     return given.resolve() if given is not None else default_pid_file(args.config, os.environ)
 
 
 def reload_command(args: argparse.Namespace) -> int:
+    from gateway.reload_control import describe_statuses, process_alive, read_statuses
+
     pid_file = pid_file_of(args)
     try:
         server = int(pid_file.read_text().strip())
@@ -115,6 +115,8 @@ def _wait_for_answers(
     pid_file: Path, server: int, before: dict[int, int], timeout: float
 ) -> dict[int, WorkerStatus]:
     """Each worker's status once it is past its generation in ``before`` (or has ended)."""
+    from gateway.reload_control import read_statuses
+
     deadline = time.monotonic() + timeout
     while True:
         statuses = read_statuses(pid_file, server)

@@ -24,11 +24,8 @@ import sys
 import time
 from typing import Any
 
-from gateway.build import build_flags, build_storage
 from gateway.errors import StoreUnavailable
-from gateway.log import configure_logging
 from gateway.rollout.changes import RolloutError
-from gateway.rollout.commands import RolloutCommands, describe
 from gateway.route_lookup import RouteNotFound
 from gateway.settings import load_settings
 
@@ -61,12 +58,18 @@ def register(commands: Any) -> None:
 
 
 def _rollout(args: argparse.Namespace) -> int:
+    # Here, not at the top: `gateway --help` and `gateway serve` build this command's parser.
+    from gateway.log import configure_logging
+
     settings = load_settings(args.config, os.environ)
     configure_logging(format=settings.logging.format, level="warning", stream=sys.stderr)
     return asyncio.run(_act(args, settings))
 
 
 async def _act(args: argparse.Namespace, settings: Any) -> int:
+    from gateway.build import build_flags, build_storage
+    from gateway.rollout.commands import RolloutCommands, describe
+
     flags = build_flags(settings, build_storage(settings))
     actor = f"{getpass.getuser()} (cli)"
     try:
@@ -97,6 +100,8 @@ async def _act(args: argparse.Namespace, settings: Any) -> int:
 
 
 def _status(rollouts: Any, *, as_json: bool) -> int:
+    from gateway.rollout.commands import describe
+
     now = time.time()
     described = [describe(flag, rollout, now) for flag, rollout in sorted(rollouts.items())]
     if as_json:

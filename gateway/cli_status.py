@@ -20,12 +20,13 @@ import json
 import os
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-
-from gateway.dashboard.overview import STATES
 from gateway.settings import CONFIG_ENV, DEFAULT_CONFIG, Settings, load_settings
+
+if TYPE_CHECKING:
+    # Imported when the command runs: `gateway --help` and `gateway serve` build its parser.
+    import httpx
 
 # Not GATEWAY_*: every GATEWAY_* variable is a config override, and an unknown one an error.
 TOKEN_ENV = "GW_ADMIN_TOKEN"  # noqa: S105 - the name of a variable, not a secret
@@ -67,6 +68,8 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def show_status(args: argparse.Namespace, settings: Settings, env: Mapping[str, str]) -> int:
+    import httpx
+
     url = (args.url or default_url(settings)).rstrip("/")
     headers = credentials(args, settings, env)
     try:
@@ -118,6 +121,8 @@ def _problem(response: httpx.Response) -> str:
 
 def render_status(url: str, status: Mapping[str, Any]) -> str:
     """The one screen: routes per state as bars, then the new side's share per window."""
+    from gateway.dashboard.overview import STATES
+
     total = status["routes"]
     lines = [f"gateway {url}: {total} routes"]
     if status["kill_switch"]:
