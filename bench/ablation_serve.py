@@ -15,9 +15,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import gateway.app
 from bench.ablation import ABLATIONS, ablate
 from gateway import cli
-from gateway.app import create_app
 
 
 def main() -> int:
@@ -25,7 +25,10 @@ def main() -> int:
     if layer not in ABLATIONS:
         print(f"ablation_serve: unknown layer {layer!r}; one of {', '.join(ABLATIONS)}")
         return 2
-    cli.create_app = lambda settings, **kw: ablate(create_app(settings, **kw), layer)  # type: ignore[assignment]
+    # `gateway serve` imports create_app from gateway.app when it runs (one worker: in this
+    # process), so the module's attribute is the one to replace.
+    create_app = gateway.app.create_app
+    gateway.app.create_app = lambda settings, **kw: ablate(create_app(settings, **kw), layer)  # type: ignore[assignment]
     return cli.main(argv)
 
 

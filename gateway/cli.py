@@ -24,37 +24,26 @@ an app or service that fails to build exits with status 1. Neither prints a trac
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import getpass
-import json
 import os
-import socket
 import sys
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from pydantic import ValidationError
-
+# Only what building the parser and reading the config need: each command imports the rest when
+# it runs, so `gateway --help` stays quick and the `serve --workers N` supervisor stays small.
 from gateway import __version__, cli_parity, cli_reload, cli_rollout, cli_status
-from gateway.app import GatewayApp, create_app
-from gateway.build import build_flags, build_storage
 from gateway.cli_migrate import register as register_migration_commands
-from gateway.draining import DrainingServer
-from gateway.errors import ConfigError, StartupError
-from gateway.flags.hygiene import change_flags, unused_flag_warnings
-from gateway.flags.model import FlagSpec
-from gateway.flags.stores import FlagStore, StoreUnavailable
-from gateway.log import configure_logging, flush_logs
-from gateway.reports import Report, ReportStore, combine_reports
-from gateway.route_plan import route_label
+from gateway.errors import EXIT_STARTUP, ConfigError, StartupError, failure_report
 from gateway.settings import CONFIG_ENV, DEFAULT_CONFIG, Settings, load_settings
-from gateway.shadow.report import render_report, render_table
-from gateway.url_for_check import url_for_problems
 
-EXIT_CONFIG = 2
-EXIT_STARTUP = 1
+if TYPE_CHECKING:
+    import socket
+
+    from gateway.app import GatewayApp
+    from gateway.flags.model import FlagSpec
+    from gateway.metrics import Metrics
+    from gateway.reports import Report
+
 #: What a shell reports for a command killed by SIGPIPE (128 + 13).
 EXIT_BROKEN_PIPE = 141
 
@@ -65,13 +54,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result: int = args.handler(args)
         return result
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"gateway: config error: {problem}", file=sys.stderr)
-        return EXIT_CONFIG
-    except StartupError as exc:
-        print(f"gateway: start-up error: {exc}", file=sys.stderr)
-        return EXIT_STARTUP
+    except (ConfigError, StartupError) as exc:
+        status, lines = failure_report(exc)
+        for line in lines:
+            print(line, file=sys.stderr)
+        return status
     except BrokenPipeError:
         # The reader left (`gateway routes | head`): stop quietly, as Unix tools do, and keep
         # Python from complaining again when it flushes stdout at exit.
@@ -186,17 +173,17 @@ def _load(args: argparse.Namespace) -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import contextlib
+    from pathlib import Path
+
     import uvicorn
 
+    from gateway.draining import DrainingServer
     from gateway.http_protocol import HttpProtocolFactory
+    from gateway.log import configure_logging
     from gateway.metrics.listener import serving_metrics
-    from gateway.reload_control import (
-        ConfigWatchingReload,
-        ForwardingMultiprocess,
-        ServedApp,
-        enable_live_reload,
-        pid_file_written,
-    )
+    from gateway.reload_control import ConfigWatchingReload, pid_file_written
+    from gateway.supervisor import ServedApp, StartupFailures
 
     settings = _load(args)
     server = settings.server
@@ -213,12 +200,28 @@ def _serve(args: argparse.Namespace) -> int:
         # SIGHUP reloads the config in every worker; `gateway reload` finds us through this.
         pid_file = stack.enter_context(pid_file_written(cli_reload.pid_file_of(args)))
         app: GatewayApp | ServedApp
-        if workers == 1 and not args.reload:
-            app = enable_live_reload(create_app(settings), pid_file)
+        # This process's own metrics when it serves; else a listener over the workers' files.
+        metrics: Metrics | None = None
+        separate = True
+        failures: StartupFailures | None = None
+        if workers == 1 or args.reload:
+            from gateway.app import create_app
+            from gateway.reload_control import enable_live_reload
+
+            gateway = create_app(settings)
+            if args.reload:
+                # Built here only to check it before the reloader starts (a development server):
+                # a worker it restarts after an edit that breaks the app waits for the next edit.
+                app = ServedApp(settings.source, pid_file)
+            else:
+                app = enable_live_reload(gateway, pid_file)
+                metrics, separate = gateway.metrics, False
         else:
-            # Build once in this process so a broken config fails here, before any worker starts.
-            create_app(settings)
-            app = ServedApp(pid_file)
+            # The workers build the app, and one that cannot stops them all with its reason
+            # (gateway.supervisor): this process stays small and starts them at once.
+            configure_logging(format=settings.logging.format, level=settings.logging.level)
+            failures = StartupFailures()
+            app = ServedApp(settings.source, pid_file, failures.queue)
         config = uvicorn.Config(
             app,
             factory=isinstance(app, ServedApp),
@@ -240,8 +243,6 @@ def _serve(args: argparse.Namespace) -> int:
             ).as_uvicorn_http(),
             timeout_graceful_shutdown=int(server.graceful_shutdown),
         )
-        metrics = app.metrics if isinstance(app, GatewayApp) else None
-        separate = not isinstance(app, GatewayApp)
         with (
             contextlib.suppress(KeyboardInterrupt),
             serving_metrics(settings.metrics, metrics, separate_workers=separate),
@@ -253,8 +254,8 @@ def _serve(args: argparse.Namespace) -> int:
                     sockets=[sock],
                     config_file=Path(settings.source),
                 ).run()
-            elif workers > 1:
-                ForwardingMultiprocess(config, sockets=[sock]).run()
+            elif failures is not None:
+                return failures.run(config, sockets=[sock])
             else:
                 runner = DrainingServer(config)
                 runner.run(sockets=[sock])
@@ -276,6 +277,10 @@ def _exit_now() -> NoReturn:
     finalises the interpreter around it and joins any non-daemon thread a library or a service
     started. Everything that matters has been shut down by the lifespan, so end now.
     """
+    import contextlib
+
+    from gateway.log import flush_logs
+
     flush_logs()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
@@ -285,6 +290,8 @@ def _exit_now() -> NoReturn:
 
 def _listen(host: str, port: int) -> socket.socket:
     """The listening socket, bound as uvicorn binds it; ``StartupError`` when it cannot be."""
+    import socket
+
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family=family)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -299,6 +306,11 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 def _routes(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+
+    from gateway.app import create_app
+
     settings = _load(args)
     gateway = create_app(settings, log_stream=sys.stderr)
     rows = gateway.inventory.rows
@@ -334,6 +346,9 @@ def _routes(args: argparse.Namespace) -> int:
 
 
 async def _read_reports(settings: Settings) -> list[Report]:
+    from gateway.build import build_storage
+    from gateway.reports import ReportStore
+
     store = ReportStore(build_storage(settings))
     try:
         return await store.read()
@@ -349,6 +364,9 @@ async def _read_reports(settings: Settings) -> list[Report]:
 def _breaker_states(settings: Settings, reports: list[Report]) -> dict[tuple[str, str], str]:
     """Each guarded (path, method)'s breaker state over the live workers; ``unknown`` when no
     worker reports (none is running)."""
+    from gateway.reports import combine_reports
+    from gateway.route_plan import route_label
+
     combined = combine_reports(reports)["breakers"]
     states: dict[tuple[str, str], str] = {}
     for route in settings.routes:
@@ -361,6 +379,12 @@ def _breaker_states(settings: Settings, reports: list[Report]) -> dict[tuple[str
 
 
 def _shadow_report(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+
+    from gateway.reports import combine_reports
+    from gateway.shadow.report import render_report
+
     settings = _load(args)
     reports = asyncio.run(_read_reports(settings))
     combined = combine_reports(reports, keep=settings.shadow.recent_mismatches)
@@ -377,6 +401,14 @@ def _shadow_report(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from gateway.app import create_app
+    from gateway.build import build_storage
+    from gateway.flags.hygiene import unused_flag_warnings
+    from gateway.flags.stores import FlagStore
+    from gateway.url_for_check import url_for_problems
+
     settings = _load(args)
     gateway = create_app(settings, log_stream=sys.stderr)
     migrated = sum(1 for route in settings.routes if route.backend != "legacy")
@@ -401,6 +433,10 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _flags(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from gateway.log import configure_logging
+
     settings = _load(args)
     # Only warnings (the audit lines among them) go to stderr; the table or JSON to stdout.
     configure_logging(format=settings.logging.format, level="warning", stream=sys.stderr)
@@ -408,6 +444,12 @@ def _flags(args: argparse.Namespace) -> int:
 
 
 async def _flags_action(args: argparse.Namespace, settings: Settings) -> int:
+    import getpass
+
+    from gateway.build import build_flags, build_storage
+    from gateway.errors import StoreUnavailable
+    from gateway.flags.hygiene import change_flags
+
     runtime = build_flags(settings, build_storage(settings))
     command = args.flags_command
     try:
@@ -452,6 +494,10 @@ async def _flags_action(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _changed_spec(current: dict[str, Any], args: argparse.Namespace) -> FlagSpec:
+    from pydantic import ValidationError
+
+    from gateway.flags.model import FlagSpec
+
     values = {key: value for key, value in current.items() if key != "source"}
     if args.mode is not None:
         values["mode"] = args.mode
@@ -471,6 +517,8 @@ def _changed_spec(current: dict[str, Any], args: argparse.Namespace) -> FlagSpec
 
 def _print_flags(view: dict[str, Any], args: argparse.Namespace) -> None:
     if getattr(args, "json", False):
+        import json
+
         print(json.dumps(view, indent=2))
         return
     names = [args.name] if args.flags_command in ("get", "set") else list(view["flags"])
@@ -497,6 +545,8 @@ def _print_flags(view: dict[str, Any], args: argparse.Namespace) -> None:
 
 
 def _print_table(table: Sequence[Sequence[str]]) -> None:
+    from gateway.shadow.report import render_table
+
     for line in render_table(table):
         print(line)
 

@@ -48,6 +48,19 @@ class StartupError(GatewayError):
     """A legacy app or service could not be built or started."""
 
 
+#: The ``gateway`` command's exit status for a ``ConfigError`` and for a ``StartupError``.
+EXIT_CONFIG = 2
+EXIT_STARTUP = 1
+
+
+def failure_report(exc: ConfigError | StartupError) -> tuple[int, list[str]]:
+    """The exit status and the lines the CLI prints for ``exc`` (one per problem, no traceback),
+    whichever process found it: the command's own or a ``gateway serve`` worker."""
+    if isinstance(exc, ConfigError):
+        return EXIT_CONFIG, [f"gateway: config error: {problem}" for problem in exc.problems]
+    return EXIT_STARTUP, [f"gateway: start-up error: {exc}"]
+
+
 class DuplicateRouteError(GatewayError, ValueError):
     """Two entries of one route table claim the same method on the same path shape."""
 

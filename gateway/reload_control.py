@@ -15,6 +15,8 @@
 
 ::
 
+    from gateway.asgi import create_app_from_environ    # in a worker
+
     app = enable_live_reload(create_app_from_environ(), Path("var/run/gateway.pid"))
     # once its lifespan has started: SIGHUP reloads, and the status file says how it went
 """
@@ -31,20 +33,23 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from socket import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 import watchfiles
 from uvicorn import Config
 from uvicorn.supervisors.watchfilesreload import WatchFilesReload
 
-from gateway.app import GatewayApp
-from gateway.asgi import create_app_from_environ
 from gateway.errors import StoreUnavailable
-from gateway.live_config import ReloadOutcome, reload_config
 from gateway.metrics.multiproc import WorkerSupervisor
 from gateway.settings import CONFIG_ENV, DEFAULT_CONFIG
 from gateway.storage.atomic import write_atomically
+
+if TYPE_CHECKING:
+    # The workers' side only: the `serve --workers N` supervisor imports this module for its
+    # pid file and SIGHUP forwarding, and must not load the app (gateway.supervisor).
+    from gateway.app import GatewayApp
+    from gateway.live_config import ReloadOutcome
 
 log = structlog.get_logger("gateway.reload")
 
@@ -174,6 +179,8 @@ class LiveReload:
         self._task = asyncio.get_running_loop().create_task(self._reload())
 
     async def _reload(self) -> None:
+        from gateway.live_config import reload_config
+
         self._again = True
         while self._again:
             self._again = False
@@ -210,18 +217,6 @@ def enable_live_reload(
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     app.extras.append(LiveReload(app, pid_file, os.environ if environ is None else environ))
     return app
-
-
-@dataclass(frozen=True, slots=True)
-class ServedApp:
-    """The app factory ``gateway serve`` hands uvicorn for worker processes (picklable: uvicorn
-    sends its config to each spawned worker): the gateway from ``$GATEWAY_CONFIG``, with live
-    reload."""
-
-    pid_file: Path
-
-    def __call__(self) -> GatewayApp:
-        return enable_live_reload(create_app_from_environ(), self.pid_file)
 
 
 def _forward_hup(pid: int | None) -> None:
