@@ -50,6 +50,37 @@ def test_settings_import_nothing_of_the_runtime() -> None:
     assert "gateway.settings" in loaded
 
 
+#: What building the ``gateway`` command's parser must not load: each command imports its own
+#: machinery when it runs, so ``--help``, ``--version`` and the ``serve --workers N``
+#: supervisor stay small (tests/test_e2e_supervisor.py watches a real supervisor).
+CLI_MUST_NOT_IMPORT = {
+    "flask",
+    "werkzeug",
+    "fastapi",
+    "httpx",
+    "structlog",
+    "uvicorn",
+    "gateway.app",
+    "gateway.build",
+    "gateway.metrics.runtime",
+    "gateway.reload_control",
+    "gateway.replay",
+}
+
+
+def test_the_cli_parser_imports_no_command_machinery() -> None:
+    code = (
+        "import json, sys, gateway.cli; gateway.cli._parser(); "
+        "print(json.dumps(sorted(sys.modules)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    loaded = set(json.loads(result.stdout))
+    assert sorted(loaded & CLI_MUST_NOT_IMPORT) == []
+    assert "gateway.cli_parity" in loaded  # the parser was built
+
+
 _BUILD_AND_LIST = """
 import io, json, sys
 from gateway.app import create_app

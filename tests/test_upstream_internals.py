@@ -129,3 +129,14 @@ def test_uvicorn_supervisors_keep_what_gateway_reload_control_overrides() -> Non
     assert issubclass(WatchFilesReload, BaseReload)
     marker = object()
     assert import_from_string(marker) is marker
+
+
+def test_uvicorn_supervisor_stops_when_a_worker_fails_to_start() -> None:
+    """gateway.supervisor: a worker that cannot build the app exits with STARTUP_FAILURE (so does
+    one whose lifespan fails), and uvicorn's supervisor then stops every worker rather than
+    restart it, keeping the failed process (and its exit code) in ``processes``."""
+    from uvicorn.supervisors import Multiprocess
+
+    source = inspect.getsource(Multiprocess.keep_subprocess_alive)
+    assert "process.exitcode == STARTUP_FAILURE" in source
+    assert "self.should_exit.set()" in source
