@@ -37,15 +37,19 @@ SETTINGS_MAY_IMPORT = {
 }
 
 
-def test_settings_import_nothing_of_the_runtime() -> None:
-    code = (
-        "import json, sys, gateway.settings; "
-        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'gateway')))"
-    )
+def modules_loaded_by(code: str) -> set[str]:
+    """Every module in ``sys.modules`` after ``code`` ran in a fresh interpreter."""
+    script = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
     )
-    loaded = set(json.loads(result.stdout))
+    return set(json.loads(result.stdout))
+
+
+def test_settings_import_nothing_of_the_runtime() -> None:
+    loaded = {
+        m for m in modules_loaded_by("import gateway.settings") if m.split(".")[0] == "gateway"
+    }
     assert loaded <= SETTINGS_MAY_IMPORT, sorted(loaded - SETTINGS_MAY_IMPORT)
     assert "gateway.settings" in loaded
 
@@ -69,14 +73,7 @@ CLI_MUST_NOT_IMPORT = {
 
 
 def test_the_cli_parser_imports_no_command_machinery() -> None:
-    code = (
-        "import json, sys, gateway.cli; gateway.cli._parser(); "
-        "print(json.dumps(sorted(sys.modules)))"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
-    )
-    loaded = set(json.loads(result.stdout))
+    loaded = modules_loaded_by("import gateway.cli\ngateway.cli._parser()")
     assert sorted(loaded & CLI_MUST_NOT_IMPORT) == []
     assert "gateway.cli_parity" in loaded  # the parser was built
 
