@@ -277,15 +277,9 @@ def _exit_now() -> NoReturn:
     finalises the interpreter around it and joins any non-daemon thread a library or a service
     started. Everything that matters has been shut down by the lifespan, so end now.
     """
-    import contextlib
+    from gateway.log import exit_now
 
-    from gateway.log import flush_logs
-
-    flush_logs()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    os._exit(0)
+    exit_now(0)
 
 
 def _listen(host: str, port: int) -> socket.socket:

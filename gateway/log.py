@@ -15,11 +15,13 @@ a copy of that context, so Flask's handler threads see it too.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
 import sys
 import time
-from typing import Any, Literal, TextIO
+from typing import Any, Literal, NoReturn, TextIO
 
 import orjson
 import structlog
@@ -160,6 +162,16 @@ def flush_logs() -> None:
     """Write out buffered lines now (the gateway calls it at the end of its lifespan)."""
     if _current_sink is not None:
         _current_sink.flush()
+
+
+def exit_now(status: int) -> NoReturn:
+    """Write out buffered log lines and standard streams, then end the process at once
+    (``os._exit``), skipping an interpreter shutdown that would wait for other threads."""
+    flush_logs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(status)
 
 
 def configure_logging(*, format: LogFormat, level: str, stream: TextIO | None = None) -> None:

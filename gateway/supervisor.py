@@ -55,7 +55,7 @@ class ServedApp:
     def __call__(self) -> GatewayApp:
         # Imported here, in the worker: the supervisor only pickles this object.
         from gateway.app import create_app
-        from gateway.log import flush_logs
+        from gateway.log import exit_now
         from gateway.reload_control import enable_live_reload
         from gateway.settings import load_settings
 
@@ -65,10 +65,9 @@ class ServedApp:
             if self.failures is None:
                 raise
             self.failures.put(failure_report(exc))
-            flush_logs()
             # At once: a slow interpreter shutdown could miss the supervisor's health check,
             # which then waits its whole timeout before it sees this worker gone.
-            os._exit(STARTUP_FAILURE)
+            exit_now(STARTUP_FAILURE)
         return enable_live_reload(app, self.pid_file)
 
 
