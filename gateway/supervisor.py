@@ -96,9 +96,10 @@ class StartupFailures:
 
 
 class _Supervisor(ForwardingMultiprocess):
-    """Stops as soon as a worker reports a failed build, before its round of health checks
-    (uvicorn stops too when it finds the worker gone with ``STARTUP_FAILURE``, but a check
-    that catches a worker as it exits waits out its timeout)."""
+    """Stops as soon as a worker has reported a failed build or ended with ``STARTUP_FAILURE``
+    (a failed lifespan), before the next round of health checks: uvicorn would stop too, but
+    only once its round reaches that worker, and a check of a worker that is still starting,
+    or exiting, can wait out the whole timeout (5 s) first."""
 
     def __init__(
         self, config: Config, *, sockets: list[socket], failures: SimpleQueue[Failure]
@@ -107,7 +108,8 @@ class _Supervisor(ForwardingMultiprocess):
         self._failures = failures
 
     def keep_subprocess_alive(self) -> None:
-        if not self._failures.empty():
+        ended = (process.exitcode for process in self.processes)
+        if not self._failures.empty() or STARTUP_FAILURE in ended:
             self.should_exit.set()
             return
         super().keep_subprocess_alive()
