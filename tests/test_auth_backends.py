@@ -1044,3 +1044,71 @@ def test_session_backend_removes_only_the_session_cookie(
         *((b"cookie", value) for value in kept),
         (b"x-other", b"1"),
     ]
+
+
+# --- JWT: verified tokens remembered -----------------------------------------------------------
+
+
+class _CountingDecode:
+    """``jwt.decode``, counting full verifications."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self._decode = jwt.decode
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        return self._decode(*args, **kwargs)
+
+
+@pytest.mark.anyio
+async def test_a_verified_token_is_remembered_until_it_expires() -> None:
+    backend = build_jwt_backend(jwt_settings(leeway=0, keep_claims=["tenant"]), source=SOURCE)
+    expires = int(time.time()) + 2
+    bearer = f"Bearer {token(exp=expires, tenant='acme')}"
+    decode = _CountingDecode()
+    with mock.patch("gateway.auth.jwt.jwt.decode", decode):
+        first = await authenticate_with(backend, "authorization", bearer)
+        second = await authenticate_with(backend, "authorization", bearer)
+        assert first == second == bob(tenant="acme")
+        assert decode.calls == 1  # the second request paid for no verification
+        # Each request gets its own claims: one request's code cannot change the next one's.
+        assert first is not None
+        assert second is not None
+        assert first.claims is not second.claims
+        time.sleep(max(0.0, expires - time.time()) + 0.05)
+        with pytest.raises(InvalidCredentials, match="expired"):
+            await authenticate_with(backend, "authorization", bearer)
+        assert decode.calls == 2  # expired: checked in full again, and refused as such
+
+
+@pytest.mark.anyio
+async def test_a_refused_token_is_checked_again_every_time() -> None:
+    backend = build_jwt_backend(jwt_settings(), source=SOURCE)
+    forged = f"Bearer {token(secret=OTHER_SECRET)}"
+    decode = _CountingDecode()
+    with mock.patch("gateway.auth.jwt.jwt.decode", decode):
+        for _ in range(3):
+            with pytest.raises(InvalidCredentials, match="signature"):
+                await authenticate_with(backend, "authorization", forged)
+    assert decode.calls == 3
+
+
+@pytest.mark.anyio
+async def test_the_remembered_tokens_are_bounded_oldest_forgotten_first() -> None:
+    backend = build_jwt_backend(jwt_settings(), source=SOURCE)
+    tokens = [f"Bearer {token(sub=f'user{n}')}" for n in range(3)]
+    decode = _CountingDecode()
+    with (
+        mock.patch("gateway.auth.jwt._VERIFIED_LIMIT", 2),
+        mock.patch("gateway.auth.jwt.jwt.decode", decode),
+    ):
+        for bearer in tokens:
+            await authenticate_with(backend, "authorization", bearer)
+        await authenticate_with(backend, "authorization", tokens[2])  # remembered
+        await authenticate_with(backend, "authorization", tokens[1])  # remembered
+        assert decode.calls == 3
+        identity = await authenticate_with(backend, "authorization", tokens[0])  # forgotten
+        assert decode.calls == 4
+    assert identity is not None
+    assert identity.subject == "user0"
