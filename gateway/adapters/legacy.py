@@ -127,6 +127,7 @@ class LegacyApp:
 
     @property
     def busy_threads(self) -> int:
+        """Threads (or, in ``legacy_processes``, worker processes) serving a request now."""
         return self._admission.busy
 
     @property

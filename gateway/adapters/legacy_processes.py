@@ -47,7 +47,6 @@ from typing import Any
 import structlog
 from starlette.types import Receive, Scope, Send
 
-from gateway.adapters.admission import Admission
 from gateway.adapters.frames import ERROR, MORE, STOPPED
 from gateway.adapters.legacy import (
     LegacyApp,
@@ -92,22 +91,11 @@ class ProcessLegacyApp(LegacyApp):
         # the workers load theirs from `settings`, as the gateway loaded this one.
         super().__init__(wsgi_app, threads=processes, switch_interval=None, **options)
         self._settings = settings
-        # Admission counts busy workers, and a request waits on the loop for one to come free
-        # (the thread pool's queue is the threads' waiting room; processes need their own).
-        self._admission = Admission(processes)
+        # (LegacyApp's admission, one slot per worker process, bounds the requests in flight.)
         self._workers = [WorkerHandle(index) for index in range(processes)]
         self._idle: list[WorkerHandle] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._running = False
-
-    @property
-    def busy_threads(self) -> int:
-        """Busy worker processes (the metrics' name for the pool's busy slots)."""
-        return self._admission.busy
-
-    @property
-    def admission_waits(self) -> int:
-        return self._admission.waits
 
     @property
     def worker_pids(self) -> list[int | None]:
