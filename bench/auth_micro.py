@@ -1,6 +1,7 @@
 """Authentication on the request path, in microseconds: ``AuthMiddleware`` with the demo's three
-backends (JWT, the Flask session, API keys), for a request without credentials and for each kind
-of credential.
+backends (JWT, the Flask session, API keys), for a request without credentials, with an unrelated
+cookie, with a bearer JWT and with a Flask session cookie (the same one each time, as a client
+sends it).
 
     python bench/auth_micro.py
     PYTHONPATH=/path/to/other/checkout python bench/auth_micro.py   # that checkout's gateway
@@ -57,10 +58,13 @@ async def main() -> None:
     auth = build_auth(load_settings(DEMO_CONFIG, {}), flask_app)
     middleware = AuthMiddleware(nothing, backends=auth.backends, policies=auth.policies)
     token = issue_token("alice", {"admin"}, flask_app.config["JWT_SECRET"])
+    assert auth.codec is not None  # the demo's legacy app keeps Flask cookie sessions
+    name, session = auth.codec.cookie_name, auth.codec.dump({"user": "alice"})
     cases = {
         "no credentials": PLAIN,
         "a cookie, not the session's": [*PLAIN, (b"cookie", b"theme=dark")],
         "a bearer JWT": [*PLAIN, (b"authorization", f"Bearer {token}".encode())],
+        "a Flask session cookie": [*PLAIN, (b"cookie", f"{name}={session}".encode())],
     }
     print(f"GET /api/books through AuthMiddleware, demo backends {[b.name for b in auth.backends]}")
     for name, headers in cases.items():

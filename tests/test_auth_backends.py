@@ -1112,3 +1112,43 @@ async def test_the_remembered_tokens_are_bounded_oldest_forgotten_first() -> Non
         assert decode.calls == 4
     assert identity is not None
     assert identity.subject == "user0"
+
+
+# --- Flask session: verified cookies remembered ------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_a_verified_session_cookie_is_remembered_until_it_grows_too_old(
+    codec: FlaskSessionCodec,
+) -> None:
+    backend = session_backend(codec, None)
+    cookie = f"session={codec.dump({'user': 'alice'})}"
+    with mock.patch.object(codec, "load_until", wraps=codec.load_until) as load:
+        first = await authenticate_with(backend, "cookie", cookie)
+        second = await authenticate_with(backend, "cookie", cookie)
+        assert first == second == Identity("alice", frozenset(), "session")
+        assert load.call_count == 1  # the second request checked no signature
+        # Past PERMANENT_SESSION_LIFETIME, for the gateway and for itsdangerous alike.
+        later = time.time() + LIFETIME.total_seconds() + 5
+        with (
+            mock.patch("gateway.auth.flask_session.time.time", return_value=later),
+            mock.patch.object(TimestampSigner, "get_timestamp", return_value=int(later)),
+            pytest.raises(InvalidCredentials, match="expired session"),
+        ):
+            await authenticate_with(backend, "cookie", cookie)
+        assert load.call_count == 2  # checked in full again, and refused as Flask would
+
+
+@pytest.mark.anyio
+async def test_a_refused_session_cookie_is_checked_every_time_and_no_user_is_remembered(
+    demo_app: Flask, codec: FlaskSessionCodec
+) -> None:
+    backend = session_backend(codec, None)
+    forged = f"session={flip(login_cookie(demo_app), 3)}"
+    anonymous = f"session={codec.dump({'theme': 'dark'})}"  # a session without a user
+    with mock.patch.object(codec, "load_until", wraps=codec.load_until) as load:
+        for _ in range(2):
+            with pytest.raises(InvalidCredentials, match="bad session signature"):
+                await authenticate_with(backend, "cookie", forged)
+            assert await authenticate_with(backend, "cookie", anonymous) is None
+    assert load.call_count == 3  # the forged cookie twice, the anonymous session once

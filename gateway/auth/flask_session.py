@@ -79,8 +79,14 @@ class FlaskSessionCodec:
 
     def load(self, cookie_value: str) -> dict[str, Any]:
         """The session data; ``InvalidCredentials`` when forged, tampered with or too old."""
+        return self.load_until(cookie_value)[0]
+
+    def load_until(self, cookie_value: str) -> tuple[dict[str, Any], float]:
+        """The session data and the ``time.time()`` at which its signature grows too old."""
         try:
-            data = self._serializer.loads(cookie_value, max_age=self._max_age)
+            data, signed_at = self._serializer.loads(
+                cookie_value, max_age=self._max_age, return_timestamp=True
+            )
         except SignatureExpired:
             # Raised only after the signature checked out, so "expired" is the truth.
             raise InvalidCredentials("expired session") from None
@@ -90,7 +96,7 @@ class FlaskSessionCodec:
             raise InvalidCredentials("bad session signature") from None
         if not isinstance(data, dict):
             raise InvalidCredentials("session is not a mapping")
-        return data
+        return data, signed_at.timestamp() + self._max_age
 
     def dump(self, data: Mapping[str, Any]) -> str:
         """A signed cookie value holding ``data``, as the app's ``save_session`` writes it."""
@@ -174,6 +180,11 @@ class FlaskSessionBackend:
         self._clock = clock
         # Touched only on the event loop, so no lock. Insertion order is expiry order (one TTL).
         self._cache: dict[str, _Cached] = {}
+        #: Cookie values whose signature checked out -> (the session's subject, or ``None`` for
+        #: a session with no user, and the ``time.time()`` when the signature grows too old).
+        #: The signature check is most of a request's authentication; roles are still looked
+        #: up (and cached) as before. Only the event loop uses it.
+        self._verified: dict[str, tuple[str | None, float]] = {}
 
     def without_credential(self, headers: RawHeaders) -> RawHeaders:
         """Every cookie of the session's name removed; other cookies are kept as sent."""
@@ -185,17 +196,31 @@ class FlaskSessionBackend:
         value = read_cookie(headers.raw, self._codec.cookie_name)
         if not value:
             return None  # Flask treats an empty cookie as no session too
-        data = self._codec.load(value)
-        subject = data.get(self._subject_key)
+        subject = self._subject(value)
         if subject is None:
             return None  # a valid session with no user: flash messages, or logged out
+        roles = await self._roles(subject)
+        return Identity(subject=subject, roles=roles, method=self.name, claims={})
+
+    def _subject(self, value: str) -> str | None:
+        """The subject of a session cookie, its signature checked once per cookie value (and
+        again once it is too old, to refuse it as Flask would)."""
+        remembered = self._verified.get(value)
+        if remembered is not None:
+            if time.time() < remembered[1]:
+                return remembered[0]
+            del self._verified[value]
+        data, valid_until = self._codec.load_until(value)
+        subject = data.get(self._subject_key)
         if isinstance(subject, int) and not isinstance(subject, bool):
             # Flask apps often keep a numeric user id (Flask's own tutorial, flaskr, does).
             subject = str(subject)
-        if not isinstance(subject, str) or not subject:
+        if subject is not None and (not isinstance(subject, str) or not subject):
             raise InvalidCredentials("session subject is not a non-empty string or an integer")
-        roles = await self._roles(subject)
-        return Identity(subject=subject, roles=roles, method=self.name, claims={})
+        if len(self._verified) >= self.max_cached:
+            del self._verified[next(iter(self._verified))]
+        self._verified[value] = (subject, valid_until)
+        return subject
 
     async def _roles(self, subject: str) -> frozenset[str]:
         if self._loader is None:
