@@ -1096,13 +1096,13 @@ async def test_a_refused_token_is_checked_again_every_time() -> None:
 
 @pytest.mark.anyio
 async def test_the_remembered_tokens_are_bounded_oldest_forgotten_first() -> None:
-    backend = build_jwt_backend(jwt_settings(), source=SOURCE)
     tokens = [f"Bearer {token(sub=f'user{n}')}" for n in range(3)]
     decode = _CountingDecode()
     with (
         mock.patch("gateway.auth.jwt._VERIFIED_LIMIT", 2),
         mock.patch("gateway.auth.jwt.jwt.decode", decode),
     ):
+        backend = build_jwt_backend(jwt_settings(), source=SOURCE)
         for bearer in tokens:
             await authenticate_with(backend, "authorization", bearer)
         await authenticate_with(backend, "authorization", tokens[2])  # remembered
@@ -1131,7 +1131,7 @@ async def test_a_verified_session_cookie_is_remembered_until_it_grows_too_old(
         # Past PERMANENT_SESSION_LIFETIME, for the gateway and for itsdangerous alike.
         later = time.time() + LIFETIME.total_seconds() + 5
         with (
-            mock.patch("gateway.auth.flask_session.time.time", return_value=later),
+            mock.patch("gateway.auth.verified.time.time", return_value=later),
             mock.patch.object(TimestampSigner, "get_timestamp", return_value=int(later)),
             pytest.raises(InvalidCredentials, match="expired session"),
         ):

@@ -42,6 +42,7 @@ from starlette.datastructures import Headers
 from werkzeug.http import dump_cookie
 
 from gateway.auth import RawHeaders
+from gateway.auth.verified import Verified
 from gateway.context import Identity
 from gateway.cookies import read_cookie, without_cookie
 from gateway.errors import InvalidCredentials
@@ -161,7 +162,8 @@ class FlaskSessionBackend:
 
     name = "session"
     credential_headers = frozenset({b"cookie"})
-    #: Bound on cached subjects, so a flood of distinct valid sessions cannot grow memory.
+    #: Bound on cached subjects (and on remembered cookies), so a flood of distinct valid
+    #: sessions cannot grow memory.
     max_cached = 10_000
 
     def __init__(
@@ -180,11 +182,10 @@ class FlaskSessionBackend:
         self._clock = clock
         # Touched only on the event loop, so no lock. Insertion order is expiry order (one TTL).
         self._cache: dict[str, _Cached] = {}
-        #: Cookie values whose signature checked out -> (the session's subject, or ``None`` for
-        #: a session with no user, and the ``time.time()`` when the signature grows too old).
-        #: The signature check is most of a request's authentication; roles are still looked
-        #: up (and cached) as before. Only the event loop uses it.
-        self._verified: dict[str, tuple[str | None, float]] = {}
+        #: Cookie values whose signature checked out -> the session's subject (``None``: a
+        #: session with no user), until the signature grows too old. Roles are still looked up
+        #: (and cached) per request, as before.
+        self._verified = Verified[str | None](limit=self.max_cached)
 
     def without_credential(self, headers: RawHeaders) -> RawHeaders:
         """Every cookie of the session's name removed; other cookies are kept as sent."""
@@ -196,20 +197,15 @@ class FlaskSessionBackend:
         value = read_cookie(headers.raw, self._codec.cookie_name)
         if not value:
             return None  # Flask treats an empty cookie as no session too
-        subject = self._subject(value)
+        subject = self._verified.recall(value, self._subject)
         if subject is None:
             return None  # a valid session with no user: flash messages, or logged out
         roles = await self._roles(subject)
         return Identity(subject=subject, roles=roles, method=self.name, claims={})
 
-    def _subject(self, value: str) -> str | None:
-        """The subject of a session cookie, its signature checked once per cookie value (and
-        again once it is too old, to refuse it as Flask would)."""
-        remembered = self._verified.get(value)
-        if remembered is not None:
-            if time.time() < remembered[1]:
-                return remembered[0]
-            del self._verified[value]
+    def _subject(self, value: str) -> tuple[str | None, float]:
+        """The subject of a session cookie, its signature checked, and the time until which
+        that signature stays young enough."""
         data, valid_until = self._codec.load_until(value)
         subject = data.get(self._subject_key)
         if isinstance(subject, int) and not isinstance(subject, bool):
@@ -217,10 +213,7 @@ class FlaskSessionBackend:
             subject = str(subject)
         if subject is not None and (not isinstance(subject, str) or not subject):
             raise InvalidCredentials("session subject is not a non-empty string or an integer")
-        if len(self._verified) >= self.max_cached:
-            del self._verified[next(iter(self._verified))]
-        self._verified[value] = (subject, valid_until)
-        return subject
+        return subject, valid_until
 
     async def _roles(self, subject: str) -> frozenset[str]:
         if self._loader is None:

@@ -18,21 +18,17 @@ Security caveats, bluntly:
   that shares the secret is as trusted as the gateway. Prefer an asymmetric key (RS256, ES256,
   EdDSA) when the issuer is not the legacy app itself.
 * A token is valid until its ``exp``: there is no revocation. Keep lifetimes short.
-
-A verified token is remembered until its ``exp`` (plus the leeway), so a client that sends the
-same token on every request pays for one verification, not one per request (``bench/auth_micro.py``
-measures both). Only the exact token string that passed every check is remembered; a token that
-fails is checked again each time, and an expired one is verified afresh and refused with the
-usual reason. The memory is bounded (``_VERIFIED_LIMIT`` tokens, the oldest forgotten first) and
-belongs to one backend: new keys, from a restart or a live reload, start with nothing remembered.
 * With no ``audience`` configured, tokens without ``aud`` are accepted and tokens *with* one are
   rejected (RFC 7519 4.1.3: a recipient that is not named must reject). Set ``audience`` when the
   issuer mints tokens for several services, or one service's token opens them all.
+
+A verified token is remembered until its ``exp`` plus the leeway (``gateway.auth.verified``), so
+a client that sends the same token on every request pays for one verification, not one per
+request (``bench/auth_micro.py`` measures both).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -42,6 +38,7 @@ from jwt.types import Options
 from starlette.datastructures import Headers
 
 from gateway.auth import RawHeaders
+from gateway.auth.verified import Verified
 from gateway.context import Identity
 from gateway.errors import ConfigError, InvalidCredentials
 
@@ -98,9 +95,7 @@ class JWTBackend:
         self._subject_claim = subject_claim
         self._roles_claim = roles_claim
         self._keep_claims = tuple(keep_claims)
-        #: token -> (its identity, ``time.time()`` until which it is valid). Only the event
-        #: loop's thread uses it.
-        self._verified: dict[str, tuple[Identity, float]] = {}
+        self._verified = Verified[Identity](limit=_VERIFIED_LIMIT)
         self._options: Options = {
             "require": ["exp", subject_claim],
             # Short keys were refused at start-up; this turns a regression into an error rather
@@ -127,21 +122,11 @@ class JWTBackend:
         return [(name, value) for name, value in headers if name != b"authorization"]
 
     def _verify(self, token: str) -> Identity:
-        remembered = self._verified.get(token)
-        if remembered is not None:
-            identity, valid_until = remembered
-            if time.time() < valid_until:
-                return _own_copy(identity)
-            del self._verified[token]  # expired: verified again below, and refused as such
-        identity, expires = self._verify_now(token)
-        if len(self._verified) >= _VERIFIED_LIMIT:
-            del self._verified[next(iter(self._verified))]
-        # PyJWT's test: expired once exp <= now - leeway.
-        self._verified[token] = (identity, expires + self._leeway)
-        return _own_copy(identity)
+        return _own_copy(self._verified.recall(token, self._verify_now))
 
     def _verify_now(self, token: str) -> tuple[Identity, float]:
-        """The token checked in full: its identity and its ``exp``."""
+        """The token checked in full: its identity, and the time until which it stays valid
+        (PyJWT's test: expired once ``exp <= now - leeway``)."""
         try:
             # Unverified, and used ONLY to choose among keys we already trust.
             header = jwt.get_unverified_header(token)
@@ -185,7 +170,7 @@ class JWTBackend:
             method=self.name,
             claims={name: claims[name] for name in self._keep_claims if name in claims},
         )
-        return identity, float(claims["exp"])
+        return identity, float(claims["exp"]) + self._leeway
 
     def _roles(self, claims: Mapping[str, Any]) -> frozenset[str]:
         roles = claims.get(self._roles_claim, [])
