@@ -1,7 +1,7 @@
 """Authentication on the request path, in microseconds: ``AuthMiddleware`` with the demo's three
 backends (JWT, the Flask session, API keys), for a request without credentials, with an unrelated
-cookie, with a bearer JWT and with a Flask session cookie (the same one each time, as a client
-sends it).
+cookie, with a bearer JWT, with a Flask session cookie (the same one each time, as a client
+sends it), and with the five cookies a browser sends a typical site, with and without the session.
 
     python bench/auth_micro.py
     PYTHONPATH=/path/to/other/checkout python bench/auth_micro.py   # that checkout's gateway
@@ -33,6 +33,11 @@ from legacy_flask.tokens import issue_token
 CALLS = 20_000
 REPEATS = 7
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "gateway.toml"
+#: What a browser sends a site with analytics and a CSRF cookie (values made up).
+BROWSER_COOKIES = (
+    "_ga=GA1.1.1873304515.1764950400; _ga_X1Y2Z3=GS1.1.1764950400.1.1.1764950466.0.0.0; "
+    "theme=dark; csrftoken=5kq0Zt1nH7pWm3R8vY2xB6cL9dF4gJ0a; consent=analytics%3Dno"
+)
 #: What a client sends anyway.
 PLAIN = [(b"host", b"127.0.0.1"), (b"user-agent", b"bench"), (b"accept", b"*/*")]
 
@@ -60,15 +65,18 @@ async def main() -> None:
     token = issue_token("alice", {"admin"}, flask_app.config["JWT_SECRET"])
     assert auth.codec is not None  # the demo's legacy app keeps Flask cookie sessions
     name, session = auth.codec.cookie_name, auth.codec.dump({"user": "alice"})
+    browser = f"{BROWSER_COOKIES}; {name}={session}".encode()
     cases = {
         "no credentials": PLAIN,
         "a cookie, not the session's": [*PLAIN, (b"cookie", b"theme=dark")],
         "a bearer JWT": [*PLAIN, (b"authorization", f"Bearer {token}".encode())],
         "a Flask session cookie": [*PLAIN, (b"cookie", f"{name}={session}".encode())],
+        "browser cookies, no session": [*PLAIN, (b"cookie", BROWSER_COOKIES.encode())],
+        "browser cookies and a session": [*PLAIN, (b"cookie", browser)],
     }
     print(f"GET /api/books through AuthMiddleware, demo backends {[b.name for b in auth.backends]}")
     for name, headers in cases.items():
-        print(f"  {name:<30} {await per_call_us(middleware, headers):6.2f} µs per request")
+        print(f"  {name:<31} {await per_call_us(middleware, headers):6.2f} µs per request")
 
 
 if __name__ == "__main__":

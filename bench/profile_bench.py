@@ -147,6 +147,10 @@ def summarise(lines: Iterable[str]) -> collections.Counter[tuple[str, str]]:
     counts: collections.Counter[tuple[str, str]] = collections.Counter()
     for line in lines:
         stack, _, count = line.rstrip().rpartition(" ")
+        if not count.isdigit():
+            # --nonblocking reads the target's memory while it runs, so a frame's name is now
+            # and then torn (seen: an access line's text); such a stack is not a sample.
+            continue
         frames = stack.split(";")
         innermost = frames[-1]
         if (

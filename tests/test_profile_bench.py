@@ -47,3 +47,10 @@ def test_busy_samples_are_charged_to_their_thread_and_module() -> None:
 def test_waiting_threads_and_malformed_lines_count_nothing() -> None:
     idle = [line for line in RAW if "runners.py" in line or f"thread_pool.py:{_GET_LINE})" in line]
     assert summarise([*idle, "", "no-stack-here 3"]) == {}
+
+
+def test_a_torn_stack_is_not_a_sample() -> None:
+    # py-spy --nonblocking reads memory while the process runs: seen, a frame whose name was
+    # the text of an access line, so the line ended in JSON instead of a count.
+    torn = f'{_FLASK}; (hello","status":200,"event":"request"}}'
+    assert summarise([torn, RAW[1]]) == {("loop", "uvicorn"): 30}
