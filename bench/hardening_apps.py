@@ -134,16 +134,19 @@ def serving(
     switch_interval: float | None = None,
     processes: int | None = None,
     nice: int = 10,
+    scheduling: str = "normal",
 ) -> Iterator[tuple[int, int]]:
     """``gateway serve`` with ``BASE_CONFIG``; yields (port, pid). ``switch_interval``: the
     server's ``sys.setswitchinterval`` (``None``: the interpreter's default, 5 ms).
     ``processes``: the legacy app in that many worker processes (``isolation = "processes"``)
-    instead of on ``threads``, at ``nice`` below the gateway's priority."""
+    instead of on ``threads``, at ``nice`` below the gateway's priority, or with ``scheduling =
+    "idle"``."""
     port = free_port()
+    priority = 'scheduling = "idle"' if scheduling == "idle" else f"nice = {nice}"
     pool = (
         f"threads = {threads}"
         if processes is None
-        else f'isolation = "processes"\nprocesses = {processes}\nnice = {nice}'
+        else f'isolation = "processes"\nprocesses = {processes}\n{priority}'
     )
     with tempfile.TemporaryDirectory() as folder:
         config = Path(folder) / "gateway.toml"

@@ -9,13 +9,15 @@
     python bench/saturation.py --cpu-bound --isolation threads,processes --processes 8,2
                                                 # the legacy app on threads, then in processes
     python bench/saturation.py --cpu-bound --isolation processes --nice 0,10
+    python bench/saturation.py --cpu-bound --isolation processes --scheduling normal,idle
 
 One ``gateway serve`` process (legacy threads 8) per switch interval; with ``--isolation
-processes``, one more per ``--processes`` count and ``--nice`` value, the legacy app in that
-many worker processes at that priority below the gateway's (``[legacy] isolation = "processes"``,
-``nice``; no switch interval: nothing shares the gateway's GIL with the views). Phase 1 times
-``GET /new/hello`` (FastAPI) one request after another over one kept-alive connection: the
-unloaded p50, p99 and max. Phase 2 starts ``--slow-clients`` threads that call a legacy handler in
+processes``, one more per ``--processes`` count and ``--nice`` value, the legacy app in that many
+worker processes at that priority below the gateway's (``[legacy] isolation = "processes"``,
+``nice``), and one per count with ``--scheduling idle`` (``scheduling = "idle"``; no switch
+interval: nothing shares the gateway's GIL with the views). Phase 1 times ``GET /new/hello``
+(FastAPI) one request after another over one kept-alive connection: the unloaded p50, p99 and
+max. Phase 2 starts ``--slow-clients`` threads that call a legacy handler in
 a loop, more than the pool has threads, so the pool stays full and requests queue for admission,
 then times the new route again, and counts the legacy requests answered meanwhile (legacy
 throughput: what a smaller switch interval must not cost much).
@@ -40,7 +42,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,9 +62,12 @@ class Setup:
     interval: float | None = None
     processes: int | None = None
     nice: int = 10
+    scheduling: str = "normal"
 
     @property
     def name(self) -> str:
+        if self.processes is not None and self.scheduling == "idle":
+            return f"{self.processes} processes, idle"
         if self.processes is not None:
             return f"{self.processes} processes, nice {self.nice}"
         interval = "default" if self.interval is None else f"{self.interval * 1000:g} ms"
@@ -110,6 +115,7 @@ def measure(args: argparse.Namespace, setup: Setup) -> Phases:
         switch_interval=setup.interval,
         processes=setup.processes,
         nice=setup.nice,
+        scheduling=setup.scheduling,
     )
     with server as (port, _pid):
         timed_requests(port, "/new/hello", 300)  # warm-up
@@ -157,12 +163,21 @@ def _intervals(text: str) -> list[float | None]:
     return intervals
 
 
-def _isolations(text: str) -> list[str]:
-    chosen = [part.strip() for part in text.split(",")]
-    unknown = [part for part in chosen if part not in ("threads", "processes")]
-    if unknown:
-        raise argparse.ArgumentTypeError(f"not threads or processes: {', '.join(unknown)}")
-    return chosen
+def _words(*allowed: str) -> Callable[[str], list[str]]:
+    """An argument type: a comma-separated list of the ``allowed`` words."""
+
+    def parse(text: str) -> list[str]:
+        chosen = [part.strip() for part in text.split(",")]
+        unknown = [part for part in chosen if part not in allowed]
+        if unknown:
+            raise argparse.ArgumentTypeError(f"not {' or '.join(allowed)}: {', '.join(unknown)}")
+        return chosen
+
+    return parse
+
+
+_isolations = _words("threads", "processes")
+_schedulings = _words("normal", "idle")
 
 
 def _counts(text: str) -> list[int]:
@@ -248,6 +263,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=[10],
         help="[legacy] nice of the worker processes; comma-separated for several runs",
     )
+    parser.add_argument(
+        "--scheduling",
+        type=_schedulings,
+        default=["normal"],
+        help="[legacy] scheduling of the worker processes (normal: at each --nice; idle); "
+        "comma-separated for several runs",
+    )
     args = parser.parse_args(argv)
     if min(args.processes) < 1 or max(args.nice) > 19:
         parser.error("--processes must be at least 1 and --nice at most 19")
@@ -255,9 +277,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "threads" in args.isolation:
         setups += [Setup(interval=interval) for interval in args.switch_interval]
     if "processes" in args.isolation:
-        setups += [
-            Setup(processes=count, nice=nice) for count in args.processes for nice in args.nice
-        ]
+        for count in args.processes:
+            for scheduling in args.scheduling:
+                if scheduling == "idle":
+                    setups.append(Setup(processes=count, scheduling="idle"))
+                else:
+                    setups += [Setup(processes=count, nice=nice) for nice in args.nice]
     try:
         results = [measure(args, setup) for setup in setups]
     except (RuntimeError, OSError) as exc:

@@ -14,6 +14,7 @@ error: nothing an operator wrote is silently ignored.
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -211,6 +212,13 @@ class LegacySettings(_Section):
     #: new route) runs first. Only under contention does it slow the views; 0 runs them at the
     #: gateway's own priority.
     nice: Annotated[int, Field(ge=0, le=19)] = 10
+    #: How the kernel schedules the worker processes, with ``isolation = "processes"``:
+    #: ``normal`` (Linux's SCHED_OTHER, at ``nice``) or ``idle`` (SCHED_IDLE, Linux only: a
+    #: worker runs only when no normal task wants the core, so the event loop never waits behind
+    #: a view; ``nice`` then has no effect and may not be set). With ``idle``, anything else
+    #: that keeps the cores busy (another program, the other ``--workers``) holds legacy back:
+    #: its requests wait, then answer 504 after ``request_timeout``.
+    scheduling: Literal["normal", "idle"] = "normal"
 
     _check_app = field_validator("app")(_check_import_string)
 
@@ -657,9 +665,14 @@ class Settings(_Section):
         # (`threads` may stay set with processes: configs carry it, and switching isolation
         # with GATEWAY_LEGACY__ISOLATION alone must work.)
         legacy = self.legacy
-        for key in ("processes", "nice"):
+        for key in ("processes", "nice", "scheduling"):
             if legacy.isolation == "threads" and key in legacy.model_fields_set:
                 raise ValueError(f'legacy.{key}: applies only with isolation = "processes"')
+        if legacy.scheduling == "idle":
+            if "nice" in legacy.model_fields_set:
+                raise ValueError('legacy.nice: has no effect with scheduling = "idle"')
+            if not hasattr(os, "SCHED_IDLE"):
+                raise ValueError('legacy.scheduling: "idle" needs Linux (SCHED_IDLE)')
         return self
 
     @model_validator(mode="after")

@@ -21,7 +21,12 @@ def create_app() -> Flask:
 
     @app.get("/hello")
     def hello() -> dict[str, Any]:
-        return {"hello": "legacy", "pid": os.getpid(), "nice": os.nice(0)}
+        return {
+            "hello": "legacy",
+            "pid": os.getpid(),
+            "nice": os.nice(0),
+            "scheduler": os.sched_getscheduler(0),
+        }
 
     @app.get("/me")
     def me() -> dict[str, Any]:

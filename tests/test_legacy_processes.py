@@ -70,6 +70,7 @@ async def test_requests_bodies_and_streams_cross_to_the_worker(
     assert pid_of(hello.body) == one_worker.worker_pids[0]
     # Below the gateway's priority by `[legacy] nice` (default 10): the event loop runs first.
     assert json.loads(hello.body)["nice"] == min(19, os.nice(0) + 10)
+    assert json.loads(hello.body)["scheduler"] == os.SCHED_OTHER
     # A response with a Content-Length crosses whole: one body message, the end included.
     assert hello.complete
     assert len(hello.body_messages) == 1
@@ -231,6 +232,14 @@ async def test_an_upload_cut_by_a_disconnect_never_reaches_flask_as_whole() -> N
         assert (await call(legacy, get("/hello"))).status == 200
 
 
+async def test_idle_scheduling_runs_the_workers_only_when_the_cores_are_free() -> None:
+    async with adapter(processes=1, scheduling="idle") as legacy:
+        hello = json.loads((await call(legacy, get("/hello"))).body)
+        assert hello["scheduler"] == os.SCHED_IDLE
+        # Niceness means nothing to SCHED_IDLE: the workers keep the gateway's.
+        assert hello["nice"] == os.nice(0)
+
+
 async def test_without_its_lifespan_the_adapter_refuses_to_serve() -> None:
     with pytest.raises(RuntimeError, match="inside its lifespan"):
         await call(adapter(processes=1), get("/hello"))
@@ -249,12 +258,16 @@ def test_the_demo_serves_login_and_api_me_from_worker_processes(tmp_path: Path) 
     flags = {"catalog-books": {"mode": "legacy"}, "accounts-me": {"mode": "legacy"}}
     config = demo_config(tmp_path, flags=flags)
     # The demo's `threads = 16` stays: with processes it is not used.
-    text = config.read_text().replace("[legacy]\n", '[legacy]\nisolation = "processes"\n', 1)
+    text = config.read_text().replace(
+        "[legacy]\n", '[legacy]\nisolation = "processes"\nscheduling = "idle"\n', 1
+    )
     config.write_text(text)
     with (
         GatewayProcess(config) as gateway,
         httpx.Client(base_url=gateway.base_url, timeout=10) as client,
     ):
+        started = [e for e in gateway.log_events() if e["event"] == "legacy.workers_started"]
+        assert [os.sched_getscheduler(pid) for pid in started[0]["pids"]] == [os.SCHED_IDLE] * 2
         login = client.post(
             "/login",
             data={"username": "bob", "password": "builder"},

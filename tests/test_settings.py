@@ -124,6 +124,23 @@ def test_config_path_from_environment(tmp_path: Path) -> None:
             "legacy.nice: Input should be less than or equal to 19",
         ),
         (
+            MINIMAL.replace("[legacy]\n", '[legacy]\nscheduling = "idle"\n'),
+            {},
+            'gateway.toml: legacy.scheduling: applies only with isolation = "processes"',
+        ),
+        (
+            MINIMAL.replace(
+                "[legacy]\n", '[legacy]\nisolation = "processes"\nscheduling = "idle"\nnice = 5\n'
+            ),
+            {},
+            'gateway.toml: legacy.nice: has no effect with scheduling = "idle"',
+        ),
+        (
+            MINIMAL.replace("[legacy]\n", '[legacy]\nisolation = "processes"\n'),
+            {"GATEWAY_LEGACY__SCHEDULING": "fifo"},
+            "legacy.scheduling: Input should be 'normal' or 'idle'",
+        ),
+        (
             MINIMAL.replace("[legacy]\n", '[legacy]\nisolation = "processes"\nprocesses = 0\n'),
             {},
             "legacy.processes: Input should be greater than or equal to 1",

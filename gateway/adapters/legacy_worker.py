@@ -152,6 +152,15 @@ def facts_for_worker(facts: RequestFacts | None) -> RequestFacts | None:
     return None if facts is None else dataclasses.replace(facts, spans=None)
 
 
+def _lower_priority(scheduling: str, nice: int) -> None:
+    """Below the gateway's priority: when views and the event loop want the same cores, the
+    loop (every new route) runs first (``[legacy] scheduling`` and ``nice``)."""
+    if scheduling == "idle":
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    elif nice:
+        os.nice(nice)
+
+
 def main(fd: int) -> None:
     """The worker's entry point (the gateway runs it with ``python -c``)."""
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -161,15 +170,12 @@ def main(fd: int) -> None:
     if init is None:
         return
     settings = init[0]
-    if settings.legacy.nice:
-        # Below the gateway's priority: when views and the event loop want the same cores,
-        # the loop (every new route) runs first (``[legacy] nice``).
-        os.nice(settings.legacy.nice)
     configure_logging(format=settings.logging.format, level=settings.logging.level)
     # Imported here: the build module pulls in the whole gateway, which the parent already has.
     from gateway.build import load_legacy_app
 
     try:
+        _lower_priority(settings.legacy.scheduling, settings.legacy.nice)
         app = load_legacy_app(settings)[0]
     except Exception:
         log.exception("legacy.worker_start_failed", pid=os.getpid())
