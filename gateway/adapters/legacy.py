@@ -190,10 +190,9 @@ class LegacyApp:
     ) -> None:
         """Run the request on a thread (waiting on the loop while all are busy) and relay its
         response."""
-        admission = self._admission
-        if not await admission.acquire(loop, self._queue_timeout):
-            await self._refuse_busy(scope, send)
+        if not await self._admit(scope, send, loop):
             return
+        admission = self._admission
         try:
             environ = build_wsgi_environ(scope, body)
             channel = _ResponseChannel(loop, self._max_pending_bytes)
@@ -214,8 +213,11 @@ class LegacyApp:
         elif outcome == "timed-out":
             await self._timed_out(scope, send)
 
-    async def _refuse_busy(self, scope: Scope, send: Send) -> None:
-        """No thread (or worker) came free within ``queue_timeout``: 503 + Retry-After."""
+    async def _admit(self, scope: Scope, send: Send, loop: asyncio.AbstractEventLoop) -> bool:
+        """Wait (on the loop) for a free thread or worker; ``False`` once the client has been
+        answered 503 + Retry-After, no slot having come free within ``queue_timeout``."""
+        if await self._admission.acquire(loop, self._queue_timeout):
+            return True
         self._rejections += 1
         await send_error(
             send,
@@ -224,6 +226,7 @@ class LegacyApp:
             request_id_of(scope),
             [(b"retry-after", self._retry_after)],
         )
+        return False
 
     def _client_too_slow(self, scope: Scope) -> None:
         log.warning("legacy.client_too_slow", send_timeout=self._send_timeout)

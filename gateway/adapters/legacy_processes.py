@@ -146,8 +146,7 @@ class ProcessLegacyApp(LegacyApp):
     ) -> None:
         if not self._running:
             raise RuntimeError('isolation = "processes" serves only inside its lifespan')
-        if not await self._admission.acquire(loop, self._queue_timeout):
-            await self._refuse_busy(scope, send)
+        if not await self._admit(scope, send, loop):
             return
         worker = self._idle.pop()
         if worker.exit_status is not None and not await self._revive(worker):
