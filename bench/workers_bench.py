@@ -6,16 +6,18 @@ two workers each (issue 15, target 3).
     python bench/workers_bench.py                        # 5 rounds of 3 s per configuration
     python bench/workers_bench.py --rounds 2 --duration 2  # a smoke run
 
-Five configurations, measured with ``http_bench.py``'s machinery (its servers, warm-up, wrk
+Seven configurations, measured with ``http_bench.py``'s machinery (its servers, warm-up, wrk
 parsing and process-group stop), in interleaved rounds (the order reversed in even rounds):
 
 - ``/legacy/hello``: ``gateway serve -c bench/gateway.toml --workers 2`` (JSON access log on,
   to a file) and ``gunicorn -w 2 -k sync bench.apps:flask_app`` (target: gateway >= 1.3x);
 - ``/new/hello``: the same gateway, ``uvicorn --workers 2 bench.apps:fastapi_app`` with no
   access log (target: gateway >= 0.85x) and the same uvicorn with its own access log to a file,
-  the like-for-like comparison (target: >= 1.0x, as for one worker).
+  the like-for-like comparison (target: >= 1.0x, as for one worker);
+- the gateway again on both routes with ``server.pin_workers`` (each worker on a CPU of its own,
+  ``GATEWAY_SERVER__PIN_WORKERS=true``), against the same servers.
 
-Nothing is pinned: each server may use both cores, and so may wrk (one thread). wrk therefore
+Nothing else is pinned: each server may use both cores, and so may wrk (one thread). wrk therefore
 **competes with the servers for the two cores**: it takes a share of a core that grows with the
 request rate, so a faster server is held back more than a slower one, and every ratio here is
 pulled towards 1 (a gateway ahead of gunicorn is ahead by more than it shows). The CPU time per
@@ -51,6 +53,10 @@ from bench.paired import case_lines, measure_rounds, ratio_line
 
 WORKERS = 2
 GATEWAY_WORKERS = Server("gateway", (*GATEWAY.argv, "--workers", str(WORKERS)))
+#: The same with ``server.pin_workers``: each worker on a CPU of its own.
+GATEWAY_PINNED = Server(
+    "gateway", GATEWAY_WORKERS.argv, env=(("GATEWAY_SERVER__PIN_WORKERS", "true"),)
+)
 GUNICORN_WORKERS = Server(
     "gunicorn",
     (
@@ -73,8 +79,16 @@ CASES = (
         GATEWAY_WORKERS,
         "/legacy/hello",
     ),
+    Case(
+        "legacy.pinned",
+        "legacy",
+        "gateway, pinned workers /legacy/hello",
+        GATEWAY_PINNED,
+        "/legacy/hello",
+    ),
     Case("legacy.gunicorn", "legacy", "gunicorn -w 2 sync", GUNICORN_WORKERS, "/legacy/hello"),
     Case("new.gateway", "new", "gateway --workers 2  /new/hello", GATEWAY_WORKERS, "/new/hello"),
+    Case("new.pinned", "new", "gateway, pinned workers /new/hello", GATEWAY_PINNED, "/new/hello"),
     Case("new.uvicorn", "new", "uvicorn --workers 2, no log", UVICORN_WORKERS, "/new/hello"),
     Case(
         "new.logged", "new", "uvicorn --workers 2, access log", UVICORN_WORKERS_LOGGED, "/new/hello"
@@ -85,6 +99,9 @@ RATIOS = (
     ("legacy: gateway / gunicorn", "legacy.gateway", "legacy.gunicorn", 1.3),
     ("new: gateway / uvicorn, no log", "new.gateway", "new.uvicorn", 0.85),
     ("new: gateway / uvicorn, both log", "new.gateway", "new.logged", 1.0),
+    ("legacy: pinned gateway / gunicorn", "legacy.pinned", "legacy.gunicorn", 1.3),
+    ("new: pinned gateway / uvicorn, no log", "new.pinned", "new.uvicorn", 0.85),
+    ("new: pinned gateway / uvicorn, both log", "new.pinned", "new.logged", 1.0),
 )
 BOTH_CORES = PinMode("unpinned", None, None, "servers and wrk free on both cores")
 

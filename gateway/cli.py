@@ -178,6 +178,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
+    from gateway.cpu_pinning import CpuSlots
     from gateway.draining import DrainingServer
     from gateway.http_protocol import HttpProtocolFactory
     from gateway.log import configure_logging
@@ -209,6 +210,12 @@ def _serve(args: argparse.Namespace) -> int:
             from gateway.reload_control import enable_live_reload
 
             gateway = create_app(settings)
+            if server.pin_workers:
+                import structlog
+
+                structlog.get_logger("gateway.server").warning(
+                    "server.pin_workers_ignored", reason="applies only with --workers 2 or more"
+                )
             if args.reload:
                 # Built here only to check it before the reloader starts (a development server):
                 # a worker it restarts after an edit that breaks the app waits for the next edit.
@@ -221,7 +228,8 @@ def _serve(args: argparse.Namespace) -> int:
             # (gateway.supervisor): this process stays small and starts them at once.
             configure_logging(format=settings.logging.format, level=settings.logging.level)
             failures = StartupFailures()
-            app = ServedApp(settings.source, pid_file, failures.queue)
+            cpus = CpuSlots(workers) if server.pin_workers else None
+            app = ServedApp(settings.source, pid_file, failures.queue, cpus)
         config = uvicorn.Config(
             app,
             factory=isinstance(app, ServedApp),

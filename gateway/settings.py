@@ -83,6 +83,13 @@ class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8000
     workers: Annotated[int, Field(ge=1, le=64)] = 1
+    #: With ``--workers 2`` or more (Linux): each worker process runs on one CPU of its own
+    #: (``gateway.cpu_pinning``), the CPUs this process may use handed out in turn. A worker's
+    #: event loop and legacy threads share one GIL, and kept on one core they do not pass it
+    #: between cores. Off by default: on a host whose cores are also busy with other work, a
+    #: pinned worker cannot move to an idle one. Not with ``legacy.isolation = "processes"``
+    #: (the legacy workers would inherit their gateway worker's one CPU).
+    pin_workers: bool = False
     #: Say which side answered in ``X-Gateway-Backend``.
     backend_header: bool = True
     request_id_header: str = "X-Request-ID"
@@ -668,6 +675,14 @@ class Settings(_Section):
         for key in ("processes", "nice", "scheduling"):
             if legacy.isolation == "threads" and key in legacy.model_fields_set:
                 raise ValueError(f'legacy.{key}: applies only with isolation = "processes"')
+        if self.server.pin_workers:
+            if legacy.isolation == "processes":
+                raise ValueError(
+                    'server.pin_workers: not with legacy.isolation = "processes" (its worker '
+                    "processes would share their gateway worker's one CPU)"
+                )
+            if not hasattr(os, "sched_setaffinity"):
+                raise ValueError("server.pin_workers: needs Linux (sched_setaffinity)")
         if legacy.scheduling == "idle":
             if "nice" in legacy.model_fields_set:
                 raise ValueError('legacy.nice: has no effect with scheduling = "idle"')

@@ -27,9 +27,11 @@ from pathlib import Path
 from socket import socket
 from typing import TYPE_CHECKING
 
+import structlog
 from uvicorn import Config
 from uvicorn.config import STARTUP_FAILURE
 
+from gateway.cpu_pinning import CpuSlots
 from gateway.errors import EXIT_STARTUP, ConfigError, StartupError, failure_report
 from gateway.reload_control import ForwardingMultiprocess
 
@@ -51,6 +53,8 @@ class ServedApp:
     config: str
     pid_file: Path
     failures: SimpleQueue[Failure] | None = None
+    #: ``server.pin_workers``: each worker pins itself to a CPU of its own before it builds.
+    cpus: CpuSlots | None = None
 
     def __call__(self) -> GatewayApp:
         # Imported here, in the worker: the supervisor only pickles this object.
@@ -59,6 +63,7 @@ class ServedApp:
         from gateway.reload_control import enable_live_reload
         from gateway.settings import load_settings
 
+        cpu = None if self.cpus is None else self.cpus.claim()
         try:
             app = create_app(load_settings(self.config, os.environ))
         except (ConfigError, StartupError) as exc:
@@ -68,6 +73,8 @@ class ServedApp:
             # At once: a slow interpreter shutdown could miss the supervisor's health check,
             # which then waits its whole timeout before it sees this worker gone.
             exit_now(STARTUP_FAILURE)
+        if cpu is not None:
+            structlog.get_logger("gateway.server").info("server.worker_pinned", cpu=cpu)
         return enable_live_reload(app, self.pid_file)
 
 

@@ -4,11 +4,17 @@ CLI's clear lines and exit status (2: the config, 1: the app)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hardening import sample_env
@@ -150,3 +156,91 @@ def test_a_service_lifespan_that_fails_in_the_workers_exits_1(tmp_path: Path) ->
     failures = {e["error"] for e in events if e["event"] == "gateway.startup_failed"}
     assert failures == {"service 'broken' failed to start: RuntimeError: database unreachable"}
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def _workers(supervisor: int) -> dict[int, set[int]]:
+    """The supervisor's worker processes (uvicorn spawns them) and the CPUs each may use."""
+    children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
+    workers = {}
+    for pid in map(int, children):
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                workers[pid] = os.sched_getaffinity(pid)
+    return workers
+
+
+def _until(condition: Callable[[], Any], what: str) -> Any:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if result := condition():
+            return result
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs Linux and two CPUs",
+)
+def test_pinned_workers_run_on_a_cpu_each_and_a_replacement_takes_the_freed_one(
+    tmp_path: Path,
+) -> None:
+    config = demo_config(tmp_path)
+    config.write_text(config.read_text().replace("[server]\n", "[server]\npin_workers = true\n"))
+    port = free_port()
+    command = [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)]
+    log = (tmp_path / "serve.log").open("w")
+    process = subprocess.Popen(
+        [*command, "--port", str(port), "--workers", "2"],
+        cwd=tmp_path,
+        env={**os.environ, "GATEWAY_LOGGING__FORMAT": "json"},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        ready = f"http://127.0.0.1:{port}/_gateway/ready"
+
+        def served() -> bool:
+            try:
+                with urllib.request.urlopen(ready, timeout=1) as response:
+                    return bool(response.status == 200)
+            except OSError:
+                return False
+
+        _until(served, "the workers to serve")
+        workers = _workers(process.pid)  # both built the app (and so pinned) before serving
+        allowed = sorted(os.sched_getaffinity(0))
+        # One CPU each, the first two this process may use.
+        assert sorted(workers.values(), key=min) == [{allowed[0]}, {allowed[1]}]
+
+        killed, freed = next(iter(workers.items()))
+        os.kill(killed, signal.SIGKILL)
+
+        def replaced_and_pinned() -> dict[int, set[int]] | None:
+            found = _workers(process.pid)
+            pinned = killed not in found and all(len(cpus) == 1 for cpus in found.values())
+            return found if len(found) == 2 and pinned else None
+
+        replaced = _until(replaced_and_pinned, "uvicorn to replace the killed worker")
+        assert sorted(replaced.values(), key=min) == [{allowed[0]}, {allowed[1]}]
+        replacement = next(pid for pid in replaced if pid not in workers)
+        assert replaced[replacement] == freed
+        _until(served, "the replacement to serve")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        log.close()
+    lines = [json.loads(line) for line in (tmp_path / "serve.log").read_text().splitlines()
+             if line.startswith("{")]  # fmt: skip
+    pinned = sorted(line["cpu"] for line in lines if line["event"] == "server.worker_pinned")
+    # Two at the start, one for the replacement (which took the CPU the killed worker left).
+    assert pinned == sorted([allowed[0], allowed[1], min(freed)])
+
+
+def test_pin_workers_is_refused_with_legacy_worker_processes(tmp_path: Path) -> None:
+    config = demo_config(tmp_path)
+    text = config.read_text().replace("[server]\n", "[server]\npin_workers = true\n")
+    config.write_text(text.replace("[legacy]\n", '[legacy]\nisolation = "processes"\n', 1))
+    result = serve(config)
+    assert result.returncode == 2, result.stderr
+    assert "server.pin_workers: not with legacy.isolation" in result.stderr

@@ -124,6 +124,16 @@ def test_config_path_from_environment(tmp_path: Path) -> None:
             "legacy.nice: Input should be less than or equal to 19",
         ),
         (
+            MINIMAL.replace("[legacy]\n", '[legacy]\nisolation = "processes"\n'),
+            {"GATEWAY_SERVER__PIN_WORKERS": "true"},
+            'server.pin_workers: not with legacy.isolation = "processes"',
+        ),
+        (
+            MINIMAL,
+            {"GATEWAY_SERVER__PIN_WORKERS": "sometimes"},
+            "server.pin_workers: Input should be a valid boolean",
+        ),
+        (
             MINIMAL.replace("[legacy]\n", '[legacy]\nscheduling = "idle"\n'),
             {},
             'gateway.toml: legacy.scheduling: applies only with isolation = "processes"',
