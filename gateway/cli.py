@@ -214,7 +214,8 @@ def _serve(args: argparse.Namespace) -> int:
                 import structlog
 
                 structlog.get_logger("gateway.server").warning(
-                    "server.pin_workers_ignored", reason="applies only with --workers 2 or more"
+                    "server.pin_workers_ignored",
+                    reason="applies only with --workers 2 or more, without --reload",
                 )
             if args.reload:
                 # Built here only to check it before the reloader starts (a development server):
