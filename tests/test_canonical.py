@@ -70,3 +70,11 @@ def test_whatever_is_accepted_is_unambiguous(tail: bytes) -> None:
     assert not any(segment in (".", "..") for segment in segments)
     assert "\\" not in path
     assert not any(ord(char) < 0x20 or ord(char) == 0x7F for char in path)
+
+
+def test_a_refused_path_is_refused_every_time_and_an_accepted_one_stays_the_same() -> None:
+    # Answers are remembered: a refusal must not be (each call raises), an answer must not drift.
+    for _ in range(3):
+        with pytest.raises(BadRequest, match="dot segment"):
+            canonical_path(b"/api/%2e%2e/admin")
+        assert canonical_path(b"/api/books/%31") == "/api/books/1"

@@ -119,3 +119,20 @@ def test_thousands_of_routes_each_match_themselves() -> None:
         assert match.route.backend == f"b{i}"
         assert match.params == {"item_id": str(i)}
     assert table.match("GET", "/svc1/items/1/parts/p2") is None
+
+
+def test_remembered_answers_stay_right_and_bounded_under_many_distinct_paths() -> None:
+    # The table remembers recent answers; a client sending endless distinct paths must neither
+    # grow it without bound nor get a stale answer for a path seen long before.
+    table = RouteTable([route("/api/books/{book_id:int}"), route("/api/{thing}", backend="things")])
+    first = table.match("GET", "/api/books/1")
+    for i in range(5000):
+        match = table.match("GET", f"/api/books/{i}")
+        assert match is not None
+        assert match.params == {"book_id": str(i)}
+        assert table.match("GET", f"/api/x{i}/deeper") is None
+    assert table.match.cache_info().currsize <= 1024  # type: ignore[attr-defined]
+    again = table.match("GET", "/api/books/1")
+    assert again == first
+    assert table.match("PUT", "/api/books/1") is None
+    assert table.match("GET", "/api/things").route.backend == "things"  # type: ignore[union-attr]

@@ -83,12 +83,16 @@ def requiring(roles: Iterable[str]) -> Policy:
     return Policy("*", frozenset(), "roles" if wanted else "authenticated", wanted)
 
 
+_PUBLIC = AccessDecision(200, "public")
+_UNAUTHENTICATED = AccessDecision(401, "authentication required")
+
+
 def authorize(policy: Policy, identity: Identity) -> AccessDecision:
     """Pure: may this identity call a route under this policy?"""
     if policy.access == "public":
-        return AccessDecision(200, "public")
+        return _PUBLIC
     if not identity.is_authenticated:
-        return AccessDecision(401, "authentication required")
+        return _UNAUTHENTICATED
     if policy.access == "authenticated" or identity.roles & policy.roles:
         return AccessDecision(200, policy.describe())
     return AccessDecision(403, f"missing required role: {', '.join(sorted(policy.roles))}")

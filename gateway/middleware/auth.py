@@ -69,21 +69,22 @@ class AuthMiddleware:
 
         authorization_count = 0
         has_credential = False
-        credential_headers = self._credential_headers
-        kept = []
-        stripped = []
-        for name, value in scope["headers"]:
-            if name in self._strip:
-                stripped.append(name.decode("latin-1"))
-                continue
-            if name == b"authorization":
+        credential_headers, strip = self._credential_headers, self._strip
+        kept: list[tuple[bytes, bytes]] = scope["headers"]
+        stripped = False
+        for name, _ in kept:
+            if name in strip:
+                stripped = True
+            elif name == b"authorization":
                 authorization_count += 1
             if name in credential_headers:
                 has_credential = True
-            kept.append((name, value))
         if stripped:
             # Bluntly: a client-sent identity header is an attack or a misconfigured proxy.
-            self._log.warning("auth.identity_headers_removed", headers=sorted(set(stripped)))
+            removed = sorted({name.decode("latin-1") for name, _ in kept if name in strip})
+            self._log.warning("auth.identity_headers_removed", headers=removed)
+            kept = [(name, value) for name, value in kept if name not in strip]
+            has_credential = any(name in credential_headers for name, _ in kept)
             scope["headers"] = kept
         if authorization_count > 1:
             await refuse(scope, send, 400, "more than one Authorization header")
