@@ -22,14 +22,17 @@ of the last ``_PARSED_LIMIT`` distinct headers it parsed (``bench/auth_micro.py`
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Sequence
 
 from werkzeug.http import parse_cookie
 
+from gateway.recent import remember_recent
+
 #: Distinct ``Cookie`` headers whose parse is kept (least recently used forgotten first). A
-#: header is at most the server's head limit (64 KiB by default), and most are far below 4 KiB.
+#: header may be as long as the server's head limit (32 KiB by default); a browser's is mostly
+#: far below 4 KiB, and only those are kept, so the memory stays bounded (about 3 MiB at most).
 _PARSED_LIMIT = 256
+_LONGEST_REMEMBERED = 4096
 
 
 def read_cookie(headers: Iterable[tuple[bytes, bytes]], name: str) -> str | None:
@@ -43,12 +46,18 @@ def read_cookie(headers: Iterable[tuple[bytes, bytes]], name: str) -> str | None
     return _first_values(joined).get(name)
 
 
-@functools.lru_cache(maxsize=_PARSED_LIMIT)
-def _first_values(joined: bytes) -> dict[str, str]:
+def _parse_first_values(joined: bytes) -> dict[str, str]:
     """Each cookie's first value, as Werkzeug (and so Flask) reads the header. Callers only read
     the dict, which the cache shares between them."""
     # Latin-1 text is what WSGI hands Flask (a2wsgi decodes so); Werkzeug decodes UTF-8 from it.
     return parse_cookie(joined.decode("latin-1")).to_dict()
+
+
+#: The first values of the last ``_PARSED_LIMIT`` distinct headers of at most
+#: ``_LONGEST_REMEMBERED`` bytes (``gateway.recent``); a longer header is parsed every time.
+_first_values = remember_recent(
+    _parse_first_values, size=_PARSED_LIMIT, longest=_LONGEST_REMEMBERED
+)
 
 
 def without_cookie(headers: Sequence[tuple[bytes, bytes]], name: str) -> list[tuple[bytes, bytes]]:

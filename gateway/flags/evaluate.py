@@ -19,12 +19,21 @@ Order of precedence: kill switch, QA override, deny lists, allow lists, then the
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import mmh3
 
 from gateway.context import ANONYMOUS, Identity
-from gateway.flags.model import FlagDecision, FlagSpec, Side
+from gateway.flags.model import FlagDecision, FlagSpec, Reason, Side
+
+
+# Every decision but a provider's is one of a few per flag (side, reason, and a bucket 1-100 for a
+# split); building a frozen dataclass costs several times a cache hit (0.9 against 0.1 µs), and a
+# decision is immutable, so requests share them.
+@functools.lru_cache(maxsize=4096)
+def _decided(flag: str, side: Side, reason: Reason, number: int | None = None) -> FlagDecision:
+    return FlagDecision(flag, side, reason, number)
 
 
 def bucket(flag: str, key: str) -> int:
@@ -46,25 +55,25 @@ class FlagInput:
 def evaluate(flag: FlagInput, *, kill_switch: bool) -> FlagDecision:
     name, spec, identity = flag.name, flag.spec, flag.identity
     if kill_switch:
-        return FlagDecision(name, "legacy", "kill-switch")
+        return _decided(name, "legacy", "kill-switch")
     if flag.override is not None:
-        return FlagDecision(name, flag.override, "override")
+        return _decided(name, flag.override, "override")
     subject = identity.subject
     if subject is not None:
         if subject in spec.deny_subjects or identity.roles & spec.deny_roles:
-            return FlagDecision(name, "legacy", "targeting")
+            return _decided(name, "legacy", "targeting")
         if subject in spec.allow_subjects or identity.roles & spec.allow_roles:
-            return FlagDecision(name, "new", "targeting")
+            return _decided(name, "new", "targeting")
     if spec.mode == "new":
-        return FlagDecision(name, "new", "default")
+        return _decided(name, "new", "default")
     if spec.mode == "legacy":
-        return FlagDecision(name, "legacy", "default")
+        return _decided(name, "legacy", "default")
     if spec.mode == "shadow":
         # The route's primary side (legacy unless it says otherwise) answers; the dispatcher
         # copies the request to the other side and compares.
-        return FlagDecision(name, "legacy", "shadow")
+        return _decided(name, "legacy", "shadow")
     key = subject if subject is not None else flag.fallback_key
     if key is None:
-        return FlagDecision(name, "legacy", "no-bucket-key")
+        return _decided(name, "legacy", "no-bucket-key")
     number = bucket(name, key)
-    return FlagDecision(name, "new" if number <= spec.percentage else "legacy", "split", number)
+    return _decided(name, "new" if number <= spec.percentage else "legacy", "split", number)
