@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -178,38 +178,67 @@ def _until(condition: Callable[[], Any], what: str) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.mark.skipif(
+_TWO_CPUS = pytest.mark.skipif(
     not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
     reason="needs Linux and two CPUs",
 )
-def test_pinned_workers_run_on_a_cpu_each_and_a_replacement_takes_the_freed_one(
-    tmp_path: Path,
-) -> None:
+
+
+@contextlib.contextmanager
+def _pinned_gateway(
+    tmp_path: Path, workers: int, cpus: set[int] | None = None
+) -> Iterator[tuple[subprocess.Popen[bytes], Callable[[], bool]]]:
+    """``gateway serve --workers N`` with ``server.pin_workers`` (on ``cpus`` only, when given),
+    serving once it yields: the process and a readiness probe. Stopped with SIGTERM after,
+    which must end it with status 0."""
     config = demo_config(tmp_path)
     config.write_text(config.read_text().replace("[server]\n", "[server]\npin_workers = true\n"))
     port = free_port()
     command = [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)]
     log = (tmp_path / "serve.log").open("w")
+    if cpus is not None:
+        # taskset (util-linux), not preexec_fn: Python code between fork and exec is unsafe
+        # while other threads run.
+        command = ["taskset", "-c", ",".join(map(str, sorted(cpus))), *command]
     process = subprocess.Popen(
-        [*command, "--port", str(port), "--workers", "2"],
+        [*command, "--port", str(port), "--workers", str(workers)],
         cwd=tmp_path,
         env={**os.environ, "GATEWAY_LOGGING__FORMAT": "json"},
         stdout=log,
         stderr=subprocess.STDOUT,
     )
+    ready = f"http://127.0.0.1:{port}/_gateway/ready"
+
+    def served() -> bool:
+        try:
+            with urllib.request.urlopen(ready, timeout=1) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
     try:
-        ready = f"http://127.0.0.1:{port}/_gateway/ready"
-
-        def served() -> bool:
-            try:
-                with urllib.request.urlopen(ready, timeout=1) as response:
-                    return bool(response.status == 200)
-            except OSError:
-                return False
-
         _until(served, "the workers to serve")
+        yield process, served
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        log.close()
+
+
+def _pinned_lines(tmp_path: Path) -> list[int]:
+    """The CPUs the ``server.worker_pinned`` lines of the run's log name, sorted."""
+    lines = [json.loads(line) for line in (tmp_path / "serve.log").read_text().splitlines()
+             if line.startswith("{")]  # fmt: skip
+    return sorted(line["cpu"] for line in lines if line["event"] == "server.worker_pinned")
+
+
+@_TWO_CPUS
+def test_pinned_workers_run_on_a_cpu_each_and_a_replacement_takes_the_freed_one(
+    tmp_path: Path,
+) -> None:
+    allowed = sorted(os.sched_getaffinity(0))
+    with _pinned_gateway(tmp_path, workers=2) as (process, served):
         workers = _workers(process.pid)  # both built the app (and so pinned) before serving
-        allowed = sorted(os.sched_getaffinity(0))
         # One CPU each, the first two this process may use.
         assert sorted(workers.values(), key=min) == [{allowed[0]}, {allowed[1]}]
 
@@ -226,15 +255,30 @@ def test_pinned_workers_run_on_a_cpu_each_and_a_replacement_takes_the_freed_one(
         replacement = next(pid for pid in replaced if pid not in workers)
         assert replaced[replacement] == freed
         _until(served, "the replacement to serve")
-    finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
-        log.close()
-    lines = [json.loads(line) for line in (tmp_path / "serve.log").read_text().splitlines()
-             if line.startswith("{")]  # fmt: skip
-    pinned = sorted(line["cpu"] for line in lines if line["event"] == "server.worker_pinned")
     # Two at the start, one for the replacement (which took the CPU the killed worker left).
-    assert pinned == sorted([allowed[0], allowed[1], min(freed)])
+    assert _pinned_lines(tmp_path) == sorted([allowed[0], allowed[1], min(freed)])
+
+
+@_TWO_CPUS
+def test_more_workers_than_cpus_go_round_the_cpus(tmp_path: Path) -> None:
+    # The supervisor may use two CPUs; three pinned workers take the first, the second, and the
+    # first again (none is left unpinned, none refused), and the gateway serves.
+    first, second = sorted(os.sched_getaffinity(0))[:2]
+    with _pinned_gateway(tmp_path, workers=3, cpus={first, second}) as (process, served):
+
+        def all_pinned() -> dict[int, set[int]] | None:
+            found = _workers(process.pid)
+            pinned = len(found) == 3 and all(len(cpus) == 1 for cpus in found.values())
+            return found if pinned else None
+
+        workers = _until(all_pinned, "three pinned workers")
+        assert sorted(sorted(cpus) for cpus in workers.values()) == [
+            [first],
+            [first],
+            [second],
+        ]
+        assert served()
+    assert _pinned_lines(tmp_path) == [first, first, second]
 
 
 def test_pin_workers_is_refused_with_legacy_worker_processes(tmp_path: Path) -> None:
