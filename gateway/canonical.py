@@ -30,7 +30,12 @@ import re
 from urllib.parse import unquote_to_bytes
 
 from gateway.errors import BadRequest
-from gateway.recent import Remembering, remember_recent
+from gateway.recent import (
+    LONGEST_PATH_REMEMBERED,
+    PATHS_REMEMBERED,
+    Remembering,
+    remember_recent,
+)
 
 _ENCODED_SEPARATOR = re.compile(rb"%(?:2[fF]|5[cC])")
 _FORBIDDEN_BYTES = re.compile(rb"[\x00-\x1f\x7f\\]")
@@ -60,4 +65,6 @@ def _canonical_path(raw_path: bytes) -> str:
 #: ``canonical_path(raw_path)``: the canonical path for a raw request target path (no query
 #: string); raises ``BadRequest``. Most traffic repeats a small set of paths: a remembered one
 #: costs a fifth of the checks (0.6 µs), and a refusal is never remembered (it raises each time).
-canonical_path: Remembering[str] = remember_recent(_canonical_path, size=1024, longest=256)
+canonical_path: Remembering[str] = remember_recent(
+    _canonical_path, size=PATHS_REMEMBERED, longest=LONGEST_PATH_REMEMBERED
+)

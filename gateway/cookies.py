@@ -17,7 +17,8 @@ and a browser sends the same ``Cookie`` header on every request, mostly without 
 gateway looks for. So ``read_cookie`` answers "absent" without parsing when the name's bytes do
 not occur in the header at all (a parsed name is a substring of the header, and the gateway's
 request-head check has already refused a header that is not UTF-8), and keeps the first values
-of the last ``_PARSED_LIMIT`` distinct headers it parsed (``bench/auth_micro.py`` measures both).
+of the last ``_PARSED_LIMIT`` distinct headers of up to 4 KiB it parsed (``gateway.recent``;
+``bench/auth_micro.py`` measures both).
 """
 
 from __future__ import annotations

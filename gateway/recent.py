@@ -20,6 +20,11 @@ import functools
 from collections.abc import Callable, Sized
 from typing import Any, Protocol, TypeVar, cast
 
+#: How many request paths a path cache keeps, and the longest it keeps: the route tables
+#: (``gateway.routes``) and the canonical path (``gateway.canonical``) remember the same paths.
+PATHS_REMEMBERED = 1024
+LONGEST_PATH_REMEMBERED = 256
+
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 

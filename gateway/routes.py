@@ -28,16 +28,10 @@ from typing import Generic, Protocol, TypeVar
 
 from gateway.errors import DuplicateRouteError
 from gateway.path_template import Param, Static, parse_template
-from gateway.recent import remember_recent
+from gateway.recent import LONGEST_PATH_REMEMBERED, PATHS_REMEMBERED, remember_recent
 
 #: A route with no methods listed answers every method (access policies use this).
 ANY_METHOD = "*"
-
-#: Distinct (method, path) pairs each table remembers the answer for (``gateway.recent``): a
-#: request's policy, body limit and route are each looked up in their own table, and most
-#: traffic repeats a small set of paths. A longer path is walked every time.
-_REMEMBERED = 1024
-_LONGEST_REMEMBERED = 256
 
 
 class Routable(Protocol):
@@ -99,11 +93,13 @@ class RouteTable(Generic[R]):
             if "GET" in methods:
                 methods.add("HEAD")
             self._insert(route, methods)
-        # A remembered answer costs a fifth of a walk (0.85 µs for a one-segment path).
+        # A request's policy, body limit and route are each looked up in their own table, and
+        # most traffic repeats a small set of paths: a remembered answer costs a fifth of a walk
+        # (0.85 µs for a one-segment path); a longer path is walked every time.
         #: ``match(method, path)``: the route for this method and canonical path, or ``None``
         #: for the legacy catch-all.
         self.match: Callable[[str, str], RouteMatch[R] | None] = remember_recent(
-            self._match, size=_REMEMBERED, longest=_LONGEST_REMEMBERED
+            self._match, size=PATHS_REMEMBERED, longest=LONGEST_PATH_REMEMBERED
         )
 
     def _insert(self, route: R, methods: set[str]) -> None:

@@ -75,7 +75,8 @@ class AuthMiddleware:
         for name, _ in kept:
             if name in strip:
                 stripped = True
-            elif name == b"authorization":
+                continue
+            if name == b"authorization":
                 authorization_count += 1
             if name in credential_headers:
                 has_credential = True
@@ -84,7 +85,6 @@ class AuthMiddleware:
             removed = sorted({name.decode("latin-1") for name, _ in kept if name in strip})
             self._log.warning("auth.identity_headers_removed", headers=removed)
             kept = [(name, value) for name, value in kept if name not in strip]
-            has_credential = any(name in credential_headers for name, _ in kept)
             scope["headers"] = kept
         if authorization_count > 1:
             await refuse(scope, send, 400, "more than one Authorization header")
