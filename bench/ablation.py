@@ -20,10 +20,8 @@ from typing import Any
 from starlette.types import ASGIApp
 
 from gateway.app import GatewayApp
-from gateway.middleware.auth import AuthMiddleware
-from gateway.middleware.limits import LimitsMiddleware
+from gateway.middleware.checks import RequestChecksMiddleware
 from gateway.middleware.request_context import RequestContextMiddleware
-from gateway.middleware.request_head import RequestHeadMiddleware
 from gateway.recording.middleware import RecordingMiddleware
 
 
@@ -34,13 +32,14 @@ def _without(cls: type) -> Callable[[list[Any]], list[Any]]:
     return drop
 
 
-def _context(**changes: Any) -> Callable[[list[Any]], list[Any]]:
-    """The request-context middleware with some attributes changed (access log, observers)."""
+def _changed(cls: type, **changes: Any) -> Callable[[list[Any]], list[Any]]:
+    """The ``cls`` link with some attributes changed (the access log, the observers, one of
+    the request checks left out)."""
 
     def change(chain: list[Any]) -> list[Any]:
         changed = []
         for link in chain:
-            if isinstance(link, RequestContextMiddleware):
+            if isinstance(link, cls):
                 link = copy.copy(link)
                 for name, value in changes.items():
                     setattr(link, name, value)
@@ -54,11 +53,11 @@ def _context(**changes: Any) -> Callable[[list[Any]], list[Any]]:
 #: left with everything off (compare with the service called directly).
 ABLATIONS: dict[str, Callable[[list[Any]], list[Any]]] = {
     "none": lambda chain: chain,
-    "access-line": _context(_access=None),
-    "observers": _context(_observers=()),
-    "request-head": _without(RequestHeadMiddleware),
-    "limits": _without(LimitsMiddleware),
-    "auth": _without(AuthMiddleware),
+    "access-line": _changed(RequestContextMiddleware, _access=None),
+    "observers": _changed(RequestContextMiddleware, _observers=()),
+    "request-head": _changed(RequestChecksMiddleware, head=None),
+    "limits": _changed(RequestChecksMiddleware, limits=None),
+    "auth": _changed(RequestChecksMiddleware, auth=None),
     "recording-hook": _without(RecordingMiddleware),
 }
 

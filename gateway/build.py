@@ -45,10 +45,11 @@ from gateway.flags.stores import FlagStore
 from gateway.flask_support import add_retired_rules
 from gateway.loading import import_object, load_app
 from gateway.metrics import Metrics
-from gateway.middleware.auth import AuthMiddleware
-from gateway.middleware.limits import BodyLimit, LimitsMiddleware
+from gateway.middleware.auth import Authenticator
+from gateway.middleware.checks import RequestChecksMiddleware
+from gateway.middleware.limits import BodyLimit, BodyLimits
 from gateway.middleware.request_context import Observer, RequestContextMiddleware
-from gateway.middleware.request_head import RequestHeadMiddleware
+from gateway.middleware.request_head import RequestHead
 from gateway.recording.middleware import RecordingMiddleware, recorded_routes
 from gateway.recording.redact import Redactor
 from gateway.recording.writer import SampleWriter
@@ -445,25 +446,25 @@ def build_middleware(
             observers=observers,
         ),
         *traced,
-        # Host, forwarding headers, method token, method overrides.
+        # One layer, three checks in turn (gateway.middleware.checks).
         Middleware(
-            RequestHeadMiddleware,
-            allowed_hosts=server.allowed_hosts,
-            trusted_proxies=server.trusted_proxies,
-        ),
-        # Body size and time.
-        Middleware(
-            LimitsMiddleware,
-            max_body_size=limits.max_body_size,
-            body_timeout=limits.body_timeout,
-            routes=build_body_limits(settings),
-        ),
-        # Identify once, strip forged identity headers, enforce the route's access policy.
-        Middleware(
-            AuthMiddleware,
-            backends=auth.backends,
-            policies=auth.policies,
-            strip_headers=settings.auth.strip_headers,
+            RequestChecksMiddleware,
+            # Host, forwarding headers, method token, method overrides.
+            head=RequestHead(
+                allowed_hosts=server.allowed_hosts, trusted_proxies=server.trusted_proxies
+            ),
+            # Body size and time.
+            limits=BodyLimits(
+                max_body_size=limits.max_body_size,
+                body_timeout=limits.body_timeout,
+                routes=build_body_limits(settings),
+            ),
+            # Identify once, strip forged identity headers, enforce the route's access policy.
+            auth=Authenticator(
+                backends=auth.backends,
+                policies=auth.policies,
+                strip_headers=settings.auth.strip_headers,
+            ),
         ),
     ]
 

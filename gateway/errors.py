@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from starlette.types import Scope, Send
 
@@ -90,6 +91,18 @@ class BadRequest(GatewayError):
 class BodyRejected(BadRequest):
     """The request body broke its size (413) or time (408) limit while a backend was reading
     it; the limits middleware answers in the backend's place (``gateway.middleware.limits``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A check's answer that the request goes no further (``gateway.middleware.checks`` sends it
+    with ``refuse``): the status, the reason the client is told, extra headers, and whether an
+    access policy (not a malformed request) refused it."""
+
+    status: int
+    reason: str
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+    denied: bool = False
 
 
 async def refuse(

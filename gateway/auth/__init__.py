@@ -30,7 +30,7 @@ class AuthBackend(Protocol):
     #: ``"session"``, ``"jwt"`` or ``"api-key"``: also ``Identity.method`` for what it verifies.
     name: str
     #: The request headers (lower-case) its credential travels in. A request with none of them
-    #: is anonymous to this backend, and the gateway does not ask it (``AuthMiddleware``).
+    #: is anonymous to this backend, and the gateway does not ask it (``gateway.middleware.auth``).
     credential_headers: frozenset[bytes]
 
     async def authenticate(self, headers: Headers) -> Identity | None: ...

@@ -1,9 +1,10 @@
 """Authenticate once, enforce the route's access policy, for both sides, before any body is read.
 
-Runs after the request-context middleware (it needs the canonical path) and before dispatch::
+Checked last of the request checks (``gateway.middleware.checks``), after the request context
+(it needs the canonical path) and before dispatch::
 
-    AuthMiddleware(dispatcher, backends=[jwt, session], policies=policies,
-                   strip_headers=["x-user-id"])
+    auth = Authenticator(backends=[jwt, session], policies=policies, strip_headers=["x-user-id"])
+    AuthMiddleware(dispatcher, backends=[jwt, session], policies=policies)  # as ASGI middleware
 
 For each request it
 
@@ -29,29 +30,34 @@ from collections.abc import Iterable, Sequence
 
 import structlog
 from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Scope
 
 from gateway.auth import AuthBackend
 from gateway.auth.policy import PolicyTable, authorize
-from gateway.context import ANONYMOUS, Identity, request_facts
-from gateway.errors import InvalidCredentials, refuse
+from gateway.context import ANONYMOUS, Identity, RequestFacts
+from gateway.errors import InvalidCredentials, Refusal
+from gateway.middleware.checks import RequestChecksMiddleware
 
 _PROBES = frozenset({"/_gateway/health", "/_gateway/ready"})
+_TWO_AUTHORIZATIONS = Refusal(400, "more than one Authorization header")
+_UNAVAILABLE = Refusal(503, "authentication is unavailable")
 
 log = structlog.get_logger("gateway.auth")
 
 
-class AuthMiddleware:
+class Authenticator:
+    """The steps above, each its own call, in the order ``gateway.middleware.checks`` runs them:
+    ``screen`` (headers), ``identify`` (the backends, only when ``screen`` says they must be
+    asked), ``admit`` (the access policy)."""
+
     def __init__(
         self,
-        app: ASGIApp,
         *,
         backends: Sequence[AuthBackend],
         policies: PolicyTable,
         strip_headers: Iterable[str] = (),
         realm: str = "gateway",
     ) -> None:
-        self.app = app
         self._backends = tuple(backends)
         self._credential_headers = frozenset().union(
             *(backend.credential_headers for backend in self._backends)
@@ -61,12 +67,11 @@ class AuthMiddleware:
         self._challenge = f'Bearer realm="{realm}"'.encode("latin-1")
         self._log = log.bind()
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
-            await self.app(scope, receive, send)
-            return
-        facts = request_facts(scope)
-
+    def screen(self, scope: Scope, facts: RequestFacts) -> Refusal | bool:
+        """Strip forged identity headers; a 400 refusal for two ``Authorization`` headers, else
+        whether ``identify`` must ask the backends: not when the request has no header any
+        backend reads (anonymous, the common case for public endpoints and probes), except on
+        a traced request, which still shows its auth span."""
         authorization_count = 0
         has_credential = False
         credential_headers, strip = self._credential_headers, self._strip
@@ -84,27 +89,24 @@ class AuthMiddleware:
             # Bluntly: a client-sent identity header is an attack or a misconfigured proxy.
             removed = sorted({name.decode("latin-1") for name, _ in kept if name in strip})
             self._log.warning("auth.identity_headers_removed", headers=removed)
-            kept = [(name, value) for name, value in kept if name not in strip]
-            scope["headers"] = kept
+            scope["headers"] = [(name, value) for name, value in kept if name not in strip]
         if authorization_count > 1:
-            await refuse(scope, send, 400, "more than one Authorization header")
-            return
+            return _TWO_AUTHORIZATIONS
+        return bool(self._backends) and (has_credential or facts.spans is not None)
 
+    async def identify(self, scope: Scope, facts: RequestFacts) -> list[AuthBackend] | Refusal:
+        """Ask the backends; record the identity in ``facts``. The backends whose credential
+        was invalid (now removed from the request), or a 503 refusal when a backend failed."""
+        kept: list[tuple[bytes, bytes]] = scope["headers"]
         spans = facts.spans
         try:
-            # No header any backend reads: anonymous, without asking each of them (the common
-            # case for public endpoints and probes). Traced requests still show their auth span.
-            if self._backends and (has_credential or spans is not None):
-                authenticating = self._authenticate(Headers(raw=kept))
-                identity, invalid = await (
-                    authenticating if spans is None else spans.auth(authenticating)
-                )
-            else:
-                identity, invalid = ANONYMOUS, []
+            authenticating = self._authenticate(Headers(raw=kept))
+            identity, invalid = await (
+                authenticating if spans is None else spans.auth(authenticating)
+            )
         except Exception:
             self._log.exception("auth.backend_failed", path=facts.path)
-            await refuse(scope, send, 503, "authentication is unavailable")
-            return
+            return _UNAVAILABLE
         facts.identity = identity
         if invalid:
             # A refused credential goes no further: a backend that checks credentials itself
@@ -113,23 +115,25 @@ class AuthMiddleware:
             for backend in invalid:
                 kept = backend.without_credential(kept)
             scope["headers"] = kept
+        return invalid
 
+    def admit(self, facts: RequestFacts, invalid: Sequence[AuthBackend]) -> Refusal | None:
+        """The route's access policy for ``facts.identity``: ``None`` to go on, or the 401
+        (with its challenge) or 403 refusal."""
         if facts.path in _PROBES:
-            await self.app(scope, receive, send)
-            return
+            return None
         policy = self._policies.lookup(facts.method, facts.path)
-        decision = authorize(policy, identity)
+        decision = authorize(policy, facts.identity)
         if decision.status == 200:
-            await self.app(scope, receive, send)
-            return
-        headers = []
+            return None
+        headers: tuple[tuple[bytes, bytes], ...] = ()
         if decision.status == 401:
             challenge = self._challenge
             if invalid:
                 facts.invalid_credentials = tuple(backend.name for backend in invalid)
                 challenge += b', error="invalid_token"'
-            headers.append((b"www-authenticate", challenge))
-        await refuse(scope, send, decision.status, decision.reason, headers, denied=True)
+            headers = ((b"www-authenticate", challenge),)
+        return Refusal(decision.status, decision.reason, headers, denied=True)
 
     async def _authenticate(self, headers: Headers) -> tuple[Identity, list[AuthBackend]]:
         """The winning identity (or anonymous) and the backends whose credential was invalid."""
@@ -155,3 +159,22 @@ class AuthMiddleware:
                 ignored=[identity.method for identity in found[1:]],
             )
         return winner, invalid
+
+
+class AuthMiddleware(RequestChecksMiddleware):
+    """``Authenticator`` alone, as ASGI middleware (the gateway runs it with the other checks,
+    in one layer: ``gateway.middleware.checks``)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        backends: Sequence[AuthBackend],
+        policies: PolicyTable,
+        strip_headers: Iterable[str] = (),
+        realm: str = "gateway",
+    ) -> None:
+        auth = Authenticator(
+            backends=backends, policies=policies, strip_headers=strip_headers, realm=realm
+        )
+        super().__init__(app, auth=auth)

@@ -2,11 +2,13 @@
 
 ::
 
-    LimitsMiddleware(app, max_body_size=10 * 1024 * 1024, body_timeout=60.0,
-                     routes=[BodyLimit("/api/uploads", frozenset({"POST"}), 50_000_000, 300.0)])
+    limits = BodyLimits(max_body_size=10 * 1024 * 1024, body_timeout=60.0,
+                        routes=[BodyLimit("/api/uploads", frozenset({"POST"}), 50_000_000, 300.0)])
+    LimitsMiddleware(app, max_body_size=10 * 1024 * 1024, body_timeout=60.0)  # as ASGI middleware
 
-Runs after the request context (it needs the canonical path for per-route limits and answers
-with the request id). A request without a body (no ``Content-Length`` and no
+Checked after the request head and before authentication (``gateway.middleware.checks``), after
+the request context (it needs the canonical path for per-route limits and answers with the
+request id). A request without a body (no ``Content-Length`` and no
 ``Transfer-Encoding``) passes straight through, with nothing wrapped or allocated. Otherwise:
 
 - A ``Content-Length`` over the route's limit gets 413 at once; the body is never read.
@@ -36,7 +38,8 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.context import RequestFacts, request_facts
-from gateway.errors import BodyRejected, refuse, send_error
+from gateway.errors import BodyRejected, Refusal, send_error
+from gateway.middleware.checks import RequestChecksMiddleware
 from gateway.request_body import declared_body_size
 from gateway.routes import RouteTable
 
@@ -59,7 +62,41 @@ class _Aborted(Exception):
     """The response had started when the body broke its limit: the connection must drop."""
 
 
-class LimitsMiddleware:
+class BodyLimits:
+    """The limits above, for each request: ``guard`` decides."""
+
+    def __init__(
+        self, *, max_body_size: int, body_timeout: float, routes: Iterable[BodyLimit] = ()
+    ) -> None:
+        self._max_body_size = max_body_size
+        self._body_timeout = body_timeout
+        rules = tuple(routes)
+        self._routes: RouteTable[BodyLimit] | None = RouteTable(rules) if rules else None
+        self._log = log.bind()
+
+    def guard(self, scope: Scope, receive: Receive, send: Send) -> _BodyGuard | Refusal | None:
+        """An HTTP request's limits: ``None`` for no body (nothing to guard), a 413 refusal for
+        a declared size over the limit, or the guard to serve the request under
+        (``guard.serve(app, scope)``)."""
+        declared = declared_body_size(scope)
+        if declared == 0:
+            return None
+        facts = request_facts(scope)
+        max_size, timeout = self._max_body_size, self._body_timeout
+        if self._routes is not None:
+            match = self._routes.match(facts.method, facts.path)
+            if match is not None:
+                max_size, timeout = match.route.max_body_size, match.route.body_timeout
+        if declared is not None and declared > max_size:
+            # refuse() says Connection: close: the body is never read.
+            return Refusal(413, f"the request body is larger than {max_size} bytes")
+        return _BodyGuard(facts, receive, send, max_size, timeout, self._log)
+
+
+class LimitsMiddleware(RequestChecksMiddleware):
+    """``BodyLimits`` alone, as ASGI middleware (the gateway runs it with the other checks, in
+    one layer: ``gateway.middleware.checks``)."""
+
     def __init__(
         self,
         app: ASGIApp,
@@ -68,43 +105,8 @@ class LimitsMiddleware:
         body_timeout: float,
         routes: Iterable[BodyLimit] = (),
     ) -> None:
-        self.app = app
-        self._max_body_size = max_body_size
-        self._body_timeout = body_timeout
-        rules = tuple(routes)
-        self._routes: RouteTable[BodyLimit] | None = RouteTable(rules) if rules else None
-        self._log = log.bind()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = declared_body_size(scope)
-        if declared == 0:
-            await self.app(scope, receive, send)
-            return
-
-        facts = request_facts(scope)
-        max_size, timeout = self._max_body_size, self._body_timeout
-        if self._routes is not None:
-            match = self._routes.match(facts.method, facts.path)
-            if match is not None:
-                max_size, timeout = match.route.max_body_size, match.route.body_timeout
-        if declared is not None and declared > max_size:
-            reason = f"the request body is larger than {max_size} bytes"
-            await refuse(scope, send, 413, reason)  # says Connection: close
-            return
-        guard = _BodyGuard(facts, receive, send, max_size, timeout, self._log)
-        try:
-            await self.app(scope, guard.receive, guard.send)
-        except Exception:
-            if guard.rejected is None or guard.started:
-                raise
-            # The backend failed because its body was cut: the limit's answer stands.
-            await guard.answer()
-            return
-        if guard.rejected is not None and not guard.started:
-            await guard.answer()
+        limits = BodyLimits(max_body_size=max_body_size, body_timeout=body_timeout, routes=routes)
+        super().__init__(app, limits=limits)
 
 
 class _BodyGuard:
@@ -149,6 +151,19 @@ class _BodyGuard:
         self.started = False
         #: The limit's error response was sent.
         self.answered = False
+
+    async def serve(self, app: ASGIApp, scope: Scope) -> None:
+        """Run ``app`` with the body guarded; the limit's answer if it was broken first."""
+        try:
+            await app(scope, self.receive, self.send)
+        except Exception:
+            if self.rejected is None or self.started:
+                raise
+            # The backend failed because its body was cut: the limit's answer stands.
+            await self.answer()
+            return
+        if self.rejected is not None and not self.started:
+            await self.answer()
 
     async def receive(self) -> Message:
         if self.rejected is not None:

@@ -1,11 +1,13 @@
 """What the backends may believe about a request's head: its host, client, scheme and method.
 
-Runs right after the request context (it answers with the request id) and before
-authentication, so nothing later, neither the access policy nor either backend, sees a header
-this module removes or a host it refuses::
+Checked first of the request checks (``gateway.middleware.checks``), right after the request
+context (it answers with the request id) and before authentication, so nothing later, neither the
+access policy nor either backend, sees a header this module removes or a host it refuses::
 
-    RequestHeadMiddleware(app, allowed_hosts=["127.0.0.1", "localhost", "[::1]"],
-                          trusted_proxies=["10.0.0.0/8"])
+    head = RequestHead(allowed_hosts=["127.0.0.1", "localhost", "[::1]"],
+                       trusted_proxies=["10.0.0.0/8"])
+    refusal = head.check(scope)     # a 400 Refusal, or None
+    RequestHeadMiddleware(app, allowed_hosts=[...])   # the same, as ASGI middleware
 
 For every HTTP and websocket request it
 
@@ -45,10 +47,11 @@ import ipaddress
 from collections.abc import Iterable
 
 import structlog
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Scope
 
-from gateway.errors import refuse
+from gateway.errors import Refusal
 from gateway.http_tokens import HOST, is_method
+from gateway.middleware.checks import RequestChecksMiddleware
 
 log = structlog.get_logger("gateway.request_head")
 
@@ -60,6 +63,13 @@ _CACHE_LIMIT = 1024
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+_BAD_METHOD = Refusal(400, "the request method must be an upper-case token")
+_BAD_COOKIE = Refusal(400, "the Cookie header is not valid UTF-8")
+_TWO_HOSTS = Refusal(400, "more than one Host header")
+_NO_HOST = Refusal(400, "the request has no Host header")
+_HOST_REFUSED = Refusal(400, "the Host header names a host this server won't serve")
+_FORWARDED_HOST_REFUSED = Refusal(400, "X-Forwarded-Host names a host this server does not serve")
+
 
 def _is_utf8(value: bytes) -> bool:
     try:
@@ -69,15 +79,15 @@ def _is_utf8(value: bytes) -> bool:
     return True
 
 
-class RequestHeadMiddleware:
+class RequestHead:
+    """The checks above, as one call: ``check(scope)`` refuses, or mends the scope and passes."""
+
     def __init__(
         self,
-        app: ASGIApp,
         *,
         allowed_hosts: Iterable[str] = ("127.0.0.1", "localhost", "[::1]"),
         trusted_proxies: Iterable[str] = (),
     ) -> None:
-        self.app = app
         patterns = [pattern.lower() for pattern in allowed_hosts]
         self._any_host = "*" in patterns
         self._exact_hosts = frozenset(p for p in patterns if not p.startswith("*"))
@@ -93,17 +103,13 @@ class RequestHeadMiddleware:
         self._trusted_peers: dict[str, bool] = {}
         self._log = log.bind()
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scope_type = scope["type"]
-        if scope_type != "http" and scope_type != "websocket":
-            await self.app(scope, receive, send)
-            return
-        if scope_type == "http":
+    def check(self, scope: Scope) -> Refusal | None:
+        """An HTTP or websocket request's head: a 400 refusal, or ``None`` to go on (with the
+        forwarding headers and method overrides applied or removed)."""
+        if scope["type"] == "http":
             method: str = scope["method"]
             if method not in _COMMON_METHODS and not is_method(method):
-                await refuse(scope, send, 400, "the request method must be an upper-case token")
-                return
-
+                return _BAD_METHOD
         host: bytes | None = None
         hosts = 0
         special = False
@@ -114,8 +120,7 @@ class RequestHeadMiddleware:
             elif name == b"cookie" and not value.isascii() and not _is_utf8(value):
                 # Werkzeug decodes the Cookie header as UTF-8 and raises on anything else:
                 # the session backend and Flask itself would both fail on it.
-                await refuse(scope, send, 400, "the Cookie header is not valid UTF-8")
-                return
+                return _BAD_COOKIE
             elif name == b"forwarded" or (
                 name.startswith(b"x-")
                 and (
@@ -126,18 +131,15 @@ class RequestHeadMiddleware:
             ):
                 special = True
         if hosts > 1:
-            await refuse(scope, send, 400, "more than one Host header")
-            return
+            return _TWO_HOSTS
         if host is None:
             if scope.get("http_version", "1.1") not in ("1.0", "0.9"):
-                await refuse(scope, send, 400, "the request has no Host header")
-                return
+                return _NO_HOST
         elif not self._host_allowed(host):
-            await refuse(scope, send, 400, "the Host header names a host this server won't serve")
-            return
-        if special and not await self._forwarding(scope, send):
-            return
-        await self.app(scope, receive, send)
+            return _HOST_REFUSED
+        if special:
+            return self._forwarding(scope)
+        return None
 
     # -- host ----------------------------------------------------------------------------------
 
@@ -159,8 +161,8 @@ class RequestHeadMiddleware:
 
     # -- forwarding and overrides --------------------------------------------------------------
 
-    async def _forwarding(self, scope: Scope, send: Send) -> bool:
-        """Apply or remove forwarding headers, remove method overrides; False if refused."""
+    def _forwarding(self, scope: Scope) -> Refusal | None:
+        """Apply or remove forwarding headers, remove method overrides."""
         trusted = self._has_proxies and self._peer_trusted(scope)
         kept: list[tuple[bytes, bytes]] = []
         removed: list[str] = []
@@ -186,14 +188,11 @@ class RequestHeadMiddleware:
             scope["headers"] = kept
             self._log.debug("request.headers_removed", headers=sorted(set(removed)))
         if not trusted:
-            return True
+            return None
         if forwarded_host is not None:
             last = forwarded_host.rsplit(b",", 1)[-1].strip()
             if not self._host_allowed(last):
-                await refuse(
-                    scope, send, 400, "X-Forwarded-Host names a host this server does not serve"
-                )
-                return False
+                return _FORWARDED_HOST_REFUSED
         if forwarded_for:
             client = self._forwarded_client(b",".join(forwarded_for))
             if client is not None:
@@ -206,7 +205,7 @@ class RequestHeadMiddleware:
                     scope["scheme"] = "wss" if secure else "ws"
                 else:
                     scope["scheme"] = "https" if secure else "http"
-        return True
+        return None
 
     def _peer_trusted(self, scope: Scope) -> bool:
         client = scope.get("client")
@@ -247,3 +246,19 @@ class RequestHeadMiddleware:
             if not self._address_trusted(address):
                 return address
         return addresses[0]
+
+
+class RequestHeadMiddleware(RequestChecksMiddleware):
+    """``RequestHead`` alone, as ASGI middleware (the gateway runs it with the other checks, in
+    one layer: ``gateway.middleware.checks``)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        allowed_hosts: Iterable[str] = ("127.0.0.1", "localhost", "[::1]"),
+        trusted_proxies: Iterable[str] = (),
+    ) -> None:
+        super().__init__(
+            app, head=RequestHead(allowed_hosts=allowed_hosts, trusted_proxies=trusted_proxies)
+        )
