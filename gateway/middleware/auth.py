@@ -37,6 +37,7 @@ from gateway.auth.policy import PolicyTable, authorize
 from gateway.context import ANONYMOUS, Identity, RequestFacts
 from gateway.errors import InvalidCredentials, Refusal
 from gateway.middleware.checks import RequestChecksMiddleware
+from gateway.middleware.header_scan import HeaderScan
 
 _PROBES = frozenset({"/_gateway/health", "/_gateway/ready"})
 _TWO_AUTHORIZATIONS = Refusal(400, "more than one Authorization header")
@@ -67,32 +68,31 @@ class Authenticator:
         self._challenge = f'Bearer realm="{realm}"'.encode("latin-1")
         self._log = log.bind()
 
-    def screen(self, scope: Scope, facts: RequestFacts) -> Refusal | bool:
+    @property
+    def credential_headers(self) -> frozenset[bytes]:
+        """The headers some backend reads: a request without any is anonymous, unasked."""
+        return self._credential_headers
+
+    @property
+    def strip_headers(self) -> frozenset[bytes]:
+        return self._strip
+
+    def screen(self, scope: Scope, facts: RequestFacts, headers: HeaderScan) -> Refusal | bool:
         """Strip forged identity headers; a 400 refusal for two ``Authorization`` headers, else
         whether ``identify`` must ask the backends: not when the request has no header any
         backend reads (anonymous, the common case for public endpoints and probes), except on
-        a traced request, which still shows its auth span."""
-        authorization_count = 0
-        has_credential = False
-        credential_headers, strip = self._credential_headers, self._strip
-        kept: list[tuple[bytes, bytes]] = scope["headers"]
-        stripped = False
-        for name, _ in kept:
-            if name in strip:
-                stripped = True
-                continue
-            if name == b"authorization":
-                authorization_count += 1
-            if name in credential_headers:
-                has_credential = True
-        if stripped:
-            # Bluntly: a client-sent identity header is an attack or a misconfigured proxy.
+        a traced request, which still shows its auth span. ``headers``: the request's scan."""
+        if headers.strip:
+            strip = self._strip
+            kept: list[tuple[bytes, bytes]] = scope["headers"]
             removed = sorted({name.decode("latin-1") for name, _ in kept if name in strip})
-            self._log.warning("auth.identity_headers_removed", headers=removed)
-            scope["headers"] = [(name, value) for name, value in kept if name not in strip]
-        if authorization_count > 1:
+            if removed:
+                # Bluntly: a client-sent identity header is an attack or a misconfigured proxy.
+                self._log.warning("auth.identity_headers_removed", headers=removed)
+                scope["headers"] = [(name, value) for name, value in kept if name not in strip]
+        if headers.authorizations > 1:
             return _TWO_AUTHORIZATIONS
-        return bool(self._backends) and (has_credential or facts.spans is not None)
+        return bool(self._backends) and (headers.credential or facts.spans is not None)
 
     async def identify(self, scope: Scope, facts: RequestFacts) -> list[AuthBackend] | Refusal:
         """Ask the backends; record the identity in ``facts``. The backends whose credential

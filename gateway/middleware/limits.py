@@ -40,7 +40,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.context import RequestFacts, request_facts
 from gateway.errors import BodyRejected, Refusal, send_error
 from gateway.middleware.checks import RequestChecksMiddleware
-from gateway.request_body import declared_body_size
 from gateway.routes import RouteTable
 
 log = structlog.get_logger("gateway.limits")
@@ -74,11 +73,13 @@ class BodyLimits:
         self._routes: RouteTable[BodyLimit] | None = RouteTable(rules) if rules else None
         self._log = log.bind()
 
-    def guard(self, scope: Scope, receive: Receive, send: Send) -> _BodyGuard | Refusal | None:
-        """An HTTP request's limits: ``None`` for no body (nothing to guard), a 413 refusal for
-        a declared size over the limit, or the guard to serve the request under
-        (``guard.serve(app, scope)``)."""
-        declared = declared_body_size(scope)
+    def guard(
+        self, scope: Scope, receive: Receive, send: Send, declared: int | None
+    ) -> _BodyGuard | Refusal | None:
+        """An HTTP request's limits, given the body size its headers declare (0: none,
+        ``None``: unknown, as ``declared_body_size`` says): ``None`` for no body (nothing to
+        guard), a 413 refusal for a declared size over the limit, or the guard to serve the
+        request under (``guard.serve(app, scope)``)."""
         if declared == 0:
             return None
         facts = request_facts(scope)

@@ -6,7 +6,7 @@ access policy nor either backend, sees a header this module removes or a host it
 
     head = RequestHead(allowed_hosts=["127.0.0.1", "localhost", "[::1]"],
                        trusted_proxies=["10.0.0.0/8"])
-    refusal = head.check(scope)     # a 400 Refusal, or None
+    refusal = head.check(scope, headers)   # headers: the HeaderScan; a 400 Refusal, or None
     RequestHeadMiddleware(app, allowed_hosts=[...])   # the same, as ASGI middleware
 
 For every HTTP and websocket request it
@@ -52,12 +52,16 @@ from starlette.types import ASGIApp, Scope
 from gateway.errors import Refusal
 from gateway.http_tokens import HOST, is_method
 from gateway.middleware.checks import RequestChecksMiddleware
+from gateway.middleware.header_scan import (
+    FORWARDED_PREFIX,
+    FORWARDING,
+    METHOD_OVERRIDES,
+    HeaderScan,
+)
 
 log = structlog.get_logger("gateway.request_head")
 
 _COMMON_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
-_METHOD_OVERRIDES = frozenset({b"x-http-method-override", b"x-http-method", b"x-method-override"})
-_FORWARDING = frozenset({b"forwarded", b"x-real-ip"})
 #: Cache sizes: hosts and peers seen are few in practice; the caches stop growing at this size.
 _CACHE_LIMIT = 1024
 
@@ -69,14 +73,6 @@ _TWO_HOSTS = Refusal(400, "more than one Host header")
 _NO_HOST = Refusal(400, "the request has no Host header")
 _HOST_REFUSED = Refusal(400, "the Host header names a host this server won't serve")
 _FORWARDED_HOST_REFUSED = Refusal(400, "X-Forwarded-Host names a host this server does not serve")
-
-
-def _is_utf8(value: bytes) -> bool:
-    try:
-        value.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
 
 
 class RequestHead:
@@ -103,41 +99,27 @@ class RequestHead:
         self._trusted_peers: dict[str, bool] = {}
         self._log = log.bind()
 
-    def check(self, scope: Scope) -> Refusal | None:
-        """An HTTP or websocket request's head: a 400 refusal, or ``None`` to go on (with the
-        forwarding headers and method overrides applied or removed)."""
+    def check(self, scope: Scope, headers: HeaderScan) -> Refusal | None:
+        """An HTTP or websocket request's head (``headers``: its scan): a 400 refusal, or
+        ``None`` to go on (with the forwarding headers and method overrides applied or
+        removed)."""
         if scope["type"] == "http":
             method: str = scope["method"]
             if method not in _COMMON_METHODS and not is_method(method):
                 return _BAD_METHOD
-        host: bytes | None = None
-        hosts = 0
-        special = False
-        for name, value in scope["headers"]:
-            if name == b"host":
-                host = value
-                hosts += 1
-            elif name == b"cookie" and not value.isascii() and not _is_utf8(value):
-                # Werkzeug decodes the Cookie header as UTF-8 and raises on anything else:
-                # the session backend and Flask itself would both fail on it.
-                return _BAD_COOKIE
-            elif name == b"forwarded" or (
-                name.startswith(b"x-")
-                and (
-                    name in _METHOD_OVERRIDES
-                    or name.startswith(b"x-forwarded-")
-                    or name == b"x-real-ip"
-                )
-            ):
-                special = True
-        if hosts > 1:
+        if headers.bad_cookie:
+            # Werkzeug decodes the Cookie header as UTF-8 and raises on anything else: the
+            # session backend and Flask itself would both fail on it.
+            return _BAD_COOKIE
+        if headers.hosts > 1:
             return _TWO_HOSTS
+        host = headers.host
         if host is None:
             if scope.get("http_version", "1.1") not in ("1.0", "0.9"):
                 return _NO_HOST
         elif not self._host_allowed(host):
             return _HOST_REFUSED
-        if special:
+        if headers.special:
             return self._forwarding(scope)
         return None
 
@@ -170,10 +152,10 @@ class RequestHead:
         forwarded_proto: bytes | None = None
         forwarded_host: bytes | None = None
         for name, value in scope["headers"]:
-            if name in _METHOD_OVERRIDES:
+            if name in METHOD_OVERRIDES:
                 removed.append(name.decode("latin-1"))
                 continue
-            if name in _FORWARDING or name.startswith(b"x-forwarded-"):
+            if name in FORWARDING or name.startswith(FORWARDED_PREFIX):
                 if not trusted:
                     removed.append(name.decode("latin-1"))
                     continue
