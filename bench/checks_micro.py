@@ -33,22 +33,43 @@ CONFIG = REPO / "bench" / "gateway.toml"
 CALLS = 50_000
 REPEATS = 9
 PATH = "/new/hello"
+#: The headers a browser's fetch() sends (Chromium's, values shortened); overhead_micro.py's
+#: ``--browser`` sends them too.
+BROWSER_HEADERS: list[tuple[bytes, bytes]] = [
+    (b"host", b"127.0.0.1:8000"),
+    (b"user-agent", b"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/156.0"),
+    (b"accept", b"*/*"),
+    (b"accept-language", b"en-GB,en;q=0.9"),
+    (b"accept-encoding", b"gzip, deflate, br, zstd"),
+    (b"referer", b"http://127.0.0.1:8000/"),
+    (b"connection", b"keep-alive"),
+    (b"sec-fetch-dest", b"empty"),
+    (b"sec-fetch-mode", b"cors"),
+    (b"sec-fetch-site", b"same-origin"),
+    (b"cookie", b"theme=dark; lang=en"),
+]
 SHAPES: dict[str, list[tuple[bytes, bytes]]] = {
     "2 headers (wrk)": [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"checks_micro")],
-    "11 headers (a browser)": [
-        (b"host", b"127.0.0.1:8000"),
-        (b"user-agent", b"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/156.0"),
-        (b"accept", b"*/*"),
-        (b"accept-language", b"en-GB,en;q=0.9"),
-        (b"accept-encoding", b"gzip, deflate, br, zstd"),
-        (b"referer", b"http://127.0.0.1:8000/"),
-        (b"connection", b"keep-alive"),
-        (b"sec-fetch-dest", b"empty"),
-        (b"sec-fetch-mode", b"cors"),
-        (b"sec-fetch-site", b"same-origin"),
-        (b"cookie", b"theme=dark; lang=en"),
-    ],
+    "11 headers (a browser)": BROWSER_HEADERS,
 }
+
+
+def request_scope(path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    """A ``GET path`` HTTP scope from a client on loopback (``overhead_micro.py`` uses it too)."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
 
 
 async def _nothing(scope: Any, receive: Any, send: Any) -> None:
@@ -84,20 +105,7 @@ def _checks_layers() -> tuple[Any, list[str]]:
 async def _per_call_us(checks: Any, headers: list[tuple[bytes, bytes]]) -> float:
     from gateway.context import FACTS_KEY, RequestFacts
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": PATH,
-        "raw_path": PATH.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": headers,
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-    }
+    scope = request_scope(PATH, headers)
     sent: list[Any] = []
 
     async def send(message: Any) -> None:

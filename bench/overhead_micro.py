@@ -60,6 +60,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from checks_micro import BROWSER_HEADERS, request_scope  # a sibling: the script's folder
 from starlette.types import ASGIApp, Message
 
 from gateway.app import GatewayApp, create_app
@@ -69,36 +70,10 @@ REPO = Path(__file__).resolve().parent.parent
 BENCH_CONFIG = REPO / "bench" / "gateway.toml"
 PATH = "/trivial"
 
-BASE_SCOPE: dict[str, Any] = {
-    "type": "http",
-    "asgi": {"version": "3.0", "spec_version": "2.4"},
-    "http_version": "1.1",
-    "method": "GET",
-    "scheme": "http",
-    "path": PATH,
-    "raw_path": PATH.encode(),
-    "query_string": b"",
-    "root_path": "",
-    "headers": [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"overhead_micro")],
-    "client": ("127.0.0.1", 50000),
-    "server": ("127.0.0.1", 8000),
-}
+BASE_SCOPE: dict[str, Any] = request_scope(
+    PATH, [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"overhead_micro")]
+)
 REQUEST: Message = {"type": "http.request", "body": b"", "more_body": False}
-#: ``--browser``: the headers a browser's fetch() sends (Chromium's, values shortened), for
-#: the costs that grow with the header count (every check that looks at the headers).
-BROWSER_HEADERS: list[tuple[bytes, bytes]] = [
-    (b"host", b"127.0.0.1:8000"),
-    (b"user-agent", b"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/156.0"),
-    (b"accept", b"*/*"),
-    (b"accept-language", b"en-GB,en;q=0.9"),
-    (b"accept-encoding", b"gzip, deflate, br, zstd"),
-    (b"referer", b"http://127.0.0.1:8000/"),
-    (b"connection", b"keep-alive"),
-    (b"sec-fetch-dest", b"empty"),
-    (b"sec-fetch-mode", b"cors"),
-    (b"sec-fetch-site", b"same-origin"),
-    (b"cookie", b"theme=dark; lang=en"),
-]
 
 
 @dataclass(frozen=True, slots=True)

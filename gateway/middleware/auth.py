@@ -75,6 +75,7 @@ class Authenticator:
 
     @property
     def strip_headers(self) -> frozenset[bytes]:
+        """The identity headers no client may send (``auth.strip_headers``), lower-cased."""
         return self._strip
 
     def screen(self, scope: Scope, facts: RequestFacts, headers: HeaderScan) -> Refusal | bool:

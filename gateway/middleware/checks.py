@@ -9,11 +9,11 @@ Three concerns, each its own class in its own module and tested on its own:
 
 ``RequestChecksMiddleware`` walks the headers once for all three (``HeaderScanner``), runs the
 checks in that order and sends the first refusal (``refuse``: a JSON error with the request id,
-or a websocket close). As separate middleware each check cost a
-coroutine frame on every request (about 0.3 µs in process, two to three times that over HTTP:
-``bench/README.md``); here they are plain calls in one frame, and nothing wraps ``send`` unless a
-request body is being guarded. Any check may be left out: ``RequestHeadMiddleware``,
-``LimitsMiddleware`` and ``AuthMiddleware`` are this class with one check each::
+or a websocket close). As separate middleware each check cost a coroutine frame and a walk of
+its own over the headers on every request; here they are plain calls in one frame, and nothing
+wraps ``send`` unless a request body is being guarded (``bench/checks_micro.py`` times the
+difference). Any check may be left out: ``RequestHeadMiddleware``, ``LimitsMiddleware`` and
+``AuthMiddleware`` are this class with one check each::
 
     # head: a RequestHead, limits: a BodyLimits, auth: an Authenticator
     RequestChecksMiddleware(dispatcher, head=head, limits=limits, auth=auth)
