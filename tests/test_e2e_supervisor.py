@@ -226,9 +226,11 @@ def _pinned_gateway(
 
 
 def _pinned_lines(tmp_path: Path) -> list[int]:
-    """The CPUs the ``server.worker_pinned`` lines of the run's log name, sorted."""
-    lines = [json.loads(line) for line in (tmp_path / "serve.log").read_text().splitlines()
-             if line.startswith("{")]  # fmt: skip
+    """The CPUs the ``server.worker_pinned`` lines of the run's log name, sorted. A worker
+    writes its line once it has built the app; read while the gateway runs, the log may end
+    in a line still being written, which is left out."""
+    *whole, _ = (tmp_path / "serve.log").read_text().split("\n")
+    lines = [json.loads(line) for line in whole if line.startswith("{")]
     return sorted(line["cpu"] for line in lines if line["event"] == "server.worker_pinned")
 
 
@@ -238,9 +240,12 @@ def test_pinned_workers_run_on_a_cpu_each_and_a_replacement_takes_the_freed_one(
 ) -> None:
     allowed = sorted(os.sched_getaffinity(0))
     with _pinned_gateway(tmp_path, workers=2) as (process, served):
-        workers = _workers(process.pid)  # both built the app (and so pinned) before serving
+        workers = _workers(process.pid)  # a worker pins itself before it builds the app
         # One CPU each, the first two this process may use.
         assert sorted(workers.values(), key=min) == [{allowed[0]}, {allowed[1]}]
+        # One serving says nothing of the other's build: a worker killed before it built the
+        # app would never log its line.
+        _until(lambda: _pinned_lines(tmp_path) == allowed[:2], "both workers to build the app")
 
         killed, freed = next(iter(workers.items()))
         os.kill(killed, signal.SIGKILL)
@@ -254,9 +259,13 @@ def test_pinned_workers_run_on_a_cpu_each_and_a_replacement_takes_the_freed_one(
         assert sorted(replaced.values(), key=min) == [{allowed[0]}, {allowed[1]}]
         replacement = next(pid for pid in replaced if pid not in workers)
         assert replaced[replacement] == freed
+        # Two at the start, one for the replacement (which took the CPU the killed worker
+        # left). Waited for: a worker pins itself first and builds the app after, and the
+        # other worker serves meanwhile.
+        expected = sorted([allowed[0], allowed[1], min(freed)])
+        _until(lambda: _pinned_lines(tmp_path) == expected, "the replacement to build the app")
         _until(served, "the replacement to serve")
-    # Two at the start, one for the replacement (which took the CPU the killed worker left).
-    assert _pinned_lines(tmp_path) == sorted([allowed[0], allowed[1], min(freed)])
+    assert _pinned_lines(tmp_path) == expected
 
 
 @_TWO_CPUS
@@ -278,6 +287,9 @@ def test_more_workers_than_cpus_go_round_the_cpus(tmp_path: Path) -> None:
             [second],
         ]
         assert served()
+        # Each worker logs its CPU once it has built the app; one serving says nothing of the
+        # others' builds.
+        _until(lambda: _pinned_lines(tmp_path) == [first, first, second], "every worker's build")
     assert _pinned_lines(tmp_path) == [first, first, second]
 
 
