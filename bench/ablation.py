@@ -20,16 +20,9 @@ from typing import Any
 from starlette.types import ASGIApp
 
 from gateway.app import GatewayApp
+from gateway.dispatch import Dispatcher
 from gateway.middleware.checks import RequestChecksMiddleware
 from gateway.middleware.request_context import RequestContextMiddleware
-from gateway.recording.middleware import RecordingMiddleware
-
-
-def _without(cls: type) -> Callable[[list[Any]], list[Any]]:
-    def drop(chain: list[Any]) -> list[Any]:
-        return [link for link in chain if not isinstance(link, cls)]
-
-    return drop
 
 
 def _changed(cls: type, **changes: Any) -> Callable[[list[Any]], list[Any]]:
@@ -58,7 +51,7 @@ ABLATIONS: dict[str, Callable[[list[Any]], list[Any]]] = {
     "request-head": _changed(RequestChecksMiddleware, head=None),
     "limits": _changed(RequestChecksMiddleware, limits=None),
     "auth": _changed(RequestChecksMiddleware, auth=None),
-    "recording-hook": _without(RecordingMiddleware),
+    "recording-hook": _changed(Dispatcher, _recording=None),
 }
 
 

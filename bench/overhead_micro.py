@@ -29,8 +29,8 @@ as an ASGI app for ``GET /trivial`` with a minimal HTTP scope and stub ``receive
 
 - with ``--ablate``: the gateway (access log on) with one layer of its request path switched
   off at a time (``bench/ablation.py``: the access line, the observers that feed metrics and
-  rollouts, the request head, limits, auth and recording middlewares); the difference to the
-  whole gateway is that layer's cost, printed as a breakdown.
+  rollouts, the request head, limits and auth checks, the dispatcher's recording hook); the
+  difference to the whole gateway is that layer's cost, printed as a breakdown.
 
 Tracing off is the first variant: compare it with the same command run in a checkout from
 before tracing existed to see what the off switch costs.

@@ -362,11 +362,9 @@ def create_app(
             gateway_app=traced(admin_app, GATEWAY),
             flags=flags,
             override_header=settings.flags.override_header,
+            recording=build_recording(settings, recorder, flags),
         )
-        middleware = [
-            *build_middleware(settings, request_auth, tracing, observers=observers),
-            build_recording(settings, recorder, flags),
-        ]
+        middleware = build_middleware(settings, request_auth, tracing, observers=observers)
         handler = wrap(dispatcher, middleware)
         return RequestPath(
             settings, handler, tuple(plans), table, inventory, dispatcher.route_template

@@ -50,7 +50,7 @@ from gateway.middleware.checks import RequestChecksMiddleware
 from gateway.middleware.limits import BodyLimit, BodyLimits
 from gateway.middleware.request_context import Observer, RequestContextMiddleware
 from gateway.middleware.request_head import RequestHead
-from gateway.recording.middleware import RecordingMiddleware, recorded_routes
+from gateway.recording.hook import RecordingHook, recorded_routes
 from gateway.recording.redact import Redactor
 from gateway.recording.writer import SampleWriter
 from gateway.resilience import Breaker, GuardedService
@@ -513,11 +513,10 @@ def build_sample_writer(settings: Settings) -> SampleWriter:
     return SampleWriter(redactor=Redactor(api_key_header=header))
 
 
-def build_recording(settings: Settings, writer: SampleWriter, flags: FlagRuntime) -> Middleware:
+def build_recording(settings: Settings, writer: SampleWriter, flags: FlagRuntime) -> RecordingHook:
     """``[routes.record]`` and ``gateway record``'s requests (read from the flag store): the
-    hook that feeds ``writer`` (innermost, just before the dispatcher)."""
-    return Middleware(
-        RecordingMiddleware,
+    hook that feeds ``writer``, which the dispatcher asks about each configured route."""
+    return RecordingHook(
         routes=recorded_routes(settings),
         writer=writer,
         recordings=lambda: flags.state.recordings,

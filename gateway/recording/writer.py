@@ -1,6 +1,6 @@
 """Writing samples off the request path: a bounded queue and one background thread.
 
-The recording middleware hands each captured exchange to ``SampleWriter.offer``, which never
+The recording hook hands each captured exchange to ``SampleWriter.offer``, which never
 blocks: when the queue is full the exchange is dropped and counted. The thread redacts it,
 turns it into a ``Sample`` and appends it to its route's file::
 
