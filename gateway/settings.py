@@ -869,14 +869,26 @@ def _describe(
             shown = repr(error["input"])
             if len(shown) <= 60 and not isinstance(error["input"], dict):
                 message = f"{message} (got {shown})"
-        origin = next((env for keys, env in origins.items() if location[: len(keys)] == keys), None)
-        where = f"environment {origin}" if origin else source
         if key:
-            problems.append(f"{where}: {key}: {message}")
+            problems.append(f"{_where(location, source, origins)}: {key}: {message}")
         else:
-            # A whole-file check reports several problems at once, one per line.
-            problems.extend(f"{where}: {line}" for line in message.split(PROBLEM_SEPARATOR))
+            # A whole-file check reports several problems at once, one per line, each starting
+            # with the key it is about: named where that key was set.
+            for line in message.split(PROBLEM_SEPARATOR):
+                named = _undotted(line.split(": ", 1)[0]) if ": " in line else ()
+                problems.append(f"{_where(named, source, origins)}: {line}")
     return problems
+
+
+def _where(location: tuple[str, ...], source: str, origins: Mapping[tuple[str, ...], str]) -> str:
+    """The config file, or the ``GATEWAY_*`` variable that set the key at ``location``."""
+    origin = next((env for keys, env in origins.items() if location[: len(keys)] == keys), None)
+    return f"environment {origin}" if origin else source
+
+
+def _undotted(key: str) -> tuple[str, ...]:
+    """``routes[2].backend`` as a location: ``("routes", "2", "backend")``."""
+    return tuple(part for part in re.split(r"[.\[\]]", key) if part)
 
 
 def _dotted(location: tuple[str, ...]) -> str:

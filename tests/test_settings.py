@@ -145,6 +145,24 @@ def test_config_path_from_environment(tmp_path: Path) -> None:
             {},
             'gateway.toml: legacy.nice: has no effect with scheduling = "idle"',
         ),
+        # A whole-file check names where its key was set: the variable, not the file.
+        (
+            MINIMAL.replace("[legacy]\n", '[legacy]\nisolation = "processes"\nnice = 5\n'),
+            {"GATEWAY_LEGACY__SCHEDULING": "idle"},
+            'gateway.toml: legacy.nice: has no effect with scheduling = "idle"',
+        ),
+        (
+            MINIMAL.replace(
+                "[legacy]\n", '[legacy]\nisolation = "processes"\nscheduling = "idle"\n'
+            ),
+            {"GATEWAY_LEGACY__NICE": "5"},
+            'environment GATEWAY_LEGACY__NICE: legacy.nice: has no effect with scheduling = "idle"',
+        ),
+        (
+            MINIMAL.replace("[legacy]\n", '[legacy]\nisolation = "processes"\n'),
+            {"GATEWAY_SERVER__PIN_WORKERS": "true"},
+            "environment GATEWAY_SERVER__PIN_WORKERS: server.pin_workers: not with",
+        ),
         (
             MINIMAL.replace("[legacy]\n", '[legacy]\nisolation = "processes"\n'),
             {"GATEWAY_LEGACY__SCHEDULING": "fifo"},
