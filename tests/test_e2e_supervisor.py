@@ -169,6 +169,13 @@ def _workers(supervisor: int) -> dict[int, set[int]]:
     return workers
 
 
+def _all_pinned(supervisor: int, count: int) -> dict[int, set[int]] | None:
+    """The supervisor's workers and their CPUs once there are ``count``, each on one CPU."""
+    found = _workers(supervisor)
+    pinned = len(found) == count and all(len(cpus) == 1 for cpus in found.values())
+    return found if pinned else None
+
+
 def _until(condition: Callable[[], Any], what: str) -> Any:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -240,7 +247,10 @@ def test_pinned_workers_run_on_a_cpu_each_and_a_replacement_takes_the_freed_one(
 ) -> None:
     allowed = sorted(os.sched_getaffinity(0))
     with _pinned_gateway(tmp_path, workers=2) as (process, served):
-        workers = _workers(process.pid)  # a worker pins itself before it builds the app
+        # One worker serving says nothing of the other: on a loaded host it may still be
+        # starting its interpreter, not yet pinned (a worker pins itself before it builds the
+        # app). Wait for both to be pinned, as the replacement is waited for below.
+        workers = _until(lambda: _all_pinned(process.pid, 2), "both workers to be pinned")
         # One CPU each, the first two this process may use.
         assert sorted(workers.values(), key=min) == [{allowed[0]}, {allowed[1]}]
         # One serving says nothing of the other's build: a worker killed before it built the
@@ -274,13 +284,7 @@ def test_more_workers_than_cpus_go_round_the_cpus(tmp_path: Path) -> None:
     # first again (none is left unpinned, none refused), and the gateway serves.
     first, second = sorted(os.sched_getaffinity(0))[:2]
     with _pinned_gateway(tmp_path, workers=3, cpus={first, second}) as (process, served):
-
-        def all_pinned() -> dict[int, set[int]] | None:
-            found = _workers(process.pid)
-            pinned = len(found) == 3 and all(len(cpus) == 1 for cpus in found.values())
-            return found if pinned else None
-
-        workers = _until(all_pinned, "three pinned workers")
+        workers = _until(lambda: _all_pinned(process.pid, 3), "three pinned workers")
         assert sorted(sorted(cpus) for cpus in workers.values()) == [
             [first],
             [first],
