@@ -54,7 +54,7 @@ class Dispatcher:
             await self._gateway_app(scope, receive, send)
             return
         match = self._table.match(facts.method, path)
-        #: Matched with a trailing slash added: the service only redirects, so nothing is recorded.
+        # Matched with a trailing slash added: the service only redirects, so nothing is recorded.
         respelled = False
         if match is None:
             # Not configured: the legacy catch-all. Label the line with the Flask rule it hits.
