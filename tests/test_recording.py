@@ -226,7 +226,7 @@ def _hooked(
     label = f"{method} {template}"
     route = RecordedRoute(
         template=template,
-        methods=frozenset({method}),
+        method=method,
         label=label,
         path=path,
         record=None if asked is not None else RecordRouteSettings(sample_rate=rate, max_body=64),

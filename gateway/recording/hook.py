@@ -47,10 +47,10 @@ DEFAULT_RECORD = RecordRouteSettings()
 
 @dataclass(frozen=True, slots=True)
 class RecordedRoute:
-    """One method of one ``[[routes]]`` entry, as the hook matches it."""
+    """One method of one ``[[routes]]`` entry, as the hook looks it up."""
 
     template: str
-    methods: frozenset[str]
+    method: str
     #: ``GET /api/me``: the key of ``gateway record``'s requests and the samples' ``route``.
     label: str
     path: Path
@@ -64,7 +64,7 @@ def recorded_routes(settings: Settings) -> list[RecordedRoute]:
     return [
         RecordedRoute(
             template=route.path,
-            methods=frozenset({method}),
+            method=method,
             label=f"{method} {route.path}",
             path=sample_path(settings.record.dir, method, route.path),
             record=route.record,
@@ -91,9 +91,7 @@ class RecordingHook:
         recordings: Callable[[], Mapping[str, Recording]],
         chance: Callable[[], float] = random.random,
     ) -> None:
-        self._routes = {
-            (route.template, method): route for route in routes for method in route.methods
-        }
+        self._routes = {(route.template, route.method): route for route in routes}
         self._configured = any(route.record is not None for route in routes)
         self._writer = writer
         self._recordings = recordings
