@@ -199,6 +199,13 @@ def run_python(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def written_json_lines(text: str) -> list[dict[str, Any]]:
+    """The JSON lines of a log read while its writer runs. The writer may be half way through
+    its last line, so only lines that end in a newline are parsed."""
+    *whole, _unfinished = text.split("\n")
+    return [json.loads(line) for line in whole if line.startswith("{")]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -309,11 +316,7 @@ class GatewayProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def log_events(self) -> list[dict[str, Any]]:
-        events = []
-        for line in self.log_text().splitlines():
-            if line.startswith("{"):
-                events.append(json.loads(line))
-        return events
+        return written_json_lines(self.log_text())
 
     def events_for(self, request_id: str, *, until: str = "request") -> list[dict[str, Any]]:
         """Log events of one request, once its line ``until`` is written (the access line is

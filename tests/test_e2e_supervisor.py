@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from hardening import sample_env
-from support import demo_config, free_port
+from support import demo_config, free_port, written_json_lines
 
 pytestmark = pytest.mark.e2e
 
@@ -234,10 +234,8 @@ def _pinned_gateway(
 
 def _pinned_lines(tmp_path: Path) -> list[int]:
     """The CPUs the ``server.worker_pinned`` lines of the run's log name, sorted. A worker
-    writes its line once it has built the app; read while the gateway runs, the log may end
-    in a line still being written, which is left out."""
-    *whole, _ = (tmp_path / "serve.log").read_text().split("\n")
-    lines = [json.loads(line) for line in whole if line.startswith("{")]
+    writes its line once it has built the app."""
+    lines = written_json_lines((tmp_path / "serve.log").read_text())
     return sorted(line["cpu"] for line in lines if line["event"] == "server.worker_pinned")
 
 

@@ -6,7 +6,6 @@ never runs the rest of pytest); the end-to-end test runs gunicorn itself.
 
 from __future__ import annotations
 
-import json
 import os
 import select
 import signal
@@ -18,10 +17,11 @@ import traceback
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-from support import free_port
+from support import free_port, written_json_lines
 
 from gateway.log_sink import LineSink
 from gateway.middleware.request_context import new_request_id
@@ -247,11 +247,15 @@ def test_the_gunicorn_worker_leaves_forwarding_headers_to_the_gateway(
     assert response is not None
     assert response.status_code == 200
     request_id = response.headers["x-request-id"]
-    while time.monotonic() < deadline and request_id not in log.read_text():
+
+    def access_lines() -> list[dict[str, Any]]:
+        return [
+            line
+            for line in written_json_lines(log.read_text())
+            if line.get("request_id") == request_id and line["event"] == "request"
+        ]
+
+    while time.monotonic() < deadline and not access_lines():
         time.sleep(0.05)
-    [line] = [
-        json.loads(text)
-        for text in log.read_text().splitlines()
-        if text.startswith("{") and request_id in text and '"event":"request"' in text
-    ]
+    [line] = access_lines()
     assert line["client"].startswith("127.0.0.1:")
