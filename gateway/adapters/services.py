@@ -69,7 +69,8 @@ class Service:
             await self._handler(scope, receive, guard)
         finally:
             unbind_legacy_app(token)
-        await guard.release()
+        if guard.holds:
+            await guard.release()
 
     async def __aenter__(self) -> Service:
         await self.startup()
@@ -172,6 +173,11 @@ class _ServerErrorGuard:
             self._held = [message]
         else:
             await self._send(message)
+
+    @property
+    def holds(self) -> bool:
+        """A 500 is held back (checked before awaiting ``release``: most responses hold none)."""
+        return self._held is not None
 
     async def release(self) -> None:
         held, self._held = self._held, None
