@@ -541,6 +541,48 @@ async def test_a_queued_request_gets_its_full_request_timeout_once_a_thread_take
     assert legacy.admission_rejections == 0
 
 
+async def test_each_request_times_out_on_its_own_deadline_and_the_quick_ones_are_answered() -> None:
+    """One timer serves every request's ``request_timeout``: a stuck request started later
+    gets its 504 on its own deadline, not on the first one's, and requests that answer in
+    time are untouched."""
+    release = threading.Event()
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        if environ["PATH_INFO"].startswith("/stuck"):
+            release.wait(5)
+        start_response("200 OK", [])
+        return [environ["PATH_INFO"].encode()]
+
+    loop = asyncio.get_running_loop()
+    legacy = LegacyApp(app, threads=4, request_timeout=0.3)
+
+    async def timed(path: str) -> tuple[int, bytes, float]:
+        started = loop.time()
+        answer = await call(legacy, http_scope(path))
+        return answer.status, answer.body, loop.time() - started
+
+    try:
+        async with legacy:
+            first = asyncio.create_task(timed("/stuck-1"))
+            await asyncio.sleep(0.15)
+            second = asyncio.create_task(timed("/stuck-2"))
+            quick = [await timed(f"/quick-{n}") for n in range(3)]
+            first_status, _, first_took = await first
+            assert not second.done()  # its own deadline is 0.15 s later
+            second_status, _, second_took = await second
+    finally:
+        release.set()
+
+    assert [(status, body) for status, body, _ in quick] == [
+        (200, b"/quick-0"),
+        (200, b"/quick-1"),
+        (200, b"/quick-2"),
+    ]
+    assert (first_status, second_status) == (504, 504)
+    assert first_took >= 0.3 - 0.001
+    assert second_took >= 0.3 - 0.001
+
+
 async def test_a_queued_request_that_never_gets_a_thread_is_withdrawn_and_never_runs() -> None:
     release = threading.Event()
     ran: list[str] = []

@@ -66,6 +66,7 @@ from starlette.types import Message, Receive, Scope, Send
 from werkzeug.exceptions import ClientDisconnected as WerkzeugClientDisconnected
 
 from gateway.adapters.admission import Admission
+from gateway.adapters.deadlines import Deadlines
 from gateway.adapters.thread_pool import ThreadPool
 from gateway.adapters.wsgi_response import (
     BODY,
@@ -124,6 +125,7 @@ class LegacyApp:
         #: The server's event loop, from the lifespan (``__aenter__``) on: on Python 3.11
         #: ``asyncio.get_running_loop()`` makes a ``getpid()`` system call, per request.
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._deadlines: Deadlines | None = None
 
     @property
     def busy_threads(self) -> int:
@@ -204,7 +206,10 @@ class LegacyApp:
             admission.release()
             raise
         outcome = await channel.relay(
-            send, receive if watch_disconnect else None, self._request_timeout, self._send_timeout
+            send,
+            receive if watch_disconnect else None,
+            self._start_deadlines(loop),
+            self._send_timeout,
         )
         if outcome == "client-too-slow":
             # The thread is told the client is gone (its next hand-over raises), and the
@@ -212,6 +217,15 @@ class LegacyApp:
             self._client_too_slow(scope)
         elif outcome == "timed-out":
             await self._timed_out(scope, send)
+
+    def _start_deadlines(self, loop: asyncio.AbstractEventLoop) -> Deadlines | None:
+        """The ``request_timeout`` deadlines on ``loop`` (one timer for all requests)."""
+        if self._request_timeout is None:
+            return None
+        deadlines = self._deadlines
+        if deadlines is None or deadlines.loop is not loop:
+            deadlines = self._deadlines = Deadlines(loop, self._request_timeout)
+        return deadlines
 
     async def _admit(self, scope: Scope, send: Send, loop: asyncio.AbstractEventLoop) -> bool:
         """Wait (on the loop) for a free thread or worker; ``False`` once the client has been
@@ -493,20 +507,20 @@ class _ResponseChannel(ResponseWriter):
         self,
         send: Send,
         receive: Receive | None,
-        start_within: float | None,
+        deadlines: Deadlines | None,
         send_within: float | None = None,
     ) -> Relayed:
         """Send what the thread hands over until the response ends or the client goes.
 
-        ``timed-out`` (nothing sent): the response did not start within ``start_within``
-        seconds. ``client-too-slow``: a send to the client did not finish within
-        ``send_within`` seconds while the thread was still producing (the thread is then
-        told the client is gone, so a reader that stops reading cannot pin it for ever).
+        ``timed-out`` (nothing sent): the response did not start before its deadline in
+        ``deadlines`` (``request_timeout``). ``client-too-slow``: a send to the client did not
+        finish within ``send_within`` seconds while the thread was still producing (the thread
+        is then told the client is gone, so a reader that stops reading cannot pin it for
+        ever).
         """
         watcher: asyncio.Task[None] | None = None
-        timer = None
-        if start_within is not None:
-            timer = self._loop.call_later(start_within, self._expire)
+        if deadlines is not None:
+            deadlines.add(self, self._expire)
         try:
             while True:
                 with self._lock:
@@ -541,8 +555,8 @@ class _ResponseChannel(ResponseWriter):
                     watcher = asyncio.create_task(watch_disconnect(receive, self._hang_up))
                 await waiter
         finally:
-            if timer is not None:
-                timer.cancel()
+            if deadlines is not None:
+                deadlines.discard(self)
             if watcher is not None:
                 watcher.cancel()
             self._hang_up()
