@@ -58,7 +58,7 @@ import io
 import sys
 import threading
 from collections.abc import Callable, Generator
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, cast
 
 import structlog
 from a2wsgi.wsgi import Body, build_environ
@@ -423,7 +423,8 @@ def build_wsgi_environ(scope: Scope, body: Any) -> dict[str, Any]:
         dropped = sorted({name.decode("latin-1") for name, _ in headers if b"_" in name})
         log.debug("legacy.headers_dropped", headers=dropped)
         scope = {**scope, "headers": [(n, v) for n, v in headers if b"_" not in n]}
-    environ: dict[str, Any] = dict(build_environ(scope, body))  # type: ignore[arg-type]
+    # A new plain dict already (a2wsgi's Environ is a TypedDict): no copy needed.
+    environ = cast("dict[str, Any]", build_environ(scope, body))  # type: ignore[arg-type]
     # The body stream ends where the request body ends, so Werkzeug may read it without a
     # Content-Length (chunked uploads).
     environ["wsgi.input_terminated"] = True
