@@ -31,7 +31,9 @@ class Deadlines:
         self._timer: asyncio.TimerHandle | None = None
 
     def add(self, key: Hashable, on_expiry: Callable[[], None]) -> None:
-        """Call ``on_expiry()`` ``seconds`` from now unless ``key`` is discarded before."""
+        """Call ``on_expiry()`` ``seconds`` from now unless ``key`` is discarded before. A key
+        is added once (the legacy adapter adds each request's channel once): added again while
+        pending, it would keep its first place and break the oldest-first order."""
         when = self.loop.time() + self.seconds
         self._pending[key] = (when, on_expiry)
         if self._timer is None:
