@@ -20,6 +20,20 @@ async def _settle() -> None:
         await asyncio.sleep(0)
 
 
+async def _full() -> Admission:
+    """An admission of one slot, taken."""
+    admission = Admission(1)
+    assert await admission.acquire(asyncio.get_running_loop(), 5.0)
+    return admission
+
+
+async def _waiting(admission: Admission, wait: float = 5.0) -> asyncio.Task[bool]:
+    """A request waiting for a slot, already queued."""
+    waiter = asyncio.create_task(admission.acquire(asyncio.get_running_loop(), wait))
+    await _settle()
+    return waiter
+
+
 async def test_slots_are_taken_at_once_up_to_the_limit() -> None:
     loop = asyncio.get_running_loop()
     admission = Admission(2)
@@ -32,13 +46,9 @@ async def test_slots_are_taken_at_once_up_to_the_limit() -> None:
 
 
 async def test_a_waiter_gets_the_slot_a_release_frees_in_arrival_order() -> None:
-    loop = asyncio.get_running_loop()
-    admission = Admission(1)
-    assert await admission.acquire(loop, 5.0)
-    first = asyncio.create_task(admission.acquire(loop, 5.0))
-    await _settle()
-    second = asyncio.create_task(admission.acquire(loop, 5.0))
-    await _settle()
+    admission = await _full()
+    first = await _waiting(admission)
+    second = await _waiting(admission)
     assert not first.done()
     assert not second.done()
 
@@ -55,11 +65,8 @@ async def test_a_waiter_gets_the_slot_a_release_frees_in_arrival_order() -> None
 
 
 async def test_a_release_from_another_thread_wakes_the_waiter() -> None:
-    loop = asyncio.get_running_loop()
-    admission = Admission(1)
-    assert await admission.acquire(loop, 5.0)
-    waiter = asyncio.create_task(admission.acquire(loop, 5.0))
-    await _settle()
+    admission = await _full()
+    waiter = await _waiting(admission)
 
     threading.Thread(target=admission.release).start()
 
@@ -69,8 +76,7 @@ async def test_a_release_from_another_thread_wakes_the_waiter() -> None:
 
 async def test_a_waiter_gives_up_after_its_wait_and_holds_no_slot() -> None:
     loop = asyncio.get_running_loop()
-    admission = Admission(1)
-    assert await admission.acquire(loop, 5.0)
+    admission = await _full()
 
     started = loop.time()
     assert await admission.acquire(loop, 0.05) is False
@@ -83,13 +89,9 @@ async def test_a_waiter_gives_up_after_its_wait_and_holds_no_slot() -> None:
 
 
 async def test_a_slot_granted_to_a_waiter_that_already_gave_up_goes_to_the_next() -> None:
-    loop = asyncio.get_running_loop()
-    admission = Admission(1)
-    assert await admission.acquire(loop, 5.0)
-    patient = asyncio.create_task(admission.acquire(loop, 5.0))
-    await _settle()
-    impatient = asyncio.create_task(admission.acquire(loop, 0.05))
-    await _settle()
+    admission = await _full()
+    patient = await _waiting(admission)
+    impatient = await _waiting(admission, 0.05)
     # The first waiter is cancelled (its client left): the grant meant for it is passed on.
     patient.cancel()
     await _settle()
@@ -103,11 +105,8 @@ async def test_a_slot_granted_to_a_waiter_that_already_gave_up_goes_to_the_next(
 
 
 async def test_a_waiter_cancelled_just_after_its_grant_gives_the_slot_back() -> None:
-    loop = asyncio.get_running_loop()
-    admission = Admission(1)
-    assert await admission.acquire(loop, 5.0)
-    waiter = asyncio.create_task(admission.acquire(loop, 5.0))
-    await _settle()
+    admission = await _full()
+    waiter = await _waiting(admission)
 
     admission.release()  # the grant runs in the next turn of the loop ...
     await asyncio.sleep(0)
