@@ -8,6 +8,7 @@
     python bench/overhead_micro.py --tracing          # and a third gateway, tracing on
     python bench/overhead_micro.py --recording        # and gateways recording /trivial
     python bench/overhead_micro.py --ablate           # and the gateway without each layer
+    python bench/overhead_micro.py --new-route        # and GET /new/hello, FastAPI direct
     python bench/overhead_micro.py --browser          # a browser's 11 request headers, not 2
 
 The gateway is built from ``bench/gateway.toml`` with ``create_app``, once with the access log on
@@ -26,6 +27,14 @@ as an ASGI app for ``GET /trivial`` with a minimal HTTP scope and stub ``receive
   samples to a temporary folder until its queue is full, then drops: the request path pays the
   same either way) and once with ``sample_rate = 0.0`` (the route is matched and the coin tossed,
   nothing captured).
+
+- with ``--new-route``: ``GET /new/hello`` (the bench's FastAPI service) through the gateway,
+  the same FastAPI app called directly, and the gateway's ``/trivial`` and the direct FastAPI
+  call alternated, one of each per call. The gateway's overhead on that route is the first
+  minus the second; the alternation shows how much of it is not the gateway's own work but the
+  two code paths evicting each other from the CPU caches (the alternated pair against the sum
+  of its halves timed apart), and the same FastAPI call after a 1 MiB memory copy that leaves
+  the caches cold (the copy's own time taken out).
 
 - with ``--ablate``: the gateway (access log on) with one layer of its request path switched
   off at a time (``bench/ablation.py``: the access line, the observers that feed metrics and
@@ -56,12 +65,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 from checks_micro import BROWSER_HEADERS, request_scope  # a sibling: the script's folder
-from starlette.types import ASGIApp, Message
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.app import GatewayApp, create_app
 from gateway.settings import load_settings
@@ -69,10 +78,13 @@ from gateway.settings import load_settings
 REPO = Path(__file__).resolve().parent.parent
 BENCH_CONFIG = REPO / "bench" / "gateway.toml"
 PATH = "/trivial"
+NEW_ROUTE = "/new/hello"
+_HEADERS = [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"overhead_micro")]
 
-BASE_SCOPE: dict[str, Any] = request_scope(
-    PATH, [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"overhead_micro")]
-)
+BASE_SCOPE: dict[str, Any] = request_scope(PATH, _HEADERS)
+NEW_ROUTE_SCOPE: dict[str, Any] = request_scope(NEW_ROUTE, _HEADERS)
+#: What ``bench.apps``'s FastAPI ``/new/hello`` answers.
+_NEW_BODY = b'{"hello":"new","n":1}'
 REQUEST: Message = {"type": "http.request", "body": b"", "more_body": False}
 
 
@@ -83,6 +95,9 @@ class Variant:
     #: Awaited after each timed run, untimed: work the variant left running in the background
     #: (the sample writer's thread) must not be billed to the next variant.
     settle: Callable[[], Awaitable[None]] | None = None
+    #: The request each call sends (a copy of it), and the body it must answer with.
+    scope: dict[str, Any] = field(default_factory=lambda: BASE_SCOPE)
+    body: bytes | None = b"ok"
 
 
 async def _receive() -> Message:
@@ -157,36 +172,68 @@ def build_traced_gateway(log_stream: TextIO) -> GatewayApp:
 
 
 async def check(variant: Variant) -> None:
-    """One call, looked at: a variant that does not answer 200 ``ok`` would measure nothing."""
+    """One call, looked at: a variant that does not answer 200 and its body would measure
+    nothing. (A variant made of checked ones, ``body=None``, is not looked at.)"""
+    if variant.body is None:
+        return
     sent: list[Message] = []
 
     async def record(message: Message) -> None:
         sent.append(message)
 
-    await variant.app(dict(BASE_SCOPE), _receive, record)
+    await variant.app(dict(variant.scope), _receive, record)
     status = sent[0].get("status") if sent else None
     body = b"".join(m.get("body", b"") for m in sent[1:])
-    if status != 200 or body != b"ok":
-        raise RuntimeError(f"{variant.name}: expected 200 'ok', got {status} {body!r}")
+    if status != 200 or body != variant.body:
+        raise RuntimeError(f"{variant.name}: expected 200 {variant.body!r}, got {status} {body!r}")
 
 
-async def time_calls(app: ASGIApp, calls: int) -> float:
+async def time_calls(variant: Variant, calls: int) -> float:
     """µs per call for ``calls`` sequential requests (each with its own copy of the scope)."""
-    base = BASE_SCOPE
+    app, base = variant.app, variant.scope
     started = time.perf_counter_ns()
     for _ in range(calls):
         await app(dict(base), _receive, _discard)
     return (time.perf_counter_ns() - started) / calls / 1000
 
 
+#: Copied from one buffer to another, this touches 2 MiB, a core's L2 cache on the machines
+#: these notes come from: little of a request's code and data stays in the CPU caches.
+_EVICTION_BYTES = 1024 * 1024
+
+
+def evicting(service: ASGIApp | None) -> ASGIApp:
+    """One call = copying ``_EVICTION_BYTES`` (a ``memcpy``, no Python objects), then, if given,
+    ``service``'s ``/new/hello`` called directly: the same call with its caches made cold."""
+    source = bytes(_EVICTION_BYTES)
+    target = bytearray(_EVICTION_BYTES)
+
+    async def copy_then_call(scope: Scope, receive: Receive, send: Send) -> None:
+        target[:] = source
+        if service is not None:
+            await service(scope, receive, send)
+
+    return copy_then_call
+
+
+def alternated(gateway: ASGIApp, service: ASGIApp) -> ASGIApp:
+    """One call = the gateway's ``/trivial``, then ``service``'s ``/new/hello`` called directly."""
+
+    async def both(scope: Scope, receive: Receive, send: Send) -> None:
+        await gateway(dict(BASE_SCOPE), receive, send)
+        await service(dict(NEW_ROUTE_SCOPE), receive, send)
+
+    return both
+
+
 async def measure(variants: Sequence[Variant], calls: int, repeats: int) -> dict[str, list[float]]:
     for variant in variants:
         await check(variant)
-        await time_calls(variant.app, calls // 10)  # warm-up
+        await time_calls(variant, calls // 10)  # warm-up
     timings: dict[str, list[float]] = {variant.name: [] for variant in variants}
     for _ in range(repeats):
         for variant in variants:
-            timings[variant.name].append(await time_calls(variant.app, calls))
+            timings[variant.name].append(await time_calls(variant, calls))
             if variant.settle is not None:
                 await variant.settle()
     return timings
@@ -195,7 +242,7 @@ async def measure(variants: Sequence[Variant], calls: int, repeats: int) -> dict
 async def profile(app: ASGIApp, calls: int, top: int) -> None:
     profiler = cProfile.Profile()
     profiler.enable()
-    await time_calls(app, calls)
+    await time_calls(Variant("profiled", app), calls)
     profiler.disable()
     print(f"\n== profile: gateway, access log on, {calls} calls (cProfile inflates small calls) ==")
     pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(top)
@@ -223,14 +270,32 @@ async def run(args: argparse.Namespace, log_stream: TextIO) -> None:
         ]
         if traced is not None:
             variants.append(Variant("gateway, tracing on", traced))
+        if args.new_route:
+            fastapi = logged.services["fast"].app
+            variants += [
+                Variant("gateway, /new/hello", logged, scope=NEW_ROUTE_SCOPE, body=_NEW_BODY),
+                Variant("FastAPI, direct", fastapi, scope=NEW_ROUTE_SCOPE, body=_NEW_BODY),
+                Variant("alternated", alternated(logged, fastapi), body=None),
+                Variant("1 MiB copy", evicting(None), body=None),
+                Variant("1 MiB copy, FastAPI", evicting(fastapi), scope=NEW_ROUTE_SCOPE, body=None),
+            ]
         if args.ablate:
             from bench.ablation import ABLATIONS, ablated_handler
 
+            layers = [layer for layer in ABLATIONS if layer != "none"]
             variants += [
-                Variant(f"without {layer}", ablated_handler(logged, layer))
-                for layer in ABLATIONS
-                if layer != "none"
+                Variant(f"without {layer}", ablated_handler(logged, layer)) for layer in layers
             ]
+            if args.new_route:
+                variants += [
+                    Variant(
+                        f"without {layer}, {NEW_ROUTE}",
+                        ablated_handler(logged, layer),
+                        scope=NEW_ROUTE_SCOPE,
+                        body=_NEW_BODY,
+                    )
+                    for layer in layers
+                ]
         if recording[0] is not None and recording[1] is not None:
             writer = recording[0].recorder
 
@@ -262,9 +327,10 @@ def report(timings: dict[str, list[float]], args: argparse.Namespace) -> None:
         f"GET {PATH}, {args.calls} calls x {args.repeats} repeats, median µs per request "
         f"(Python {sys.version.split()[0]})"
     )
-    print(f"{'variant':<28}{'µs/req':>9}{'min':>9}{'max':>9}")
+    width = max(28, *(len(name) + 2 for name in timings))
+    print(f"{'variant':<{width}}{'µs/req':>9}{'min':>9}{'max':>9}")
     for name, values in timings.items():
-        print(f"{name:<28}{median[name]:>9.2f}{min(values):>9.2f}{max(values):>9.2f}")
+        print(f"{name:<{width}}{median[name]:>9.2f}{min(values):>9.2f}{max(values):>9.2f}")
     logged, silent = median["gateway, access log on"], median["gateway, access log off"]
     direct = median["trivial service, direct"]
     print()
@@ -274,11 +340,35 @@ def report(timings: dict[str, list[float]], args: argparse.Namespace) -> None:
     if "gateway, tracing on" in median:
         tracing = median["gateway, tracing on"] - logged
         print(f"{'tracing on (spans batched, dropped)':<37}{tracing:>8.2f} µs/req")
-    ablated = {name: value for name, value in median.items() if name.startswith("without ")}
+    if "FastAPI, direct" in median:
+        fastapi = median["FastAPI, direct"]
+        apart = logged + fastapi
+        rows = {
+            "gateway overhead, access log on": median["gateway, /new/hello"] - fastapi,
+            "/trivial + FastAPI, timed apart": apart,
+            "the same, alternated": median["alternated"],
+            "interference (alternated - apart)": median["alternated"] - apart,
+            "FastAPI after a 1 MiB copy, extra": median["1 MiB copy, FastAPI"]
+            - median["1 MiB copy"]
+            - fastapi,
+        }
+        print(f"\nGET {NEW_ROUTE} (FastAPI):")
+        for label, value in rows.items():
+            print(f"  {label:<35}{value:>8.2f} µs/req")
+    ablated = {
+        name: value
+        for name, value in median.items()
+        if name.startswith("without ") and not name.endswith(NEW_ROUTE)
+    }
     if ablated:
+        new_route = median.get("gateway, /new/hello")
         print("\nper layer (the whole gateway minus the gateway without it):")
+        print(f"  {'':<35}{PATH:>8}" + (f"{NEW_ROUTE:>12}" if new_route is not None else ""))
         for name, value in ablated.items():
-            print(f"  {name.removeprefix('without '):<35}{logged - value:>8.2f} µs/req")
+            line = f"  {name.removeprefix('without '):<35}{logged - value:>8.2f}"
+            if new_route is not None:
+                line += f"{new_route - median[f'{name}, {NEW_ROUTE}']:>12.2f}"
+            print(line + " µs/req")
         rest = direct + sum(logged - value for value in ablated.values())
         print(f"  {'dispatcher, service wrapper, rest':<35}{logged - rest:>8.2f} µs/req")
     if "gateway, recording 100%" in median:
@@ -300,13 +390,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--ablate", action="store_true", help="also measure the gateway without each layer"
     )
+    parser.add_argument(
+        "--new-route",
+        action="store_true",
+        help="also measure GET /new/hello (FastAPI) and how it and the gateway interfere",
+    )
     parser.add_argument("--top", type=int, default=25, help="functions shown by --profile")
     parser.add_argument(
         "--browser", action="store_true", help="send a browser's 11 headers instead of two"
     )
     args = parser.parse_args(argv)
     if args.browser:
-        BASE_SCOPE["headers"] = BROWSER_HEADERS
+        BASE_SCOPE["headers"] = NEW_ROUTE_SCOPE["headers"] = BROWSER_HEADERS
     if args.calls < 10 or args.repeats < 1:
         parser.error("--calls must be at least 10 and --repeats at least 1")
     # `python bench/overhead_micro.py` puts bench/ first on sys.path, not the repository, and
