@@ -574,24 +574,24 @@ class _ResponseChannel(ResponseWriter):
                 return
             # The thread's next hand-over raises ClientDisconnected: its output is discarded.
             self._timed_out = True
-            self._client_gone = True
-            self._notify_room()
-            waiter = self._waiter
-            self._waiter = None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+            waiter = self._client_left()
+        _resolve_now(waiter)
 
     def _hang_up(self) -> None:
         """Tell the thread the client is gone (a no-op once the response is complete)."""
         with self._lock:
             if self._done:
                 return
-            self._client_gone = True
-            self._notify_room()
-            waiter = self._waiter
-            self._waiter = None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+            waiter = self._client_left()
+        _resolve_now(waiter)
+
+    def _client_left(self) -> asyncio.Future[None] | None:
+        """Mark the client gone, wake the thread if it waits for room, and take the loop's
+        waiter (call with ``self._lock`` held; resolve the waiter after releasing it)."""
+        self._client_gone = True
+        self._notify_room()
+        waiter, self._waiter = self._waiter, None
+        return waiter
 
 
 async def watch_disconnect(receive: Receive, hang_up: Callable[[], None]) -> None:
@@ -607,6 +607,12 @@ async def watch_disconnect(receive: Receive, hang_up: Callable[[], None]) -> Non
 def _resolve(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
+
+
+def _resolve_now(waiter: asyncio.Future[None] | None) -> None:
+    """``_resolve`` on the loop itself (no hand-over), for a waiter that may not exist."""
+    if waiter is not None:
+        _resolve(waiter)
 
 
 async def send_batch(send: Send, batch: list[tuple[Any, ...]]) -> int:
