@@ -220,7 +220,7 @@ def alternated(gateway: ASGIApp, service: ASGIApp) -> ASGIApp:
     """One call = the gateway's ``/trivial``, then ``service``'s ``/new/hello`` called directly."""
 
     async def both(scope: Scope, receive: Receive, send: Send) -> None:
-        await gateway(dict(BASE_SCOPE), receive, send)
+        await gateway(scope, receive, send)  # the variant's own copy of BASE_SCOPE
         await service(dict(NEW_ROUTE_SCOPE), receive, send)
 
     return both

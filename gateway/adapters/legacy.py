@@ -575,7 +575,7 @@ class _ResponseChannel(ResponseWriter):
             # The thread's next hand-over raises ClientDisconnected: its output is discarded.
             self._timed_out = True
             waiter = self._client_left()
-        _resolve_now(waiter)
+        _resolve(waiter)
 
     def _hang_up(self) -> None:
         """Tell the thread the client is gone (a no-op once the response is complete)."""
@@ -583,7 +583,7 @@ class _ResponseChannel(ResponseWriter):
             if self._done:
                 return
             waiter = self._client_left()
-        _resolve_now(waiter)
+        _resolve(waiter)
 
     def _client_left(self) -> asyncio.Future[None] | None:
         """Mark the client gone, wake the thread if it waits for room, and take the loop's
@@ -604,15 +604,9 @@ async def watch_disconnect(receive: Receive, hang_up: Callable[[], None]) -> Non
             return
 
 
-def _resolve(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
+def _resolve(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is not None and not waiter.done():
         waiter.set_result(None)
-
-
-def _resolve_now(waiter: asyncio.Future[None] | None) -> None:
-    """``_resolve`` on the loop itself (no hand-over), for a waiter that may not exist."""
-    if waiter is not None:
-        _resolve(waiter)
 
 
 async def send_batch(send: Send, batch: list[tuple[Any, ...]]) -> int:
