@@ -100,8 +100,9 @@ class RequestFacts:
     fallback: str | None = None
     #: The response was cut off after it started (the server aborted the connection).
     aborted: bool = False
-    #: The client went away before the request body was whole: whatever status the line
-    #: shows (the app's answer to a broken body), nobody received it.
+    #: The client went away before the response was whole: before its request body was whole
+    #: (whatever status the line shows, the app's answer to a broken body, nobody received it)
+    #: or while the response was being sent (``gateway serve`` sees the connection close).
     disconnected: bool = False
 
     def log_fields(self) -> dict[str, Any]:

@@ -65,6 +65,7 @@ from uvicorn.protocols.http.httptools_impl import (
 )
 from uvicorn.server import ServerState
 
+from gateway.context import FACTS_KEY, RequestFacts
 from gateway.errors import error_body
 from gateway.http_coalesce import HeadWithFirstBody
 from gateway.metrics.recorder import STATE_KEY
@@ -141,6 +142,14 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            # The client left before its response was whole. uvicorn then drops whatever the
+            # app still sends, so a streamed response would otherwise end, as far as the app
+            # and the access line can tell, like a delivered one.
+            facts = cycle.scope.get(FACTS_KEY)
+            if isinstance(facts, RequestFacts):
+                facts.disconnected = True
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:

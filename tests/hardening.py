@@ -70,6 +70,11 @@ methods = ["GET"]
 backend = "svc"
 
 [[routes]]
+path = "/svc/ticks"
+methods = ["GET"]
+backend = "svc"
+
+[[routes]]
 path = "/svc/upload"
 methods = ["POST"]
 backend = "svc"

@@ -274,6 +274,17 @@ def create_hardening_service(name: str = "svc") -> FastAPI:
 
         return StreamingResponse(chunks(), media_type="text/plain")
 
+    @app.get("/svc/ticks")
+    async def ticks() -> StreamingResponse:
+        """A stream that never ends: a line every 50 ms until the client leaves."""
+
+        async def forever() -> AsyncIterator[bytes]:
+            while True:
+                yield b"tick\n"
+                await asyncio.sleep(0.05)
+
+        return StreamingResponse(forever(), media_type="text/plain")
+
     @app.post("/svc/upload")
     async def upload(request: Request) -> dict[str, Any]:
         digest = hashlib.sha256()

@@ -427,6 +427,30 @@ def test_a_client_that_stops_reading_cannot_pin_a_legacy_thread(tmp_path: Path) 
         assert (access["status"], access["aborted"]) == (200, True)
 
 
+@pytest.mark.parametrize(("target", "backend"), [("/stream", "legacy"), ("/svc/ticks", "svc")])
+def test_a_client_that_leaves_mid_stream_is_logged_disconnected(
+    server: GatewayProcess, target: str, backend: str
+) -> None:
+    """A stream that never ends, read for one line, then the client closes: the access line
+    says the 200 was not delivered whole, on either side (it used to read like a delivered
+    response), and a legacy stream's thread is free again."""
+    request_id = f"left-{backend}"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        head = f"GET {target} HTTP/1.1\r\nHost: localhost\r\nX-Request-ID: {request_id}\r\n\r\n"
+        sock.sendall(head.encode())
+        received = b""
+        while b"tick" not in received:
+            received += sock.recv(4096)
+    assert received.startswith(b"HTTP/1.1 200 ")
+    events = server.events_for(request_id)
+    [access] = [e for e in events if e["event"] == "request"]
+    assert (access["status"], access["backend"], access["disconnected"]) == (200, backend, True)
+    assert "aborted" not in access
+    # Both legacy threads serve again (the pool has 2): the stream's thread stopped.
+    for _ in range(3):
+        assert get(server.port, "/echo").status == 200
+
+
 # -- 7. Clients of every kind --------------------------------------------------------------------
 
 

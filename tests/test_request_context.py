@@ -120,6 +120,33 @@ async def test_failure_after_first_byte_aborts_instead_of_finishing() -> None:
     assert access["status"] == 200
 
 
+async def test_an_app_that_ends_without_ending_its_response_is_logged_aborted() -> None:
+    async def unfinished(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"half", "more_body": True})
+
+    with capture_logs() as logs:
+        await call(RequestContextMiddleware(unfinished), http_scope("/x"))
+    [access] = [log for log in logs if log["event"] == "request"]
+    assert access["status"] == 200
+    assert access["aborted"] is True
+    assert "disconnected" not in access
+
+
+async def test_a_response_the_client_left_is_logged_disconnected_not_aborted() -> None:
+    async def client_leaves(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"tick", "more_body": True})
+        # What gateway serve's protocol records when the connection drops mid-response.
+        request_facts(scope).disconnected = True
+
+    with capture_logs() as logs:
+        await call(RequestContextMiddleware(client_leaves), http_scope("/x"))
+    [access] = [log for log in logs if log["event"] == "request"]
+    assert (access["status"], access["disconnected"]) == (200, True)
+    assert "aborted" not in access
+
+
 async def test_error_after_a_complete_response_is_logged_once_and_not_reraised() -> None:
     async def starlette_style(scope: dict[str, Any], receive: Any, send: Any) -> None:
         # What Starlette's ServerErrorMiddleware does: answer 500, then re-raise.

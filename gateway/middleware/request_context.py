@@ -14,7 +14,8 @@ For every HTTP request it
    are on the wire, lets the server abort the connection so a half response never looks whole;
    after a complete response, as Starlette's error middleware leaves it, only logs it), with
    exactly one error event;
-6. writes exactly one access line when the request ends.
+6. writes exactly one access line when the request ends (``aborted`` when the app ended without
+   ending a response it had started).
 
 ::
 
@@ -144,6 +145,10 @@ class RequestContextMiddleware:
                 if self._backend_header:
                     headers.append((_BACKEND_HEADER, facts.backend.encode("latin-1")))
                 await send_error(send, 500, "internal server error", request_id, headers)
+            else:
+                if status is not None and not completed and not facts.disconnected:
+                    # The app ended without ending its response: the server cuts it off.
+                    facts.aborted = True
         finally:
             if scope["type"] == "http":
                 if self._access is not None:
