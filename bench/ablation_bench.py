@@ -17,6 +17,11 @@ time per request is read from ``/proc``: steadier than req/s when others use the
 
 A layer's cost is the whole gateway's CPU per request minus the gateway's without it, taken
 within each round (the two ran back to back); the median and range over rounds are printed.
+``--floor`` (on ``/trivial``) adds the trivial endpoint on bare uvicorn behind the gateway's
+request-context layer alone, without and with the JSON access line (``bench/floor_apps.py``), and
+uvicorn with its own access log; it splits the gateway's cost over bare uvicorn into that layer,
+its access line and the rest (what a gateway of this design pays before it does anything else),
+next to what uvicorn's access log costs.
 ``--layers`` picks the layers (``none``: only the whole gateway); ``--baseline DIR`` adds the
 whole gateway served from another checkout, and prints this tree's CPU per request minus the
 baseline's and the ratio baseline / this tree (above 1: this tree is cheaper), per round.
@@ -35,6 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.ablation import ABLATIONS
 from bench.http_bench import (
+    _UVICORN,
+    _UVICORN_QUIET,
     BENCH_CONFIG,
     PIN_MODES,
     UVICORN_FASTAPI,
@@ -50,9 +57,52 @@ from bench.http_bench import (
 
 _SERVE = (sys.executable, "bench/ablation_serve.py")
 _GATEWAY_ARGS = ("serve", "-c", BENCH_CONFIG, "--port", "{port}")
+#: ``--floor``: the endpoint behind the request-context layer alone, on bare uvicorn
+#: (``bench/floor_apps.py``), by path: the app's name there.
+FLOOR_APPS = {"/trivial": "trivial", "/new/hello": "new", "/legacy/hello": "legacy"}
 
 
-def cases(path: str, layers: Sequence[str], baseline: Path | None) -> tuple[Case, ...]:
+def _uvicorn(name: str, app: str, *options: str) -> Server:
+    return Server(name, (*_UVICORN, app, *(options or _UVICORN_QUIET)))
+
+
+def floor_cases(path: str) -> list[Case]:
+    """The floor's configurations for ``path`` (one of ``FLOOR_APPS``)."""
+    app = f"bench.floor_apps:{FLOOR_APPS[path]}"
+    built = []
+    if path == "/legacy/hello":
+        # No gateway at all is Flask on another server; here the bare floor is the adapter.
+        adapter = _uvicorn("uv-adapter", "bench.floor_apps:legacy_adapter")
+        built.append(Case("direct", "floor", "uvicorn + the legacy adapter", adapter, path))
+    built += [
+        Case(
+            "context",
+            "floor",
+            "request context, no line",
+            _uvicorn("uv-ctx", f"{app}_context"),
+            path,
+        ),
+        Case(
+            "context-line",
+            "floor",
+            "request context + line",
+            _uvicorn("uv-line", f"{app}_logged"),
+            path,
+        ),
+    ]
+    if path == "/trivial":
+        # For comparison, the usual way to log each request: uvicorn's own access log (to the
+        # same kind of file), with no request context.
+        logged = _uvicorn(
+            "uv-logged", "bench.apps:trivial_asgi", "--log-level", "info", "--no-proxy-headers"
+        )
+        built.append(Case("uvicorn-line", "floor", "uvicorn's own access log", logged, path))
+    return built
+
+
+def cases(
+    path: str, layers: Sequence[str], baseline: Path | None, *, floor: bool = False
+) -> tuple[Case, ...]:
     built = [
         Case(
             layer,
@@ -77,8 +127,11 @@ def cases(path: str, layers: Sequence[str], baseline: Path | None) -> tuple[Case
         )
     if path == "/trivial":
         built.append(Case("direct", "ablation", "uvicorn + trivial_asgi", UVICORN_TRIVIAL, path))
+
     elif path == "/new/hello":
         built.append(Case("direct", "ablation", "uvicorn + FastAPI", UVICORN_FASTAPI, path))
+    if floor:
+        built.extend(floor_cases(path))
     return tuple(built)
 
 
@@ -106,14 +159,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="DIR",
         help="also serve the whole gateway from this checkout: this tree's cost against it",
     )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also the endpoint behind the request-context layer alone, without and with the line",
+    )
     args = parser.parse_args(argv)
+    if args.floor and args.path not in FLOOR_APPS:
+        parser.error(f"--floor measures {', '.join(FLOOR_APPS)} only")
     layers = [layer for layer in args.layers.split(",") if layer and layer != "none"]
     unknown = set(layers) - {*ABLATIONS, "metrics"}
     if unknown:
         parser.error(f"--layers: unknown {', '.join(sorted(unknown))}")
     if args.baseline is not None and not (args.baseline / "gateway" / "cli.py").is_file():
         parser.error(f"--baseline {args.baseline}: no gateway/cli.py there")
-    args.cases = cases(args.path, layers, args.baseline)
+    args.cases = cases(args.path, layers, args.baseline, floor=args.floor)
     return run_guarded("ablation_bench", lambda wrk: _measure_and_report(args, wrk))
 
 
@@ -150,7 +210,7 @@ def _report(
     whole = runs["none"]
     print("\n  layer cost = CPU/req of the whole gateway - without the layer (per round):")
     for case in args.cases:
-        if case.key == "none":
+        if case.key == "none" or case.group == "floor":
             continue
         diffs = [
             (a.cpu_us or 0.0) - (b.cpu_us or 0.0)
@@ -170,7 +230,35 @@ def _report(
                 f"  {'CPU/req baseline / this tree':<36}{statistics.median(ratios):7.3f}   "
                 f"(range {min(ratios):.3f} to {max(ratios):.3f})"
             )
+    if "context" in runs:
+        _report_floor(runs)
     return broken
+
+
+def _report_floor(runs: dict[str, list[WrkResult]]) -> None:
+    """The gateway's cost over the endpoint served directly (for ``/legacy/hello``: the legacy
+    adapter alone), split: the request-context layer alone, its access line, and everything else
+    the gateway does (each a difference within a round)."""
+    print(
+        "\n  the floor: the whole gateway's cost over the direct configuration, split (per round):"
+    )
+    steps = [
+        ("request context alone (no line)", "context", "direct"),
+        ("its JSON access line", "context-line", "context"),
+        ("the rest of the gateway", "none", "context-line"),
+        ("the whole gateway over direct", "none", "direct"),
+    ]
+    if "uvicorn-line" in runs:
+        steps.append(("for comparison: uvicorn's access log", "uvicorn-line", "direct"))
+    for label, upper, lower in steps:
+        diffs = [
+            (a.cpu_us or 0.0) - (b.cpu_us or 0.0)
+            for a, b in zip(runs[upper], runs[lower], strict=True)
+        ]
+        print(
+            f"  {label:<36}{statistics.median(diffs):7.1f} µs  "
+            f"(range {min(diffs):.1f} to {max(diffs):.1f})"
+        )
 
 
 if __name__ == "__main__":
