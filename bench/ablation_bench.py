@@ -33,7 +33,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -43,6 +43,8 @@ from bench.http_bench import (
     _UVICORN,
     _UVICORN_QUIET,
     BENCH_CONFIG,
+    GRANIAN_WSGI,
+    GUNICORN,
     PIN_MODES,
     UVICORN_FASTAPI,
     UVICORN_TRIVIAL,
@@ -52,6 +54,7 @@ from bench.http_bench import (
     WrkResult,
     _measure_all,
     cpu_ratio,
+    granian_missing,
     run_guarded,
 )
 
@@ -90,6 +93,11 @@ def floor_cases(path: str) -> list[Case]:
             path,
         ),
     ]
+    if path == "/legacy/hello":
+        # Issue 15's bars for the legacy route: 1.5x gunicorn's throughput, 0.7x granian's.
+        built.append(Case("gunicorn", "floor", "gunicorn sync, 1 worker", GUNICORN, path))
+        if not granian_missing("the floor's comparison with Flask on granian"):
+            built.append(Case("granian", "floor", "granian WSGI, 1 worker", GRANIAN_WSGI, path))
     if path == "/trivial":
         # For comparison, the usual way to log each request: uvicorn's own access log (to the
         # same kind of file), with no request context.
@@ -231,11 +239,11 @@ def _report(
                 f"(range {min(ratios):.3f} to {max(ratios):.3f})"
             )
     if "context" in runs:
-        _report_floor(runs)
+        _report_floor(runs, args.path)
     return broken
 
 
-def _report_floor(runs: dict[str, list[WrkResult]]) -> None:
+def _report_floor(runs: dict[str, list[WrkResult]], path: str) -> None:
     """The gateway's cost over the endpoint served directly (for ``/legacy/hello``: the legacy
     adapter alone), split: the request-context layer alone, its access line, and everything else
     the gateway does (each a difference within a round)."""
@@ -259,6 +267,28 @@ def _report_floor(runs: dict[str, list[WrkResult]]) -> None:
             f"  {label:<36}{statistics.median(diffs):7.1f} µs  "
             f"(range {min(diffs):.1f} to {max(diffs):.1f})"
         )
+    bars = [(label, key, bar) for label, key, bar in _BARS[path] if key in runs]
+    print("\n  issue 15's bars, as the most CPU per request the whole gateway may use (per round):")
+    floor = [r.cpu_us or 0.0 for r in runs["context-line"]]
+    print(f"  {'the floor (request context + line)':<36}{statistics.median(floor):7.1f} µs")
+    for label, key, bar in bars:
+        values = [bar(r.cpu_us or 0.0) for r in runs[key]]
+        print(
+            f"  {label:<36}{statistics.median(values):7.1f} µs  "
+            f"(range {min(values):.1f} to {max(values):.1f})"
+        )
+
+
+#: Issue 15's targets for each path, as the most CPU per request the whole gateway may use given
+#: the comparison server's own CPU per request in the same round.
+_BARS: dict[str, tuple[tuple[str, str, Callable[[float], float]], ...]] = {
+    "/trivial": (("bare uvicorn + 12 µs", "direct", lambda cpu: cpu + 12.0),),
+    "/new/hello": (("0.85x uvicorn + FastAPI's rate", "direct", lambda cpu: cpu / 0.85),),
+    "/legacy/hello": (
+        ("1.5x gunicorn's rate", "gunicorn", lambda cpu: cpu / 1.5),
+        ("0.7x granian's rate", "granian", lambda cpu: cpu / 0.7),
+    ),
+}
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench import ablation_bench
+from bench import ablation_bench, http_bench
 from bench.http_bench import WrkResult
 from bench.servers import HOST, free_port, wait_until_ready
 
@@ -23,13 +23,20 @@ REPO = Path(__file__).resolve().parent.parent
     [
         ("/trivial", ["none", "direct", "context", "context-line", "uvicorn-line"]),
         ("/new/hello", ["none", "direct", "context", "context-line"]),
-        # No gateway at all is Flask on another server: the floor starts at the adapter alone.
-        ("/legacy/hello", ["none", "direct", "context", "context-line"]),
+        # No gateway at all is Flask on another server: the floor starts at the adapter alone,
+        # and the issue's two comparisons are served in the same rounds.
+        (
+            "/legacy/hello",
+            ["none", "direct", "context", "context-line", "gunicorn", "granian"],
+        ),
     ],
 )
 def test_the_floor_adds_the_request_context_without_and_with_its_line(
-    path: str, keys: list[str]
+    path: str, keys: list[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    installed = tmp_path / "granian"
+    installed.touch()
+    monkeypatch.setattr(http_bench, "GRANIAN", installed)
     cases = ablation_bench.cases(path, [], None, floor=True)
     assert [case.key for case in cases] == keys
     apps = {case.key: case.server.argv[5] for case in cases if case.group == "floor"}
@@ -38,9 +45,19 @@ def test_the_floor_adds_the_request_context_without_and_with_its_line(
     assert apps["context-line"] == f"bench.floor_apps:{app}_logged"
     if path == "/legacy/hello":
         assert apps["direct"] == "bench.floor_apps:legacy_adapter"
-    for case in cases:
-        if case.key != "uvicorn-line" and case.group == "floor":
+    for key in ("direct", "context", "context-line"):
+        case = next(case for case in cases if case.key == key)
+        if case.group == "floor":
             assert "--no-access-log" in case.server.argv  # only the gateway's line is written
+
+
+def test_without_granian_the_legacy_floor_skips_it_and_says_so(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(http_bench, "GRANIAN", tmp_path / "no-granian")
+    cases = ablation_bench.cases("/legacy/hello", [], None, floor=True)
+    assert "granian" not in [case.key for case in cases]
+    assert "granian is not installed" in capsys.readouterr().out
 
 
 def test_without_floor_no_floor_configuration_is_served() -> None:
@@ -68,16 +85,34 @@ def test_the_floor_report_splits_the_gateway_cost_round_by_round(
         "context": [_result(28.0), _result(29.0)],
         "context-line": [_result(40.0), _result(45.0)],
     }
-    ablation_bench._report_floor(runs)
-    lines = {
-        line[:38].strip(): line[38:].split()[0] for line in capsys.readouterr().out.splitlines()[2:]
-    }
+    ablation_bench._report_floor(runs, "/trivial")
+    out = capsys.readouterr().out.splitlines()
+    lines = {line[:38].strip(): line[38:].split()[0] for line in out if "µs" in line}
     assert lines == {
         "request context alone (no line)": "7.5",  # rounds 8 and 7
         "its JSON access line": "14.0",  # 12 and 16
         "the rest of the gateway": "22.5",  # 20 and 25
         "the whole gateway over direct": "44.0",  # 40 and 48
+        # Issue 15's first target as a budget: bare uvicorn's CPU per request + 12 µs.
+        "the floor (request context + line)": "42.5",
+        "bare uvicorn + 12 µs": "33.0",
     }
+
+
+def test_the_legacy_floor_states_the_issues_bars_from_the_same_rounds(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    runs = {
+        key: [_result(cpu)]
+        for key, cpu in {
+            "none": 170.0, "direct": 125.0, "context": 138.0, "context-line": 155.0,
+            "gunicorn": 240.0, "granian": 77.0,
+        }.items()
+    }  # fmt: skip
+    ablation_bench._report_floor(runs, "/legacy/hello")
+    out = capsys.readouterr().out
+    assert "1.5x gunicorn's rate                  160.0 µs" in out
+    assert "0.7x granian's rate                   110.0 µs" in out
 
 
 @pytest.mark.e2e
