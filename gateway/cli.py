@@ -178,7 +178,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from gateway.cpu_pinning import CpuSlots
+    from gateway.cpu_pinning import CpuSlots, pin_this_process
     from gateway.draining import DrainingServer
     from gateway.http_protocol import HttpProtocolFactory
     from gateway.log import configure_logging
@@ -209,14 +209,20 @@ def _serve(args: argparse.Namespace) -> int:
             from gateway.app import create_app
             from gateway.reload_control import enable_live_reload
 
+            pinned = server.pin_workers and not args.reload
+            cpu = pin_this_process() if pinned else None
             gateway = create_app(settings)
             if server.pin_workers:
                 import structlog
 
-                structlog.get_logger("gateway.server").warning(
-                    "server.pin_workers_ignored",
-                    reason="applies only with --workers 2 or more, without --reload",
-                )
+                server_log = structlog.get_logger("gateway.server")
+                if cpu is not None:
+                    server_log.info("server.worker_pinned", cpu=cpu)
+                else:
+                    server_log.warning(
+                        "server.pin_workers_ignored",
+                        reason="not with --reload (a development server)",
+                    )
             if args.reload:
                 # Built here only to check it before the reloader starts (a development server):
                 # a worker it restarts after an edit that breaks the app waits for the next edit.

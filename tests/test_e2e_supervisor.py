@@ -194,9 +194,9 @@ _TWO_CPUS = pytest.mark.skipif(
 @contextlib.contextmanager
 def _pinned_gateway(
     tmp_path: Path, workers: int, cpus: set[int] | None = None
-) -> Iterator[tuple[subprocess.Popen[bytes], Callable[[], bool]]]:
+) -> Iterator[tuple[subprocess.Popen[bytes], Callable[[], bool], int]]:
     """``gateway serve --workers N`` with ``server.pin_workers`` (on ``cpus`` only, when given),
-    serving once it yields: the process and a readiness probe. Stopped with SIGTERM after,
+    serving once it yields: the process, a readiness probe and the port. Stopped with SIGTERM after,
     which must end it with status 0."""
     config = demo_config(tmp_path)
     config.write_text(config.read_text().replace("[server]\n", "[server]\npin_workers = true\n"))
@@ -225,7 +225,7 @@ def _pinned_gateway(
 
     try:
         _until(served, "the workers to serve")
-        yield process, served
+        yield process, served, port
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
@@ -244,7 +244,7 @@ def test_pinned_workers_run_on_a_cpu_each_and_a_replacement_takes_the_freed_one(
     tmp_path: Path,
 ) -> None:
     allowed = sorted(os.sched_getaffinity(0))
-    with _pinned_gateway(tmp_path, workers=2) as (process, served):
+    with _pinned_gateway(tmp_path, workers=2) as (process, served, _):
         # One worker serving says nothing of the other: on a loaded host it may still be
         # starting its interpreter, not yet pinned (a worker pins itself before it builds the
         # app). Wait for both to be pinned, as the replacement is waited for below.
@@ -277,11 +277,30 @@ def test_pinned_workers_run_on_a_cpu_each_and_a_replacement_takes_the_freed_one(
 
 
 @_TWO_CPUS
+def test_one_pinned_worker_runs_every_thread_on_one_cpu(tmp_path: Path) -> None:
+    """With one worker there is no supervisor: the process pins itself, with every thread it
+    has (the log flusher) and every thread it starts later (the legacy pool's, on demand)."""
+    first = min(os.sched_getaffinity(0))
+    with _pinned_gateway(tmp_path, workers=1) as (process, _, port):
+        for _ in range(4):  # legacy pages: the pool starts its threads as work arrives
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+                assert response.status == 200
+        tasks = Path(f"/proc/{process.pid}/task")
+        threads = {int(task.name): os.sched_getaffinity(int(task.name)) for task in tasks.iterdir()}
+        names = [(task / "comm").read_text().strip() for task in tasks.iterdir()]
+        assert len(threads) >= 3, names  # the loop, the log flusher, a legacy thread at least
+        assert set(map(frozenset, threads.values())) == {frozenset({first})}
+        _until(lambda: _pinned_lines(tmp_path) == [first], "the pinned line")
+    log = (tmp_path / "serve.log").read_text()
+    assert "pin_workers_ignored" not in log
+
+
+@_TWO_CPUS
 def test_more_workers_than_cpus_go_round_the_cpus(tmp_path: Path) -> None:
     # The supervisor may use two CPUs; three pinned workers take the first, the second, and the
     # first again (none is left unpinned, none refused), and the gateway serves.
     first, second = sorted(os.sched_getaffinity(0))[:2]
-    with _pinned_gateway(tmp_path, workers=3, cpus={first, second}) as (process, served):
+    with _pinned_gateway(tmp_path, workers=3, cpus={first, second}) as (process, served, _):
         workers = _until(lambda: _all_pinned(process.pid, 3), "three pinned workers")
         assert sorted(sorted(cpus) for cpus in workers.values()) == [
             [first],

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import http_bench, servers_bench
+from bench import http_bench, servers_bench, workers_bench
 
 
 @pytest.fixture
@@ -93,3 +93,22 @@ def test_bad_options_are_refused(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as exc_info:
         servers_bench.parse_args(argv)
     assert exc_info.value.code == 2
+
+
+@pytest.mark.parametrize(("workers", "legacy_target"), [(1, 1.5), (2, 1.3)])
+def test_workers_bench_gives_every_server_the_same_number_of_workers(
+    workers: int, legacy_target: float
+) -> None:
+    cases = {case.key: case.server for case in workers_bench.cases(workers)}
+    for key in ("legacy.gateway", "legacy.pinned", "new.gateway", "new.uvicorn", "new.logged"):
+        argv = cases[key].argv
+        assert argv[argv.index("--workers") + 1] == str(workers)
+    gunicorn = cases["legacy.gunicorn"].argv
+    assert gunicorn[gunicorn.index("-w") + 1] == str(workers)
+    # The pinned gateway differs from the other by server.pin_workers alone.
+    assert cases["legacy.pinned"].argv == cases["legacy.gateway"].argv
+    assert cases["legacy.pinned"].env == (("GATEWAY_SERVER__PIN_WORKERS", "true"),)
+    assert cases["legacy.gateway"].env == ()
+    targets = {label: target for label, _, _, target in workers_bench.ratios(workers)}
+    assert targets["legacy: gateway / gunicorn"] == legacy_target
+    assert targets["new: gateway / uvicorn, no log"] == 0.85
