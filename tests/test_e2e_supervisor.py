@@ -169,6 +169,15 @@ def _workers(supervisor: int) -> dict[int, set[int]]:
     return workers
 
 
+def _threads(pid: int) -> dict[int, set[int]]:
+    """Each thread of process ``pid`` and the CPUs it may use."""
+    threads = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
+            threads[int(task.name)] = os.sched_getaffinity(int(task.name))
+    return threads
+
+
 def _all_pinned(supervisor: int, count: int) -> dict[int, set[int]] | None:
     """The supervisor's workers and their CPUs once there are ``count``, each on one CPU."""
     found = _workers(supervisor)
@@ -285,10 +294,8 @@ def test_one_pinned_worker_runs_every_thread_on_one_cpu(tmp_path: Path) -> None:
         for _ in range(4):  # legacy pages: the pool starts its threads as work arrives
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
                 assert response.status == 200
-        tasks = Path(f"/proc/{process.pid}/task")
-        threads = {int(task.name): os.sched_getaffinity(int(task.name)) for task in tasks.iterdir()}
-        names = [(task / "comm").read_text().strip() for task in tasks.iterdir()]
-        assert len(threads) >= 3, names  # the loop, the log flusher, a legacy thread at least
+        threads = _threads(process.pid)
+        assert len(threads) >= 3, threads  # the loop, the log flusher, a legacy thread at least
         assert set(map(frozenset, threads.values())) == {frozenset({first})}
         _until(lambda: _pinned_lines(tmp_path) == [first], "the pinned line")
     log = (tmp_path / "serve.log").read_text()
