@@ -14,8 +14,8 @@ CPUs, the slots go round the CPUs again::
     cpu = pin_this_process()              # one worker (no supervisor): the same, for itself
 
 One worker is pinned as well: its event loop and legacy threads then hand the GIL to each other
-on one core (``bench/http_bench.py`` measured the legacy route at 5,736 requests/s with the
-server on one core against 4,644 free on both; README, "Performance").
+on one core (``bench/workers_bench.py --workers 1`` measured the legacy route at 5,568 requests/s
+pinned against 4,631 free on both cores; README, "Several workers").
 
 Written here rather than taken from a library: uvicorn and gunicorn have no CPU affinity, and
 ``os.sched_setaffinity`` with a shared array of owners is all it takes.
