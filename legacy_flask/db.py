@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import os
 import sqlite3
+import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -127,7 +128,7 @@ def init_db(path: str | os.PathLike[str]) -> None:
     try:
         # WAL lets the catalog service read while the legacy app writes. The mode is stored in
         # the file, so after the first run this is a no-op. It cannot change inside a transaction.
-        connection.execute("PRAGMA journal_mode = WAL")
+        _use_wal(connection)
         connection.execute("BEGIN IMMEDIATE")
         try:
             # user_version, rather than "is the books table empty", marks a seeded database, so
@@ -144,6 +145,25 @@ def init_db(path: str | os.PathLike[str]) -> None:
         connection.execute("COMMIT")
     finally:
         connection.close()
+
+
+def _use_wal(connection: sqlite3.Connection) -> None:
+    """Switch a new database to WAL, waiting up to ``BUSY_TIMEOUT_SECONDS`` for the others.
+
+    The switch needs the file's exclusive lock. When two connections that both hold its shared
+    lock reach for it at once, SQLite answers one of them "database is locked" at once, without
+    the busy timeout (waiting could deadlock), so processes starting together (two gateway
+    workers, the catalog service beside the legacy app) must try again themselves.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.01)
 
 
 def _seed(connection: sqlite3.Connection) -> None:

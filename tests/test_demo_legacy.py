@@ -11,6 +11,7 @@ from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 from multiprocessing import get_context
 from pathlib import Path
+from threading import Barrier
 from typing import Any
 
 import jwt
@@ -123,13 +124,36 @@ def test_init_db_is_idempotent_and_uses_wal(tmp_path: Path) -> None:
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_init_db_is_safe_from_concurrent_processes(tmp_path: Path) -> None:
-    path = tmp_path / "bookstore.sqlite3"
-    # spawn, not fork: the child must not inherit this process's threads and open files.
-    with ProcessPoolExecutor(max_workers=4, mp_context=get_context("spawn")) as pool:
-        list(pool.map(init_db, [path] * 4))
+#: Fresh databases that ``_init_together`` initialises, each from every process at once.
+CONCURRENT_DATABASES = 25
 
-    assert count_rows(path) == {"users": 2, "books": 6, "sales": DEMO_SALES_COUNT}
+
+def _init_together(paths: list[Path], start: Barrier) -> None:
+    """In a child process: initialise each database in ``paths`` as the other processes do,
+    all starting at the same moment (the barrier), as two gateway workers that start together
+    do. A failure raises out of the child: the pool's result re-raises it in the test."""
+    for path in paths:
+        start.wait(timeout=30)
+        init_db(path)
+
+
+def test_init_db_is_safe_from_concurrent_processes(tmp_path: Path) -> None:
+    """Processes that initialise a new database at the same moment all succeed, and it is
+    seeded once. Switching a new file to WAL used to answer one of two racing processes
+    "database is locked" at once (a gateway with --workers 2 then stopped at start-up)."""
+    paths = [tmp_path / f"bookstore-{n}.sqlite3" for n in range(CONCURRENT_DATABASES)]
+    processes = 3
+    # spawn, not fork: the child must not inherit this process's threads and open files.
+    context = get_context("spawn")
+    with context.Manager() as manager:
+        start = manager.Barrier(processes)
+        with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
+            done = [pool.submit(_init_together, paths, start) for _ in range(processes)]
+            for future in done:
+                future.result(timeout=120)
+
+    for path in paths:
+        assert count_rows(path) == {"users": 2, "books": 6, "sales": DEMO_SALES_COUNT}
 
 
 def test_deleting_every_book_does_not_reseed(app_factory: Callable[..., Flask]) -> None:
