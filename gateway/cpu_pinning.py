@@ -50,19 +50,25 @@ class CpuSlots:
             slot = free[0] if free else pid % len(owners)
             self._owners[slot] = pid
         cpu = self.cpus[slot % len(self.cpus)]
-        os.sched_setaffinity(0, {cpu})
+        _pin_threads(cpu)
         return cpu
 
 
 def pin_this_process() -> int:
-    """Pin this process to the first CPU it may use, and return it: every thread it has now
-    (an affinity belongs to a thread, and the log flusher may already run) and, since a thread
-    starts with its creator's, every thread it starts later."""
+    """Pin this process to the first CPU it may use (the first slot's, as ``CpuSlots`` hands
+    them out), and return it."""
     cpu = min(os.sched_getaffinity(0))
+    _pin_threads(cpu)
+    return cpu
+
+
+def _pin_threads(cpu: int) -> None:
+    """Pin every thread this process has to ``cpu`` (an affinity belongs to a thread, and the
+    log flusher may already run); a thread starts with its creator's, so every thread it starts
+    later runs there too."""
     for task in os.listdir("/proc/self/task"):
         with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
             os.sched_setaffinity(int(task), {cpu})
-    return cpu
 
 
 def _alive(pid: int) -> bool:
