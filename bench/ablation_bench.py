@@ -17,11 +17,14 @@ time per request is read from ``/proc``: steadier than req/s when others use the
 
 A layer's cost is the whole gateway's CPU per request minus the gateway's without it, taken
 within each round (the two ran back to back); the median and range over rounds are printed.
-``--floor`` (on ``/trivial``) adds the trivial endpoint on bare uvicorn behind the gateway's
-request-context layer alone, without and with the JSON access line (``bench/floor_apps.py``), and
-uvicorn with its own access log; it splits the gateway's cost over bare uvicorn into that layer,
-its access line and the rest (what a gateway of this design pays before it does anything else),
-next to what uvicorn's access log costs.
+``--floor`` (``/trivial``, ``/new/hello`` or ``/legacy/hello``) adds the endpoint on bare uvicorn
+behind the gateway's request-context layer alone, without and with the JSON access line
+(``bench/floor_apps.py``); on ``/legacy/hello`` the direct configuration is the legacy adapter
+alone, with gunicorn and granian in the same rounds, and on ``/trivial`` uvicorn with its own
+access log is added for comparison. It splits the gateway's cost over the direct configuration
+into that layer, its access line and the rest (what a gateway of this design pays before it does
+anything else), and prints issue 15's targets as the most CPU per request the whole gateway may
+use, from the comparison servers of the same rounds.
 ``--layers`` picks the layers (``none``: only the whole gateway); ``--baseline DIR`` adds the
 whole gateway served from another checkout, and prints this tree's CPU per request minus the
 baseline's and the ratio baseline / this tree (above 1: this tree is cheaper), per round.
@@ -135,7 +138,6 @@ def cases(
         )
     if path == "/trivial":
         built.append(Case("direct", "ablation", "uvicorn + trivial_asgi", UVICORN_TRIVIAL, path))
-
     elif path == "/new/hello":
         built.append(Case("direct", "ablation", "uvicorn + FastAPI", UVICORN_FASTAPI, path))
     if floor:
@@ -220,18 +222,11 @@ def _report(
     for case in args.cases:
         if case.key == "none" or case.group == "floor":
             continue
-        diffs = [
-            (a.cpu_us or 0.0) - (b.cpu_us or 0.0)
-            for a, b in zip(whole, runs[case.key], strict=True)
-        ]
         label = {
             "direct": "the whole gateway over bare uvicorn",
             "baseline": "this tree over the baseline",
         }.get(case.key, case.key)
-        print(
-            f"  {label:<36}{statistics.median(diffs):7.1f} µs  "
-            f"(range {min(diffs):.1f} to {max(diffs):.1f})"
-        )
+        _spread_line(label, _differences(whole, runs[case.key]))
         if case.key == "baseline":
             ratios = [cpu_ratio(b, a) for a, b in zip(whole, runs[case.key], strict=True)]
             print(
@@ -259,24 +254,26 @@ def _report_floor(runs: dict[str, list[WrkResult]], path: str) -> None:
     if "uvicorn-line" in runs:
         steps.append(("for comparison: uvicorn's access log", "uvicorn-line", "direct"))
     for label, upper, lower in steps:
-        diffs = [
-            (a.cpu_us or 0.0) - (b.cpu_us or 0.0)
-            for a, b in zip(runs[upper], runs[lower], strict=True)
-        ]
-        print(
-            f"  {label:<36}{statistics.median(diffs):7.1f} µs  "
-            f"(range {min(diffs):.1f} to {max(diffs):.1f})"
-        )
+        _spread_line(label, _differences(runs[upper], runs[lower]))
     bars = [(label, key, bar) for label, key, bar in _BARS[path] if key in runs]
     print("\n  issue 15's bars, as the most CPU per request the whole gateway may use (per round):")
     floor = [r.cpu_us or 0.0 for r in runs["context-line"]]
     print(f"  {'the floor (request context + line)':<36}{statistics.median(floor):7.1f} µs")
     for label, key, bar in bars:
-        values = [bar(r.cpu_us or 0.0) for r in runs[key]]
-        print(
-            f"  {label:<36}{statistics.median(values):7.1f} µs  "
-            f"(range {min(values):.1f} to {max(values):.1f})"
-        )
+        _spread_line(label, [bar(r.cpu_us or 0.0) for r in runs[key]])
+
+
+def _differences(upper: list[WrkResult], lower: list[WrkResult]) -> list[float]:
+    """``upper``'s CPU per request minus ``lower``'s, round by round."""
+    return [(a.cpu_us or 0.0) - (b.cpu_us or 0.0) for a, b in zip(upper, lower, strict=True)]
+
+
+def _spread_line(label: str, values: list[float]) -> None:
+    """One line: the median of per-round values in µs, and their range."""
+    print(
+        f"  {label:<36}{statistics.median(values):7.1f} µs  "
+        f"(range {min(values):.1f} to {max(values):.1f})"
+    )
 
 
 #: Issue 15's targets for each path, as the most CPU per request the whole gateway may use given
