@@ -440,7 +440,9 @@ def test_a_client_that_leaves_mid_stream_is_logged_disconnected(
         sock.sendall(head.encode())
         received = b""
         while b"tick" not in received:
-            received += sock.recv(4096)
+            chunk = sock.recv(4096)
+            assert chunk, received  # closed before the first line: not a loop for ever
+            received += chunk
     assert received.startswith(b"HTTP/1.1 200 ")
     events = server.events_for(request_id)
     [access] = [e for e in events if e["event"] == "request"]
